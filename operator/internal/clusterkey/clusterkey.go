@@ -1,0 +1,65 @@
+// Package clusterkey handles the cluster's WireGuard key pair, kept in a
+// Secret and shared by all of the cluster's gateways: generating it, reading
+// it back, and deriving the public key. The private key never leaves the
+// Secret: nothing here logs it or returns it except to build the Secret.
+package clusterkey
+
+import (
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+)
+
+// ErrNoPrivateKey means the Secret has no privateKey entry.
+var ErrNoPrivateKey = errors.New("no " + wirespanv1alpha1.KeySecretPrivateKey + " entry")
+
+// NewSecret generates a fresh key pair and returns the Secret that holds it.
+func NewSecret(name types.NamespacedName) (*corev1.Secret, error) {
+	priv, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		return nil, fmt.Errorf("generate WireGuard key: %w", err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: name.Namespace,
+			Name:      name.Name,
+			Labels:    map[string]string{wirespanv1alpha1.LabelManagedBy: wirespanv1alpha1.ManagedByValue},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			wirespanv1alpha1.KeySecretPrivateKey: []byte(priv.String()),
+			wirespanv1alpha1.KeySecretPublicKey:  []byte(priv.PublicKey().String()),
+		},
+	}, nil
+}
+
+// PublicKey derives the public key from the Secret's private key. A
+// publicKey entry in the Secret is ignored: the private key is the truth.
+func PublicKey(secret *corev1.Secret) (string, error) {
+	raw, ok := secret.Data[wirespanv1alpha1.KeySecretPrivateKey]
+	if !ok || len(raw) == 0 {
+		return "", ErrNoPrivateKey
+	}
+	priv, err := wgtypes.ParseKey(string(trimSpace(raw)))
+	if err != nil {
+		// wgtypes' error quotes nothing of the key, so it is safe to show.
+		return "", fmt.Errorf("%s is not a WireGuard key (want 32 bytes, base64, as from `wg genkey`): %w",
+			wirespanv1alpha1.KeySecretPrivateKey, err)
+	}
+	return priv.PublicKey().String(), nil
+}
+
+// trimSpace drops the trailing newline `wg genkey > file` leaves, so a
+// Secret made with `kubectl create secret --from-file` works as is.
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
