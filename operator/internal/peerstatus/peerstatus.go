@@ -1,0 +1,334 @@
+package peerstatus
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/operator/internal/cidr"
+)
+
+// Source says where a family of the self cluster's ranges came from.
+type Source string
+
+const (
+	// SourceNone: nothing found.
+	SourceNone Source = ""
+	// SourceFlag: the operator's --pod-cidrs or --service-cidrs flag.
+	SourceFlag Source = "flag"
+	// SourceCluster: Node.spec.podCIDRs or ServiceCIDR objects.
+	SourceCluster Source = "cluster"
+)
+
+// Discovery is what the operator found out about its own cluster's ranges.
+type Discovery struct {
+	PodCIDRs      []netip.Prefix
+	ServiceCIDRs  []netip.Prefix
+	PodSource     Source
+	ServiceSource Source
+	// PodDetail and ServiceDetail say, for people, what was read: "3 Nodes",
+	// "ServiceCIDR kubernetes".
+	PodDetail     string
+	ServiceDetail string
+}
+
+// Key is the state of the cluster key Secret.
+type Key struct {
+	// PublicKey is the public half of the key in use; empty when the Secret
+	// is missing or invalid.
+	PublicKey string
+	// SecretName is namespace/name of the Secret, for messages.
+	SecretName string
+	// Reason and Message explain an empty PublicKey, with a KeyMatches
+	// reason such as ReasonKeySecretInvalid.
+	Reason  string
+	Message string
+}
+
+// Inputs is everything the statuses are computed from.
+type Inputs struct {
+	ClusterID string
+	Peers     []wirespanv1alpha1.ClusterPeer
+	Discovery Discovery
+	Key       Key
+	// Now stamps conditions whose status changes.
+	Now metav1.Time
+}
+
+// Result is the computed status of every peer, by name, and the number of
+// overlapping range pairs found, for metrics.
+type Result struct {
+	Statuses map[string]wirespanv1alpha1.ClusterPeerStatus
+	Overlaps int
+}
+
+// Compute returns the desired status of every peer in in.Peers.
+func Compute(in Inputs) Result {
+	ranges := make(map[string][]netip.Prefix, len(in.Peers))
+	for i := range in.Peers {
+		p := &in.Peers[i]
+		ranges[p.Name] = claimedRanges(p, in)
+	}
+	overlaps := cidr.Overlaps(ranges)
+
+	res := Result{Statuses: make(map[string]wirespanv1alpha1.ClusterPeerStatus, len(in.Peers))}
+	for _, o := range overlaps {
+		res.Overlaps += len(o)
+	}
+	res.Overlaps /= 2 // every pair is listed on both of its peers
+	for i := range in.Peers {
+		p := &in.Peers[i]
+		if p.Name == in.ClusterID {
+			res.Statuses[p.Name] = selfStatus(p, in, overlaps[p.Name])
+		} else {
+			res.Statuses[p.Name] = remoteStatus(p, in, overlaps[p.Name])
+		}
+	}
+	return res
+}
+
+// claimedRanges are the ranges a peer is taken to hold when checking for
+// overlaps: the self cluster's discovered ranges; for a remote peer, the
+// ranges it has announced, or until it has announced any, its declared
+// allowedCIDRs, so a conflict in Git shows before the peer is even up.
+func claimedRanges(p *wirespanv1alpha1.ClusterPeer, in Inputs) []netip.Prefix {
+	if p.Name == in.ClusterID {
+		return concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs)
+	}
+	if learned, _ := learnedRanges(p); len(learned) > 0 {
+		return learned
+	}
+	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
+	return allowed
+}
+
+// learnedRanges parses the ranges a remote peer announced, as stored in its
+// status, and returns those that do not parse separately. A status still
+// marked Self holds what this cluster discovered under an earlier cluster ID,
+// not anything the peer announced, so it counts as nothing.
+func learnedRanges(p *wirespanv1alpha1.ClusterPeer) ([]netip.Prefix, []string) {
+	if p.Status.Role == wirespanv1alpha1.RoleSelf {
+		return nil, nil
+	}
+	return parseLoose(concat(p.Status.PodCIDRs, p.Status.ServiceCIDRs))
+}
+
+// parseLoose parses what it can; status is not validated at admission as
+// strictly as spec, so garbage must not stop the rest.
+func parseLoose(values []string) ([]netip.Prefix, []string) {
+	var good []netip.Prefix
+	var bad []string
+	for _, v := range values {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			bad = append(bad, v)
+			continue
+		}
+		good = append(good, p.Masked())
+	}
+	return good, bad
+}
+
+func selfStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Overlap) wirespanv1alpha1.ClusterPeerStatus {
+	st := p.Status.DeepCopy()
+	st.Role = wirespanv1alpha1.RoleSelf
+	st.PublicKey = in.Key.PublicKey
+	st.PodCIDRs = cidr.Strings(in.Discovery.PodCIDRs)
+	st.ServiceCIDRs = cidr.Strings(in.Discovery.ServiceCIDRs)
+	st.Tunnel = nil
+	st.ObservedGeneration = p.Generation
+	meta.RemoveStatusCondition(&st.Conditions, wirespanv1alpha1.ConditionConnected)
+
+	set := conditionSetter(st, p.Generation, in.Now)
+	set(discoveredCondition(in.Discovery))
+	set(keyCondition(p, in.Key))
+	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
+	set(acceptedCondition(concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs), nil, allowed,
+		"this cluster's discovered ranges", "other clusters will refuse them"))
+	set(conflictCondition(overlaps))
+	set(readyCondition(st.Conditions, false, ""))
+	return *st
+}
+
+func remoteStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Overlap) wirespanv1alpha1.ClusterPeerStatus {
+	st := p.Status.DeepCopy()
+	if st.Role == wirespanv1alpha1.RoleSelf {
+		// The cluster ID changed: what was discovered here is not what the
+		// peer announced.
+		st.PodCIDRs, st.ServiceCIDRs = nil, nil
+	}
+	st.Role = wirespanv1alpha1.RoleRemote
+	st.PublicKey = ""
+	st.ObservedGeneration = p.Generation
+	meta.RemoveStatusCondition(&st.Conditions, wirespanv1alpha1.ConditionKeyMatches)
+	meta.RemoveStatusCondition(&st.Conditions, wirespanv1alpha1.ConditionCIDRsDiscovered)
+
+	set := conditionSetter(st, p.Generation, in.Now)
+	learned, garbage := learnedRanges(p)
+	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
+	set(acceptedCondition(learned, garbage, allowed, "announced ranges", "they are not routed"))
+	set(conflictCondition(overlaps))
+	blocker := ""
+	if p.Spec.PublicKey == "" {
+		blocker = "spec.publicKey is empty, so no tunnel can be built; put the key from this cluster's self ClusterPeer status.publicKey in Git"
+	}
+	set(readyCondition(st.Conditions, true, blocker))
+	return *st
+}
+
+// conditionSetter returns a function that sets a condition on st, stamping
+// the peer's generation and keeping the transition time when the status of
+// the condition does not change.
+func conditionSetter(st *wirespanv1alpha1.ClusterPeerStatus, generation int64, now metav1.Time) func(metav1.Condition) {
+	return func(c metav1.Condition) {
+		c.ObservedGeneration = generation
+		c.LastTransitionTime = now
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
+}
+
+func discoveredCondition(d Discovery) metav1.Condition {
+	c := metav1.Condition{Type: wirespanv1alpha1.ConditionCIDRsDiscovered}
+	switch {
+	case len(d.PodCIDRs) == 0:
+		c.Status, c.Reason = metav1.ConditionFalse, wirespanv1alpha1.ReasonNoPodCIDRs
+		c.Message = "no Node has spec.podCIDRs; if the CNI manages pod addresses itself, set the operator's --pod-cidrs flag"
+	case len(d.ServiceCIDRs) == 0:
+		c.Status, c.Reason = metav1.ConditionFalse, wirespanv1alpha1.ReasonNoServiceCIDRs
+		c.Message = "no networking.k8s.io ServiceCIDR object exists; set the operator's --service-cidrs flag"
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, wirespanv1alpha1.ReasonDiscovered
+		if d.PodSource == SourceFlag || d.ServiceSource == SourceFlag {
+			c.Reason = wirespanv1alpha1.ReasonOverridden
+		}
+		c.Message = fmt.Sprintf("pod CIDRs from %s; Service CIDRs from %s", describe(d.PodSource, d.PodDetail, "--pod-cidrs"),
+			describe(d.ServiceSource, d.ServiceDetail, "--service-cidrs"))
+	}
+	return c
+}
+
+func describe(s Source, detail, flag string) string {
+	if s == SourceFlag {
+		return "the " + flag + " flag"
+	}
+	return detail
+}
+
+func keyCondition(p *wirespanv1alpha1.ClusterPeer, k Key) metav1.Condition {
+	c := metav1.Condition{Type: wirespanv1alpha1.ConditionKeyMatches, Status: metav1.ConditionFalse}
+	switch {
+	case k.PublicKey == "":
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, k.Reason, k.Message
+		if k.Reason == wirespanv1alpha1.ReasonKeySecretInvalid {
+			c.Status = metav1.ConditionFalse
+		}
+	case p.Spec.PublicKey == "":
+		c.Reason = wirespanv1alpha1.ReasonKeyNotSet
+		c.Message = fmt.Sprintf("spec.publicKey is empty; put publicKey: %s in Git", k.PublicKey)
+	case p.Spec.PublicKey != k.PublicKey:
+		c.Reason = wirespanv1alpha1.ReasonKeyMismatch
+		c.Message = fmt.Sprintf("spec.publicKey %s is not the key in Secret %s; put publicKey: %s in Git, or replace the Secret's privateKey with the matching private key",
+			p.Spec.PublicKey, k.SecretName, k.PublicKey)
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, wirespanv1alpha1.ReasonKeyMatches
+		c.Message = fmt.Sprintf("spec.publicKey is the key in Secret %s", k.SecretName)
+	}
+	return c
+}
+
+// acceptedCondition checks claims against the allowed bound.
+func acceptedCondition(claims []netip.Prefix, garbage []string, allowed []netip.Prefix, what, consequence string) metav1.Condition {
+	c := metav1.Condition{Type: wirespanv1alpha1.ConditionCIDRsAccepted}
+	outside := cidr.Outside(claims, allowed)
+	switch {
+	case len(outside) > 0 || len(garbage) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, wirespanv1alpha1.ReasonOutsideAllowedCIDRs
+		var parts []string
+		if len(outside) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s are outside spec.allowedCIDRs %s",
+				what, strings.Join(cidr.Strings(outside), ", "), strings.Join(cidr.Strings(allowed), ", ")))
+		}
+		if len(garbage) > 0 {
+			parts = append(parts, fmt.Sprintf("%q are not CIDRs", garbage))
+		}
+		c.Message = strings.Join(parts, "; ") + "; " + consequence
+	case len(claims) == 0:
+		c.Status, c.Reason = metav1.ConditionUnknown, wirespanv1alpha1.ReasonNoCIDRsKnown
+		c.Message = "no ranges known yet"
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, wirespanv1alpha1.ReasonAccepted
+		c.Message = "every range is inside spec.allowedCIDRs"
+		if len(allowed) == 0 {
+			c.Message = "spec.allowedCIDRs sets no bound"
+		}
+	}
+	return c
+}
+
+// maxListedOverlaps bounds the condition message; the count says the rest.
+const maxListedOverlaps = 8
+
+func conflictCondition(overlaps []cidr.Overlap) metav1.Condition {
+	if len(overlaps) == 0 {
+		return metav1.Condition{Type: wirespanv1alpha1.ConditionCIDRConflict, Status: metav1.ConditionFalse,
+			Reason: wirespanv1alpha1.ReasonNoConflict, Message: "no range overlaps another peer's"}
+	}
+	var parts []string
+	for i, o := range overlaps {
+		if i == maxListedOverlaps {
+			parts = append(parts, fmt.Sprintf("and %d more", len(overlaps)-i))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s overlaps %s of %s", o.Prefix, o.OtherPrefix, o.Other))
+	}
+	return metav1.Condition{Type: wirespanv1alpha1.ConditionCIDRConflict, Status: metav1.ConditionTrue,
+		Reason: wirespanv1alpha1.ReasonOverlap, Message: strings.Join(parts, "; ") + "; overlapping ranges are not routed"}
+}
+
+// readyCondition summarises the other conditions. A remote peer needs its
+// gateway-written Connected condition too; blocker, if set, is a reason the
+// peer cannot be ready that no condition carries.
+func readyCondition(conds []metav1.Condition, remote bool, blocker string) metav1.Condition {
+	var problems []string
+	want := map[string]metav1.ConditionStatus{
+		wirespanv1alpha1.ConditionCIDRsDiscovered: metav1.ConditionTrue,
+		wirespanv1alpha1.ConditionKeyMatches:      metav1.ConditionTrue,
+		wirespanv1alpha1.ConditionCIDRsAccepted:   metav1.ConditionTrue,
+		wirespanv1alpha1.ConditionCIDRConflict:    metav1.ConditionFalse,
+	}
+	for _, t := range []string{wirespanv1alpha1.ConditionCIDRsDiscovered, wirespanv1alpha1.ConditionKeyMatches,
+		wirespanv1alpha1.ConditionCIDRsAccepted, wirespanv1alpha1.ConditionCIDRConflict} {
+		c := meta.FindStatusCondition(conds, t)
+		if c == nil || c.Status == want[t] {
+			continue
+		}
+		// A remote peer that has announced nothing yet is waiting, not broken.
+		if t == wirespanv1alpha1.ConditionCIDRsAccepted && c.Status == metav1.ConditionUnknown && remote {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("%s is %s (%s): %s", t, c.Status, c.Reason, c.Message))
+	}
+	if blocker != "" {
+		problems = append(problems, blocker)
+	}
+	ready := metav1.Condition{Type: wirespanv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: wirespanv1alpha1.ReasonNotReady}
+	switch {
+	case len(problems) > 0:
+		ready.Message = strings.Join(problems, "; ")
+	case remote && !meta.IsStatusConditionTrue(conds, wirespanv1alpha1.ConditionConnected):
+		ready.Reason = wirespanv1alpha1.ReasonAwaitingTunnel
+		ready.Message = "configuration accepted; no gateway has reported a tunnel to this cluster yet"
+	default:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, wirespanv1alpha1.ReasonReady, "ready"
+	}
+	return ready
+}
+
+func concat[T any](a, b []T) []T {
+	out := make([]T, 0, len(a)+len(b))
+	return append(append(out, a...), b...)
+}
