@@ -78,7 +78,7 @@ type ClusterPeerSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=43
 	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 10.8.0.0/16 or fd00:10:8::/48 (IPv4 prefix length at most 32, IPv6 at most 128)"
-	// +kubebuilder:validation:items:XValidation:rule="!isCIDR(self) || string(cidr(self).masked()) == self",messageExpression="'must have no host bits set and be in canonical form: use ' + string(cidr(self).masked())"
+	// +kubebuilder:validation:items:XValidation:rule="!isCIDR(self) || string(cidr(self).masked()) == self",message="must have no host bits set and be in canonical form: 10.8.0.0/16, not 10.8.0.1/16 or 10.8.00.0/16; fd00:10:8::/48, not FD00:10:8:0::/48"
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
 }
 

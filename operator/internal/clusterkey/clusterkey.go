@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 )

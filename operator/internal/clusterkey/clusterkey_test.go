@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 func TestNewSecretRoundTrip(t *testing.T) {

@@ -1,0 +1,72 @@
+// Command operator runs Wirespan's operator in one cluster: it publishes the
+// cluster's pod and Service CIDRs and public key in the self ClusterPeer's
+// status and checks every ClusterPeer against the others.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/wirespan/wirespan/operator/internal/app"
+	"github.com/wirespan/wirespan/operator/internal/cidr"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "wirespan-operator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		opts                   app.Options
+		podCIDRs, serviceCIDRs string
+		keySecret              string
+		zapOpts                = zap.Options{}
+	)
+	flag.StringVar(&opts.ClusterID, "cluster-id", "", "this cluster's ID: the name of its ClusterPeer (an RFC 1123 label). Taken from the about.k8s.io ClusterProperty cluster.clusterset.k8s.io when that exists; the flag must then agree.")
+	flag.StringVar(&podCIDRs, "pod-cidrs", "", "comma-separated pod CIDRs to publish instead of those discovered from Node.spec.podCIDRs (for CNIs that do not fill it)")
+	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated Service CIDRs to publish instead of those from ServiceCIDR objects")
+	flag.StringVar(&keySecret, "key-secret", "wirespan-system/wirespan-cluster-key", "namespace/name of the Secret with the cluster's WireGuard key pair; created with a new key pair if missing")
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints; 0 disables them")
+	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "run only while holding the leader Lease, so several replicas can stand by")
+	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the key Secret's namespace)")
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (all settings are flags; see --help)", flag.Args())
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	var err error
+	if opts.PodCIDRs, err = cidr.ParseList(podCIDRs); err != nil {
+		return fmt.Errorf("--pod-cidrs: %w", err)
+	}
+	if opts.ServiceCIDRs, err = cidr.ParseList(serviceCIDRs); err != nil {
+		return fmt.Errorf("--service-cidrs: %w", err)
+	}
+	if opts.KeySecret, err = parseNamespacedName(keySecret); err != nil {
+		return fmt.Errorf("--key-secret: %w", err)
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("find the API server (in-cluster, $KUBECONFIG or --kubeconfig): %w", err)
+	}
+	return app.Run(ctrl.SetupSignalHandler(), cfg, opts)
+}
+
+func parseNamespacedName(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
