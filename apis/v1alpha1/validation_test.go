@@ -12,15 +12,7 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		var err error
-		if env, err = testenv.Start(testenv.Options{}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer env.Stop()
-		return m.Run()
-	}())
+	os.Exit(testenv.Main(m, testenv.Options{}, func(e *testenv.Env) error { env = e; return nil }))
 }
 
 const goodKey = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="

@@ -32,43 +32,33 @@ var (
 // Tests share them, so each test uses its own ClusterPeer and Node names and
 // removes what it creates.
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	os.Exit(testenv.Main(m, testenv.Options{}, startController))
 }
 
-func run(m *testing.M) int {
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
-	var err error
-	if env, err = testenv.Start(testenv.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer env.Stop()
-	k8s = env.Client
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// startController creates the key Secret's namespace and runs the
+// controller for the rest of the test binary's life.
+func startController(e *testenv.Env) error {
+	env, k8s = e, e.Client
+	ctx := context.Background()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: keySecret.Namespace}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	r := &Reconciler{Client: mgr.GetClient(), ClusterID: clusterID, KeySecret: keySecret}
 	if err := r.SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "manager:", err)
-		return 1
-	}
-	return code
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+			os.Exit(1)
+		}
+	}()
+	return nil
 }
 
 // zapLevel keeps test output to errors unless WIRESPAN_TEST_VERBOSE is set.
