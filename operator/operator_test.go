@@ -79,15 +79,15 @@ func start(t *testing.T, args ...string) *operator {
 }
 
 // exit waits for the operator to exit by itself and returns its output.
-func (o *operator) exit(t *testing.T) (error, string) {
+func (o *operator) exit(t *testing.T) (string, error) {
 	t.Helper()
 	select {
 	case err := <-o.done:
 		o.done <- err // for the cleanup
-		return err, o.out.String()
+		return o.out.String(), err
 	case <-time.After(30 * time.Second):
 		t.Fatalf("operator did not exit:\n%s", o.out.String())
-		return nil, ""
+		return "", nil
 	}
 }
 
@@ -109,7 +109,7 @@ func TestStartupFailsClearly(t *testing.T) {
 			if tt.property != "" {
 				setClusterProperty(t, tt.property)
 			}
-			err, out := start(t, tt.args...).exit(t)
+			out, err := start(t, tt.args...).exit(t)
 			if err == nil {
 				t.Fatalf("operator exited 0; want a startup error:\n%s", out)
 			}
@@ -149,7 +149,7 @@ func TestOperatorPublishesSelf(t *testing.T) {
 	eventually(t, "kubectl get shows the published CIDRs", func() error {
 		out, err := env.Kubectl("", "get", "clusterpeers")
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
+			return fmt.Errorf("%w: %s", err, out)
 		}
 		for _, want := range []string{"ROLE", "POD CIDRS", "SERVICE CIDRS", "READY", "AGE", "Self", "10.60.0.0/23", "10.61.0.0/16", "fd00:61::/108"} {
 			if !strings.Contains(out, want) {
@@ -172,7 +172,7 @@ func TestOperatorPublishesSelf(t *testing.T) {
 	if err := o.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err, out := o.exit(t); err != nil {
+	if out, err := o.exit(t); err != nil {
 		t.Fatalf("operator exit after SIGTERM: %v\n%s", err, out)
 	}
 	holder, _ := env.Kubectl("", "get", "lease", "-n", "wirespan-system", "wirespan-operator", "-o", "jsonpath={.spec.holderIdentity}")

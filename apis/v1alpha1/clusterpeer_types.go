@@ -207,7 +207,3 @@ type ClusterPeerList struct {
 	// items are the ClusterPeers.
 	Items []ClusterPeer `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterPeer{}, &ClusterPeerList{})
-}

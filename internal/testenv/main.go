@@ -22,7 +22,11 @@ func Main(m *testing.M, opts Options, setup func(*Env) error) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer env.Stop()
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop control plane:", err)
+		}
+	}()
 	if setup != nil {
 		if err := setup(env); err != nil {
 			fmt.Fprintln(os.Stderr, "test setup:", err)

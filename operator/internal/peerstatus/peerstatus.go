@@ -16,11 +16,11 @@ import (
 type Source string
 
 const (
-	// SourceNone: nothing found.
+	// SourceNone means nothing was found.
 	SourceNone Source = ""
-	// SourceFlag: the operator's --pod-cidrs or --service-cidrs flag.
+	// SourceFlag is the operator's --pod-cidrs or --service-cidrs flag.
 	SourceFlag Source = "flag"
-	// SourceCluster: Node.spec.podCIDRs or ServiceCIDR objects.
+	// SourceCluster is Node.spec.podCIDRs or ServiceCIDR objects.
 	SourceCluster Source = "cluster"
 )
 

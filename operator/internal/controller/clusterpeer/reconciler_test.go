@@ -338,7 +338,7 @@ func TestSelfMissingIsReportedInMetric(t *testing.T) {
 	_ = k8s.Delete(ctx, p)
 	eventually(t, 10*time.Second, "self peer gone", func() error {
 		if _, err := getPeer(clusterID); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %v", err)
+			return fmt.Errorf("still there: %w", err)
 		}
 		return nil
 	})
