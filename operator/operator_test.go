@@ -70,9 +70,9 @@ func start(t *testing.T, args ...string) *operator {
 	go func() { o.done <- o.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = o.cmd.Process.Kill()
-		<-o.done
+		exitErr := <-o.done
 		if t.Failed() {
-			t.Logf("operator output:\n%s", o.out.String())
+			t.Logf("operator (%v) output:\n%s", exitErr, o.out.String())
 		}
 	})
 	return o
