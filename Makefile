@@ -16,6 +16,10 @@ GOLANGCI_LINT  := $(GO) tool -modfile=hack/tools/go.mod golangci-lint
 # apiservers. -p 2 matches the machine.
 GOTEST_FLAGS ?= -count=1 -p 2 -timeout 20m
 
+# What `make generate` writes; `make verify` fails if generating changes it.
+GENERATED := apis/v1alpha1/zz_generated.deepcopy.go charts/wirespan/crds docs/api.md
+GENERATED_SUM = find $(GENERATED) -type f | sort | xargs sha256sum
+
 export KUBEBUILDER_ASSETS := $(ASSETS)
 export GOTOOLCHAIN := local
 
@@ -37,10 +41,10 @@ generate: ## Generate deepcopy code, the CRDs (charts/wirespan/crds) and docs/ap
 
 .PHONY: verify
 verify: ## Check generated files are current, then gofmt, go vet and golangci-lint.
-	@$(MAKE) --no-print-directory generate >/dev/null
-	@if [ -n "$$(git status --porcelain -- apis charts docs/api.md)" ]; then \
-		echo "generated files are stale; run 'make generate' and commit:"; \
-		git status --porcelain -- apis charts docs/api.md; git --no-pager diff --stat -- apis charts docs/api.md; exit 1; fi
+	@before=$$($(GENERATED_SUM)); $(MAKE) --no-print-directory generate >/dev/null; \
+	if [ "$$before" != "$$($(GENERATED_SUM))" ]; then \
+		echo "generated files were stale: 'make generate' has now updated them; review and commit:"; \
+		git status --short -- $(GENERATED); exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then \
 		echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
@@ -59,7 +63,7 @@ bins: ## Build and cache the pinned kube-apiserver, kube-controller-manager, kub
 ##@ Testing
 
 .PHONY: test
-test: bins ## Run every test: unit, envtest suites on real apiservers, admission. (The README's test command.)
+test: bins verify ## Run verify, then every test: unit, envtest suites on real apiservers, admission. (The README's test command.)
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: test-short
