@@ -36,8 +36,9 @@ type Env struct {
 	// KubectlPath is the pinned kubectl built with the control plane.
 	KubectlPath string
 
-	env *envtest.Environment
-	dir string
+	env  *envtest.Environment
+	dir  string
+	root string
 }
 
 // Options add to what every Env has.
@@ -72,12 +73,20 @@ func Start(opts Options) (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	reap(root, assets)
 	cfg, err := env.Start()
 	if err != nil {
+		// Start can fail after etcd and the apiserver are up (a CRD the
+		// apiserver refuses, say); they must not outlive the test.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)
 	}
-	e := &Env{Config: cfg, Scheme: scheme, env: env, KubectlPath: filepath.Join(assets, "kubectl")}
+	e := &Env{Config: cfg, Scheme: scheme, env: env, root: root, KubectlPath: filepath.Join(assets, "kubectl")}
 	stopOnSignal(e)
+	if err := record(root, assets); err != nil {
+		_ = e.Stop()
+		return nil, fmt.Errorf("record control-plane processes: %w", err)
+	}
 	if e.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		_ = e.Stop()
 		return nil, fmt.Errorf("client: %w", err)
@@ -99,7 +108,11 @@ func (e *Env) Stop() error {
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)
 	}
-	return e.env.Stop()
+	err := e.env.Stop()
+	if err == nil && e.root != "" {
+		forget(e.root)
+	}
+	return err
 }
 
 // Kubectl runs the pinned kubectl against the control plane with stdin as its
