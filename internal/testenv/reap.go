@@ -64,6 +64,8 @@ func reap(root, assets string) {
 			killed = append(killed, pid)
 		}
 		_ = os.Remove(f)
+		owned, _ := filepath.Glob(filepath.Join(ledgerDir(root), strconv.Itoa(owner)+"-*"))
+		dirs = append(dirs, owned...)
 	}
 	// The folders go once their processes have stopped writing to them.
 	for _, pid := range killed {

@@ -63,6 +63,10 @@ func TestReapStopsWhatDeadOwnersLeft(t *testing.T) {
 		}
 	}
 	write(dead.Process.Pid, orphan.Process.Pid)
+	ownedDir := filepath.Join(ledger, strconv.Itoa(dead.Process.Pid)+"-123")
+	if err := os.MkdirAll(ownedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	write(os.Getpid(), kept.Process.Pid)
 
 	reap(root, assets)
@@ -77,6 +81,9 @@ func TestReapStopsWhatDeadOwnersLeft(t *testing.T) {
 	}
 	if _, err := os.Stat(orphanDir); !os.IsNotExist(err) {
 		t.Errorf("the dead owner's data folder is still there: %v", err)
+	}
+	if _, err := os.Stat(ownedDir); !os.IsNotExist(err) {
+		t.Errorf("the dead owner's kubeconfig folder is still there: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(ledger, strconv.Itoa(dead.Process.Pid)+".pids")); !os.IsNotExist(err) {
 		t.Error("the dead owner's record is still there")

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -36,9 +37,17 @@ type Env struct {
 	// KubectlPath is the pinned kubectl built with the control plane.
 	KubectlPath string
 
-	env  *envtest.Environment
-	dir  string
-	root string
+	env      *envtest.Environment
+	dir      string
+	root     string
+	cleanups []func()
+}
+
+// Cleanup registers f to run when Stop is called, before the control plane
+// stops, last registered first. Stop anything that talks to the apiserver
+// here: an apiserver with open watches is slow to stop.
+func (e *Env) Cleanup(f func()) {
+	e.cleanups = append(e.cleanups, f)
 }
 
 // Options add to what every Env has.
@@ -91,7 +100,9 @@ func Start(opts Options) (*Env, error) {
 		_ = e.Stop()
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	if e.dir, err = os.MkdirTemp("", "wirespan-testenv-"); err != nil {
+	// The kubeconfig lives beside this binary's record, so that reap removes
+	// it too if the binary dies without cleaning up.
+	if e.dir, err = os.MkdirTemp(ledgerDir(root), strconv.Itoa(os.Getpid())+"-"); err != nil {
 		_ = e.Stop()
 		return nil, err
 	}
@@ -105,6 +116,10 @@ func Start(opts Options) (*Env, error) {
 
 // Stop stops the control plane and removes its files.
 func (e *Env) Stop() error {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	e.cleanups = nil
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)
 	}

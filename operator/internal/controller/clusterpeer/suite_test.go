@@ -52,12 +52,16 @@ func startController(e *testenv.Env) error {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := mgr.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 			os.Exit(1)
 		}
 	}()
+	e.Cleanup(func() { cancel(); <-done })
 	return nil
 }
 
