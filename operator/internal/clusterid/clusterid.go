@@ -6,7 +6,6 @@ package clusterid
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -50,9 +49,8 @@ func Lookup(ctx context.Context, c client.Reader) (value string, found bool, err
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(PropertyKind)
 	err = c.Get(ctx, client.ObjectKey{Name: PropertyName}, u)
-	var noKind *meta.NoKindMatchError
 	switch {
-	case apierrors.IsNotFound(err), errors.As(err, &noKind), meta.IsNoMatchError(err):
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err): // no property, or no ClusterProperty API
 		return "", false, nil
 	case err != nil:
 		return "", false, fmt.Errorf("read ClusterProperty %s: %w", PropertyName, err)

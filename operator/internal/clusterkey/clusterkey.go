@@ -5,6 +5,7 @@
 package clusterkey
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -46,20 +47,13 @@ func PublicKey(secret *corev1.Secret) (string, error) {
 	if !ok || len(raw) == 0 {
 		return "", ErrNoPrivateKey
 	}
-	priv, err := wgtypes.ParseKey(string(trimSpace(raw)))
+	// TrimSpace: `wg genkey > file` leaves a newline, and a Secret made with
+	// `kubectl create secret --from-file` keeps it.
+	priv, err := wgtypes.ParseKey(string(bytes.TrimSpace(raw)))
 	if err != nil {
 		// wgtypes' error quotes nothing of the key, so it is safe to show.
 		return "", fmt.Errorf("%s is not a WireGuard key (want 32 bytes, base64, as from `wg genkey`): %w",
 			wirespanv1alpha1.KeySecretPrivateKey, err)
 	}
 	return priv.PublicKey().String(), nil
-}
-
-// trimSpace drops the trailing newline `wg genkey > file` leaves, so a
-// Secret made with `kubectl create secret --from-file` works as is.
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

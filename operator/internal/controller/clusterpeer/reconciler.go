@@ -192,11 +192,11 @@ func (r *Reconciler) noteSelf(ctx context.Context, peers []wirespanv1alpha1.Clus
 		return
 	}
 	log.FromContext(ctx).Info("no ClusterPeer describes this cluster yet; add it to Git and apply it. Until then nothing is published.",
-		"clusterPeer", r.ClusterID, "manifest", SelfManifest(r.ClusterID, publicKey))
+		"clusterPeer", r.ClusterID, "manifest", selfManifest(r.ClusterID, publicKey))
 }
 
-// SelfManifest is the minimal self ClusterPeer a user applies, for messages.
-func SelfManifest(clusterID, publicKey string) string {
+// selfManifest is the minimal self ClusterPeer a user applies, for messages.
+func selfManifest(clusterID, publicKey string) string {
 	if publicKey == "" {
 		publicKey = "<public key: see the operator's log once the key Secret exists>"
 	}
