@@ -49,8 +49,10 @@ func getPeer(name string) (*v1.ClusterPeer, error) {
 }
 
 // waitCondition waits until the peer's condition has the given status and
-// reason and returns the peer.
-func waitCondition(t *testing.T, name, condType string, status metav1.ConditionStatus, reason string) *v1.ClusterPeer {
+// reason, and a message holding every one of messageHas, and returns the
+// peer. The message is part of the wait because it may be written a
+// reconcile later than the reason (a Node reaching the cache late).
+func waitCondition(t *testing.T, name, condType string, status metav1.ConditionStatus, reason string, messageHas ...string) *v1.ClusterPeer {
 	t.Helper()
 	var p *v1.ClusterPeer
 	eventually(t, 10*time.Second, fmt.Sprintf("%s %s=%s/%s", name, condType, status, reason), func() error {
@@ -61,6 +63,11 @@ func waitCondition(t *testing.T, name, condType string, status metav1.ConditionS
 		c := meta.FindStatusCondition(p.Status.Conditions, condType)
 		if c == nil || c.Status != status || c.Reason != reason {
 			return fmt.Errorf("condition is %+v", c)
+		}
+		for _, want := range messageHas {
+			if !strings.Contains(c.Message, want) {
+				return fmt.Errorf("message %q lacks %q", c.Message, want)
+			}
 		}
 		return nil
 	})
@@ -94,10 +101,7 @@ func TestSelfDiscoveryFollowsNodesAndServiceCIDRs(t *testing.T) {
 	createNode(t, "east-nocidr") // a node the CNI left empty holds nothing
 
 	waitCIDRs(t, "podCIDRs", podCIDRsOf, "10.20.0.0/23", "fd00:20::/63")
-	p := waitCondition(t, clusterID, v1.ConditionCIDRsDiscovered, metav1.ConditionTrue, v1.ReasonDiscovered)
-	if msg := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionCIDRsDiscovered).Message; !strings.Contains(msg, "2 of 3 Nodes") {
-		t.Errorf("CIDRsDiscovered message %q does not say 2 of 3 Nodes", msg)
-	}
+	p := waitCondition(t, clusterID, v1.ConditionCIDRsDiscovered, metav1.ConditionTrue, v1.ReasonDiscovered, "2 of 3 Nodes")
 	if p.Status.Role != v1.RoleSelf {
 		t.Errorf("role %q", p.Status.Role)
 	}
@@ -146,12 +150,9 @@ func TestKeySecretAndKeyMatches(t *testing.T) {
 	if err != nil {
 		t.Fatalf("generated Secret is unusable: %v", err)
 	}
-	p := waitCondition(t, clusterID, v1.ConditionKeyMatches, metav1.ConditionFalse, v1.ReasonKeyNotSet)
+	p := waitCondition(t, clusterID, v1.ConditionKeyMatches, metav1.ConditionFalse, v1.ReasonKeyNotSet, "put publicKey: "+pub+" in Git")
 	if p.Status.PublicKey != pub {
 		t.Fatalf("status.publicKey %q, Secret holds %q", p.Status.PublicKey, pub)
-	}
-	if msg := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionKeyMatches).Message; !strings.Contains(msg, "put publicKey: "+pub+" in Git") {
-		t.Errorf("KeyMatches message %q does not say what to put in Git", msg)
 	}
 	raw, _ := json.Marshal(p.Status)
 	if strings.Contains(string(raw), string(secret.Data[v1.KeySecretPrivateKey])) {
@@ -215,17 +216,11 @@ func TestOverlapsAreReportedOnBothPeers(t *testing.T) {
 	waitCIDRs(t, "podCIDRs", podCIDRsOf, "10.30.0.0/24")
 
 	createPeer(t, "west", v1.ClusterPeerSpec{PublicKey: otherKey, AllowedCIDRs: []string{"10.30.0.128/25", "10.31.0.0/16"}})
-	west := waitCondition(t, "west", v1.ConditionCIDRConflict, metav1.ConditionTrue, v1.ReasonOverlap)
-	if msg := meta.FindStatusCondition(west.Status.Conditions, v1.ConditionCIDRConflict).Message; !strings.Contains(msg, "10.30.0.128/25 overlaps 10.30.0.0/24 of east") {
-		t.Errorf("west's CIDRConflict message %q does not name the ranges", msg)
-	}
+	west := waitCondition(t, "west", v1.ConditionCIDRConflict, metav1.ConditionTrue, v1.ReasonOverlap, "10.30.0.128/25 overlaps 10.30.0.0/24 of east")
 	if west.Status.Role != v1.RoleRemote {
 		t.Errorf("west role %q", west.Status.Role)
 	}
-	self := waitCondition(t, clusterID, v1.ConditionCIDRConflict, metav1.ConditionTrue, v1.ReasonOverlap)
-	if msg := meta.FindStatusCondition(self.Status.Conditions, v1.ConditionCIDRConflict).Message; !strings.Contains(msg, "10.30.0.0/24 overlaps 10.30.0.128/25 of west") {
-		t.Errorf("east's CIDRConflict message %q does not name the ranges", msg)
-	}
+	waitCondition(t, clusterID, v1.ConditionCIDRConflict, metav1.ConditionTrue, v1.ReasonOverlap, "10.30.0.0/24 overlaps 10.30.0.128/25 of west")
 	waitCondition(t, clusterID, v1.ConditionReady, metav1.ConditionFalse, v1.ReasonNotReady)
 
 	// Fixing Git clears it on both.
@@ -248,13 +243,7 @@ func TestGarbageInRemoteStatusIsReportedNotFatal(t *testing.T) {
 	if err := k8s.Status().Update(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	p = waitCondition(t, "junk", v1.ConditionCIDRsAccepted, metav1.ConditionFalse, v1.ReasonOutsideAllowedCIDRs)
-	msg := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionCIDRsAccepted).Message
-	for _, want := range []string{"192.168.7.0/24 are outside", `"banana"`} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("CIDRsAccepted message %q lacks %q", msg, want)
-		}
-	}
+	waitCondition(t, "junk", v1.ConditionCIDRsAccepted, metav1.ConditionFalse, v1.ReasonOutsideAllowedCIDRs, "192.168.7.0/24 are outside", `"banana"`)
 	// The controller still works for everyone else.
 	createNode(t, "junk-node", "10.41.0.0/24")
 	waitCIDRs(t, "podCIDRs", podCIDRsOf, "10.41.0.0/24")
