@@ -1,0 +1,347 @@
+// Package lab runs several real Kubernetes clusters on one Linux machine
+// without Docker: per cluster a kube-apiserver and kube-controller-manager
+// over a shared etcd, nodes and pods as network namespaces, real kube-proxy
+// and CoreDNS, and Wirespan's own binaries. docs/lab.md describes it.
+package lab
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wirespan/wirespan/test/internal/lab/network"
+	"github.com/wirespan/wirespan/test/internal/lab/plan"
+	"github.com/wirespan/wirespan/test/internal/lab/proc"
+)
+
+// Bins are the programs the lab runs.
+type Bins struct {
+	Etcd, APIServer, ControllerManager, Kubectl, KubeProxy, CoreDNS string
+	Operator                                                        string
+	// Lab is this program; it is copied into the state folder because the
+	// echo servers run it, and `go run` deletes its binary on exit.
+	Lab string
+	// CRDs is the folder of Wirespan's CRDs, applied to every cluster.
+	CRDs string
+}
+
+// DefaultBins are where `make bins` and `make build` put things in a
+// checkout at root.
+func DefaultBins(root string) Bins {
+	assets := filepath.Join(root, ".cache", "bins", "assets")
+	self, _ := os.Executable()
+	return Bins{
+		Etcd:              filepath.Join(assets, "etcd"),
+		APIServer:         filepath.Join(assets, "kube-apiserver"),
+		ControllerManager: filepath.Join(assets, "kube-controller-manager"),
+		Kubectl:           filepath.Join(assets, "kubectl"),
+		KubeProxy:         filepath.Join(assets, "kube-proxy"),
+		CoreDNS:           filepath.Join(assets, "coredns"),
+		Operator:          filepath.Join(root, "bin", "wirespan-operator"),
+		Lab:               self,
+		CRDs:              filepath.Join(root, "charts", "wirespan", "crds"),
+	}
+}
+
+// Lab is one lab instance, kept in Dir.
+type Lab struct {
+	// Dir is the state folder (absolute): logs, certificates, kubeconfigs,
+	// etcd data, the ClusterPeer folder and state.json.
+	Dir  string
+	Bins Bins
+	// Out receives progress.
+	Out io.Writer
+}
+
+// Paths inside the state folder.
+func (l *Lab) clusterDir(c string) string { return filepath.Join(l.Dir, c) }
+func (l *Lab) kubeconfig(c string) string { return filepath.Join(l.Dir, c, "admin.kubeconfig") }
+func (l *Lab) logFile(name string) string { return filepath.Join(l.Dir, "logs", name+".log") }
+func (l *Lab) labCopy() string            { return filepath.Join(l.Dir, "bin", "wirespan-lab") }
+func (l *Lab) gitopsDir() string          { return filepath.Join(l.Dir, "gitops") }
+func (l *Lab) clusterPeersDir() string    { return filepath.Join(l.gitopsDir(), "clusterpeers") }
+func (l *Lab) corefile(c string) string   { return filepath.Join(l.Dir, c, "Corefile") }
+func (l *Lab) logsDir() string            { return filepath.Join(l.Dir, "logs") }
+func (l *Lab) etcdDir() string            { return filepath.Join(l.Dir, "etcd") }
+func (l *Lab) statePath() string          { return filepath.Join(l.Dir, stateFile) }
+func (l *Lab) printf(f string, a ...any)  { fmt.Fprintf(l.Out, f, a...) }
+func (l *Lab) apiURL(c plan.Cluster) string {
+	return fmt.Sprintf("https://%s:%d", c.APIServerIP, c.APIServerPort)
+}
+
+// LogsDir is where every process of the lab writes its log.
+func (l *Lab) LogsDir() string { return l.logsDir() }
+
+// Kubeconfig returns the admin kubeconfig of a cluster.
+func (l *Lab) Kubeconfig(cluster string) (string, error) {
+	p, _, err := l.load()
+	if err != nil {
+		return "", err
+	}
+	if _, err := p.Cluster(cluster); err != nil {
+		return "", err
+	}
+	return l.kubeconfig(cluster), nil
+}
+
+// ClusterPeersDir is the GitOps-style folder of ClusterPeer manifests.
+func (l *Lab) ClusterPeersDir() string { return l.clusterPeersDir() }
+
+func (l *Lab) load() (*plan.Plan, *state, error) {
+	st, err := loadState(l.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := plan.New(st.Config)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", l.statePath(), err)
+	}
+	return p, st, nil
+}
+
+// preflight refuses to start over an existing lab, or without root, tools
+// or binaries, saying what to do about it.
+func (l *Lab) preflight(p *plan.Plan) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab creates network namespaces and links: run it as root")
+	}
+	if _, err := os.Stat(l.statePath()); err == nil {
+		return fmt.Errorf("a lab is already up in %s: use it, or remove it first with `wirespan-lab down`", l.Dir)
+	}
+	for _, ns := range p.Netns() {
+		if _, err := os.Stat(filepath.Join("/var/run/netns", ns)); err == nil {
+			return fmt.Errorf("network namespace %s exists but %s does not: a lab of instance %d was left behind; remove it with `wirespan-lab down` (with the same --state-dir and --instance)", ns, l.statePath(), p.Instance)
+		}
+	}
+	for _, tool := range []string{"ip", "nft", "sysctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: run `make deps` (it installs iproute2, nftables, procps, dnsutils)", tool)
+		}
+	}
+	for what, path := range map[string]string{
+		"etcd": l.Bins.Etcd, "kube-apiserver": l.Bins.APIServer, "kube-controller-manager": l.Bins.ControllerManager,
+		"kubectl": l.Bins.Kubectl, "kube-proxy": l.Bins.KubeProxy, "coredns": l.Bins.CoreDNS,
+	} {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("%s not found at %s: run `make bins` (it builds the pinned control-plane binaries)", what, path)
+		}
+	}
+	if _, err := os.Stat(l.Bins.Operator); err != nil {
+		return fmt.Errorf("wirespan-operator not found at %s: run `make build`", l.Bins.Operator)
+	}
+	if _, err := os.Stat(filepath.Join(l.Bins.CRDs, "wirespan.io_clusterpeers.yaml")); err != nil {
+		return fmt.Errorf("Wirespan's CRDs not found in %s: %w", l.Bins.CRDs, err)
+	}
+	return nil
+}
+
+// Up brings up the lab. On failure it leaves everything as it is, for
+// diagnosis, unless teardownOnFailure is set; either way the error says
+// where the logs are.
+func (l *Lab) Up(ctx context.Context, cfg plan.Config, teardownOnFailure bool) (err error) {
+	p, err := plan.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := l.preflight(p); err != nil {
+		return err
+	}
+	start := time.Now()
+	l.printf("Bringing up %d clusters (%s) in %s\n", len(p.Clusters), strings.Join(p.ClusterNames(), ", "), l.Dir)
+	for _, dir := range []string{l.logsDir(), filepath.Dir(l.labCopy()), l.clusterPeersDir()} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	st := &state{Config: cfg, path: l.statePath(), PublicKeys: map[string]string{}}
+	if err := st.save(); err != nil {
+		return err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		err = fmt.Errorf("%w\nlogs: %s", err, l.logsDir())
+		if teardownOnFailure {
+			l.printf("Up failed; tearing down.\n")
+			if derr := l.Down(); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		} else {
+			l.printf("Up failed; the lab is left as it is for diagnosis. Remove it with `wirespan-lab down`.\n")
+		}
+	}()
+	r := &run{lab: l, plan: p, state: st}
+	for _, ph := range []struct {
+		name string
+		do   func(context.Context) (string, error)
+	}{
+		{"network", r.network},
+		{"certificates and keys", r.certificates},
+		{"etcd", r.etcd},
+		{"API servers", r.apiServers},
+		{"controller managers", r.controllerManagers},
+		{"nodes, pods, services", r.objects},
+		{"pod workloads", r.workloads},
+		{"kube-proxy", r.kubeProxies},
+		{"wirespan-operator", r.operators},
+		{"ready checks", r.readyChecks},
+	} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t := time.Now()
+		l.printf("  %-24s", ph.name)
+		detail, err := ph.do(ctx)
+		if err != nil {
+			l.printf("failed after %s\n", since(t))
+			return fmt.Errorf("%s: %w", ph.name, err)
+		}
+		l.printf("%6s  %s\n", since(t), detail)
+	}
+	st.Up = true
+	if err := st.save(); err != nil {
+		return err
+	}
+	l.printf("Lab up in %s.\n", since(start))
+	l.printNextSteps(p)
+	return nil
+}
+
+func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }
+
+func (l *Lab) printNextSteps(p *plan.Plan) {
+	c := p.Clusters[0]
+	l.printf("\nTry:\n")
+	l.printf("  wirespan-lab status\n")
+	l.printf("  kubectl --kubeconfig $(wirespan-lab kubeconfig %s) get nodes,pods -A -o wide\n", c.Name)
+	l.printf("  wirespan-lab apply %s      # the ClusterPeers, as from Git, to every cluster\n", l.clusterPeersDir())
+	l.printf("  wirespan-lab exec %s echo-0 -- dig +short kubernetes.default.svc.cluster.local\n", c.Name)
+	l.printf("  wirespan-lab exec %s echo-0 -- cat /dev/tcp/%s/%d    # (bash) the echo pod on the other node\n", c.Name, c.Pods[len(c.Nodes)-1].IP, plan.EchoPort)
+	l.printf("  wirespan-lab down\n")
+}
+
+// copyFile copies src to dst with mode.
+func copyFile(src, dst string, mode fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// newWireGuardKey returns a WireGuard key pair, base64 as `wg genkey` and
+// `wg pubkey` print them (X25519).
+func newWireGuardKey() (private, public string, err error) {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	enc := base64.StdEncoding
+	return enc.EncodeToString(k.Bytes()), enc.EncodeToString(k.PublicKey().Bytes()), nil
+}
+
+// parallel runs f for every cluster at once and joins the errors, each
+// prefixed with the cluster's name.
+func parallel(p *plan.Plan, f func(c plan.Cluster) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.Clusters))
+	for i, c := range p.Clusters {
+		wg.Go(func() {
+			if err := f(c); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", c.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Down stops every process of the lab and removes every namespace, link and
+// file it made, also when its record is damaged or missing (it then finds
+// them by name prefix and by the state folder in command lines). It says
+// what it removed.
+func (l *Lab) Down() error {
+	return l.down(-1)
+}
+
+// DownInstance is Down for a lab whose state.json is gone: instance says
+// which name prefix to remove.
+func (l *Lab) DownInstance(instance int) error { return l.down(instance) }
+
+func (l *Lab) down(instance int) error {
+	prefix := ""
+	var recorded []*proc.Process
+	if st, err := loadState(l.Dir); err == nil {
+		prefix = plan.Prefix(st.Config.Instance)
+		recorded = st.Processes
+	} else if instance >= 0 {
+		prefix = plan.Prefix(instance)
+	} else {
+		return err
+	}
+	stopped := 0
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	// Wirespan's processes and the workloads first, the control planes
+	// last, so nothing logs errors about a vanished apiserver for long.
+	for _, p := range recorded {
+		if p.Alive() {
+			wg.Go(func() {
+				p.Stop(5 * time.Second)
+				mu.Lock()
+				stopped++
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	// Anything the record missed: processes naming the state folder, and
+	// processes inside the lab's namespaces.
+	leftovers := proc.Referring(l.Dir)
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix+"-") {
+			leftovers = append(leftovers, proc.InNetns(e.Name())...)
+		}
+	}
+	for _, pid := range leftovers {
+		proc.Kill(pid, 2*time.Second)
+		stopped++
+	}
+	removed, err := network.Teardown(prefix)
+	if rmErr := os.RemoveAll(l.Dir); rmErr != nil {
+		err = errors.Join(err, rmErr)
+	}
+	counts := map[string]int{}
+	for _, r := range removed {
+		kind, _, _ := strings.Cut(r, " ")
+		if strings.HasPrefix(r, network.EtcNetns) {
+			kind = network.EtcNetns + " folders"
+		}
+		counts[kind]++
+	}
+	l.printf("Stopped %d processes; removed %d network namespaces, %d links, %d %s; removed %s.\n",
+		stopped, counts["netns"], counts["link"], counts[network.EtcNetns+" folders"], network.EtcNetns+" folders", l.Dir)
+	return err
+}

@@ -1,0 +1,164 @@
+// Package objects builds the Kubernetes objects a lab cluster holds in place
+// of what kubelets and a CNI would report: Nodes with their pod ranges,
+// Pods with the status a kubelet would write, the cluster DNS and echo
+// Services, the cluster key Secret, and the ClusterPeer manifests for Git.
+// It is pure; the lab writes what it returns.
+package objects
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/test/internal/lab/plan"
+)
+
+// WireGuardPort is where the lab's ClusterPeers say gateways listen.
+const WireGuardPort = 51820
+
+// KeySecret names the Secret the operator reads the cluster key from (its
+// --key-secret default).
+const (
+	KeySecretNamespace = "wirespan-system"
+	KeySecretName      = "wirespan-cluster-key"
+)
+
+// Node is a lab node as the API shows it: labels, pod range, and the
+// status a kubelet would keep (Ready, its underlay address).
+func Node(n plan.Node) *corev1.Node {
+	labels := map[string]string{corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux"}
+	if n.Gateway {
+		labels[wirespanv1alpha1.LabelGateway] = "true"
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels},
+		Spec:       corev1.NodeSpec{PodCIDR: n.PodCIDR.String(), PodCIDRs: []string{n.PodCIDR.String()}},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{
+				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "LabNode",
+				Message: "a network namespace of the Wirespan lab", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+			}},
+			Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: n.UnderlayIP.String()},
+				{Type: corev1.NodeHostName, Address: n.Name},
+			},
+		},
+	}
+}
+
+// Pod is a lab pod, bound to its node (there is no scheduler), with the
+// status a kubelet would report for a running, ready pod.
+func Pod(c plan.Cluster, p plan.Pod, started time.Time) *corev1.Pod {
+	node, _ := c.Node(p.Node)
+	var ports []corev1.ContainerPort
+	image := "registry.invalid/wirespan-lab/echo"
+	switch p.Role {
+	case plan.RoleDNS:
+		image = "registry.invalid/wirespan-lab/coredns"
+		ports = []corev1.ContainerPort{
+			{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
+			{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
+		}
+	default:
+		ports = []corev1.ContainerPort{
+			{Name: "tcp", ContainerPort: plan.EchoPort, Protocol: corev1.ProtocolTCP},
+			{Name: "udp", ContainerPort: plan.EchoPort, Protocol: corev1.ProtocolUDP},
+		}
+	}
+	now := metav1.NewTime(started)
+	ready := func(t corev1.PodConditionType) corev1.PodCondition {
+		return corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now}
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels,
+			Annotations: map[string]string{"lab.wirespan.io/netns": p.Netns}},
+		Spec: corev1.PodSpec{
+			NodeName:   p.Node,
+			Containers: []corev1.Container{{Name: p.Role, Image: image, Ports: ports}},
+		},
+		Status: corev1.PodStatus{
+			Phase: corev1.PodRunning,
+			Conditions: []corev1.PodCondition{
+				ready(corev1.PodScheduled), ready(corev1.PodInitialized),
+				ready(corev1.ContainersReady), ready(corev1.PodReady),
+			},
+			HostIP:    node.UnderlayIP.String(),
+			HostIPs:   []corev1.HostIP{{IP: node.UnderlayIP.String()}},
+			PodIP:     p.IP.String(),
+			PodIPs:    []corev1.PodIP{{IP: p.IP.String()}},
+			StartTime: &now,
+			ContainerStatuses: []corev1.ContainerStatus{{
+				Name: p.Role, Image: image, Ready: true, Started: ptr(true),
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			}},
+		},
+	}
+}
+
+// Services are the cluster DNS Service (at the address pods' resolv.conf
+// names) and the echo Service in front of the echo pods.
+func Services(c plan.Cluster) []*corev1.Service {
+	port := func(name string, proto corev1.Protocol, n int32) corev1.ServicePort {
+		return corev1.ServicePort{Name: name, Protocol: proto, Port: n, TargetPort: intstr.FromInt32(n)}
+	}
+	return []*corev1.Service{
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: plan.SystemNamespace, Name: plan.DNSServiceName,
+				Labels: map[string]string{"k8s-app": plan.DNSServiceName}},
+			Spec: corev1.ServiceSpec{
+				ClusterIP: c.DNSServiceIP.String(),
+				Selector:  map[string]string{"k8s-app": plan.DNSServiceName},
+				Ports:     []corev1.ServicePort{port("dns", corev1.ProtocolUDP, 53), port("dns-tcp", corev1.ProtocolTCP, 53)},
+			},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: plan.DefaultNamespace, Name: plan.EchoServiceName},
+			Spec: corev1.ServiceSpec{
+				Selector: map[string]string{"app": plan.EchoServiceName},
+				Ports:    []corev1.ServicePort{port("tcp", corev1.ProtocolTCP, plan.EchoPort), port("udp", corev1.ProtocolUDP, plan.EchoPort)},
+			},
+		},
+	}
+}
+
+// KeySecret holds the cluster's WireGuard key pair where the operator looks
+// for it. The lab brings its own key, as a GitOps user would (the operator
+// would otherwise generate one), so the ClusterPeer folder is complete
+// before any cluster starts.
+func KeySecret(privateKey, publicKey string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: KeySecretNamespace, Name: KeySecretName},
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			wirespanv1alpha1.KeySecretPrivateKey: []byte(privateKey),
+			wirespanv1alpha1.KeySecretPublicKey:  []byte(publicKey),
+		},
+	}
+}
+
+// ClusterPeerManifest is the YAML a user keeps in Git for cluster c: the
+// same file is applied to every cluster. A cluster behind NAT publishes no
+// endpoint (nobody can reach it; it dials out).
+func ClusterPeerManifest(c plan.Cluster, publicKey string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Cluster %s of the Wirespan lab. Apply this folder, unchanged, to every cluster.\n", c.Name)
+	fmt.Fprintf(&b, "apiVersion: %s\nkind: ClusterPeer\nmetadata:\n  name: %s\nspec:\n", wirespanv1alpha1.GroupVersion, c.Name)
+	fmt.Fprintf(&b, "  publicKey: %s\n", publicKey)
+	if c.NAT {
+		b.WriteString("  # Behind NAT: no endpoint; its gateways dial out to the others.\n  endpoints: []\n")
+	} else {
+		b.WriteString("  endpoints:\n")
+		for _, gw := range c.Gateways() {
+			fmt.Fprintf(&b, "    - %s:%d\n", gw.UnderlayIP, WireGuardPort)
+		}
+	}
+	fmt.Fprintf(&b, "  allowedCIDRs:\n    - %s\n    - %s\n", c.PodCIDR, c.ServiceCIDR)
+	return b.String()
+}
+
+func ptr[T any](v T) *T { return &v }

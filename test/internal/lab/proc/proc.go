@@ -1,0 +1,185 @@
+// Package proc starts the lab's long-running processes detached from the
+// command that started them, and finds and stops them again, also when the
+// record of them is lost.
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Process is what the lab records about a process it started.
+type Process struct {
+	Name  string   `json:"name"`
+	Netns string   `json:"netns,omitempty"`
+	Args  []string `json:"args"`
+	Log   string   `json:"log"`
+	PID   int      `json:"pid"`
+	// StartTicks is the kernel's start time of PID (field 22 of
+	// /proc/PID/stat), so a recycled PID is never mistaken for ours.
+	StartTicks uint64 `json:"startTicks"`
+}
+
+// Start runs args (in network namespace netns when set, through
+// `ip netns exec`, which also applies /etc/netns/NETNS/) in a new session,
+// with output appended to log. It returns once the process has started.
+func Start(name, netns, log string, args ...string) (*Process, error) {
+	argv := args
+	if netns != "" {
+		argv = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	out, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own session: a Ctrl-C at the lab's terminal must not reach the
+	// clusters, which live on until `down`.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Process{Name: name, Netns: netns, Args: args, Log: log, PID: cmd.Process.Pid}
+	p.StartTicks, _ = startTicks(p.PID)
+	// Nobody waits for it later; reap it when it exits so it is not left a
+	// zombie while the starting command still runs.
+	go func() { _ = cmd.Wait() }()
+	return p, nil
+}
+
+// Alive says whether the recorded process still runs (and is not a zombie).
+func (p *Process) Alive() bool {
+	ticks, err := startTicks(p.PID)
+	if err != nil || ticks != p.StartTicks {
+		return false
+	}
+	state, _ := procState(p.PID)
+	return state != "Z"
+}
+
+// Stop sends SIGTERM, waits up to grace, then SIGKILLs. It is a no-op for a
+// process that is gone.
+func (p *Process) Stop(grace time.Duration) {
+	if !p.Alive() {
+		return
+	}
+	Kill(p.PID, grace)
+}
+
+// Kill stops pid: SIGTERM, then SIGKILL after grace.
+func Kill(pid int, grace time.Duration) {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !exists(pid) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for range 100 {
+		if !exists(pid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// exists is false once pid is gone or only a zombie.
+func exists(pid int) bool {
+	state, err := procState(pid)
+	return err == nil && state != "Z"
+}
+
+// Referring lists the processes whose command line mentions dir: every
+// process the lab starts is given a path inside its state folder, so this
+// finds them even when the lab's record of them is lost.
+func Referring(dir string) []int {
+	var pids []int
+	self := os.Getpid()
+	for _, pid := range all() {
+		if pid == self {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(raw), dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// InNetns lists the processes whose network namespace is the named one.
+func InNetns(name string) []int {
+	var ns syscall.Stat_t
+	if err := syscall.Stat(filepath.Join("/var/run/netns", name), &ns); err != nil {
+		return nil
+	}
+	var pids []int
+	for _, pid := range all() {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net"), &st); err == nil &&
+			st.Ino == ns.Ino && st.Dev == ns.Dev {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func all() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// stat returns the fields of /proc/PID/stat after the command name, which
+// may itself hold spaces and parentheses.
+func stat(pid int) ([]string, error) {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil, err
+	}
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, errors.New("malformed stat")
+	}
+	return strings.Fields(s[i+1:]), nil
+}
+
+func procState(pid int) (string, error) {
+	f, err := stat(pid)
+	if err != nil || len(f) < 1 {
+		return "", err
+	}
+	return f[0], nil
+}
+
+func startTicks(pid int) (uint64, error) {
+	f, err := stat(pid)
+	if err != nil {
+		return 0, err
+	}
+	// Field 22 of stat is starttime; f starts at field 3.
+	if len(f) < 20 {
+		return 0, errors.New("short stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}

@@ -1,0 +1,422 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/wirespan/wirespan/test/internal/lab/network"
+	"github.com/wirespan/wirespan/test/internal/lab/objects"
+	"github.com/wirespan/wirespan/test/internal/lab/pki"
+	"github.com/wirespan/wirespan/test/internal/lab/plan"
+	"github.com/wirespan/wirespan/test/internal/lab/proc"
+)
+
+// run carries one `up` through its phases.
+type run struct {
+	lab   *Lab
+	plan  *plan.Plan
+	state *state
+
+	mu            sync.Mutex
+	privateKeys   map[string]string
+	clients       map[string]*kubernetes.Clientset
+	apiservers    map[string]*proc.Process
+	operatorProcs map[string]*proc.Process
+}
+
+// start runs a lab process and records it in state.json.
+func (r *run) start(name, netns string, args ...string) (*proc.Process, error) {
+	p, err := proc.Start(name, netns, r.lab.logFile(name), args...)
+	if err != nil {
+		return nil, err
+	}
+	return p, r.state.addProcess(p)
+}
+
+func (r *run) network(context.Context) (string, error) {
+	if err := copyFile(r.lab.Bins.Lab, r.lab.labCopy(), 0o755); err != nil {
+		return "", fmt.Errorf("copy the lab binary into the state folder: %w", err)
+	}
+	if err := network.Setup(r.plan); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d namespaces; router %s", len(r.plan.Netns()), r.plan.RouterIP), nil
+}
+
+func (r *run) certificates(context.Context) (string, error) {
+	r.privateKeys = map[string]string{}
+	for _, c := range r.plan.Clusters {
+		_, err := pki.Write(r.lab.clusterDir(c.Name), pki.Request{
+			Cluster:   c.Name,
+			ServerIPs: []net.IP{c.APIServerIP.AsSlice(), c.KubernetesServiceIP.AsSlice()},
+			ServerNames: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
+				"kubernetes.default.svc." + plan.ClusterDomain},
+			Server: r.lab.apiURL(c),
+		})
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", c.Name, err)
+		}
+		priv, pub, err := newWireGuardKey()
+		if err != nil {
+			return "", err
+		}
+		r.privateKeys[c.Name] = priv
+		r.state.PublicKeys[c.Name] = pub
+		manifest := objects.ClusterPeerManifest(c, pub)
+		if err := os.WriteFile(filepath.Join(r.lab.clusterPeersDir(), c.Name+".yaml"), []byte(manifest), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return "CA, API server and admin certificates; a WireGuard key and a ClusterPeer manifest per cluster", r.state.save()
+}
+
+func (r *run) etcdURL() string {
+	return "http://" + net.JoinHostPort(r.plan.EtcdIP.String(), strconv.Itoa(plan.EtcdClientPort))
+}
+
+func (r *run) etcd(ctx context.Context) (string, error) {
+	peer := "http://" + net.JoinHostPort(r.plan.EtcdIP.String(), strconv.Itoa(plan.EtcdPeerPort))
+	p, err := r.start("etcd", "", r.lab.Bins.Etcd,
+		"--name", r.plan.Prefix, "--data-dir", r.lab.etcdDir(),
+		"--listen-client-urls", r.etcdURL(), "--advertise-client-urls", r.etcdURL(),
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", r.plan.Prefix+"="+peer,
+		// A lab's data is thrown away at `down`; fsync only costs time.
+		"--unsafe-no-fsync", "--log-level", "warn")
+	if err != nil {
+		return "", err
+	}
+	err = waitFor(ctx, 30*time.Second, "etcd health", []*proc.Process{p}, func() error {
+		return httpOK(ctx, r.etcdURL()+"/health", `"health":"true"`)
+	})
+	return "one etcd, a key prefix per cluster, at " + r.etcdURL(), err
+}
+
+func (r *run) apiServers(ctx context.Context) (string, error) {
+	r.apiservers, r.clients = map[string]*proc.Process{}, map[string]*kubernetes.Clientset{}
+	var urls []string
+	for _, c := range r.plan.Clusters {
+		dir := r.lab.clusterDir(c.Name)
+		p, err := r.start(c.Name+"-kube-apiserver", "", r.lab.Bins.APIServer,
+			"--etcd-servers", r.etcdURL(), "--etcd-prefix", "/"+c.Name,
+			"--bind-address", c.APIServerIP.String(), "--advertise-address", c.APIServerIP.String(),
+			"--secure-port", strconv.Itoa(c.APIServerPort),
+			"--service-cluster-ip-range", c.ServiceCIDR.String(),
+			"--client-ca-file", filepath.Join(dir, "ca.crt"),
+			"--tls-cert-file", filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file", filepath.Join(dir, "apiserver.key"),
+			"--service-account-issuer", "https://kubernetes.default.svc."+plan.ClusterDomain,
+			"--service-account-key-file", filepath.Join(dir, "sa.pub"),
+			"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
+			"--authorization-mode", "RBAC",
+			// There are no kubelets to mount tokens, and pods are made
+			// before kube-controller-manager has made their ServiceAccount.
+			"--disable-admission-plugins", "ServiceAccount",
+			"--enable-priority-and-fairness=false", "--profiling=false")
+		if err != nil {
+			return "", err
+		}
+		r.apiservers[c.Name] = p
+		cs, err := clientFor(r.lab.kubeconfig(c.Name))
+		if err != nil {
+			return "", err
+		}
+		r.clients[c.Name] = cs
+		urls = append(urls, c.Name+" "+r.lab.apiURL(c))
+	}
+	err := parallel(r.plan, func(c plan.Cluster) error {
+		return waitFor(ctx, 60*time.Second, "kube-apiserver /readyz", []*proc.Process{r.apiservers[c.Name]}, func() error {
+			_, err := r.clients[c.Name].Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			return err
+		})
+	})
+	return strings.Join(urls, ", "), err
+}
+
+// controllerManagerControllers are the controllers a lab needs: real
+// EndpointSlices, namespace deletion and garbage collection. Those that act
+// for kubelets or clouds (node lifecycle would mark the kubelet-less nodes
+// NotReady and evict their pods) stay off.
+var controllerManagerControllers = []string{
+	"endpointslice-controller", "endpointslice-mirroring-controller", "endpoints-controller",
+	"namespace-controller", "garbage-collector-controller", "serviceaccount-controller",
+	"root-ca-certificate-publisher-controller", "service-cidr-controller",
+}
+
+func (r *run) controllerManagers(context.Context) (string, error) {
+	for _, c := range r.plan.Clusters {
+		dir := r.lab.clusterDir(c.Name)
+		if _, err := r.start(c.Name+"-kube-controller-manager", "", r.lab.Bins.ControllerManager,
+			"--kubeconfig", r.lab.kubeconfig(c.Name),
+			"--controllers", strings.Join(controllerManagerControllers, ","),
+			"--service-account-private-key-file", filepath.Join(dir, "sa.key"),
+			"--root-ca-file", filepath.Join(dir, "ca.crt"),
+			"--cluster-name", c.Name, "--service-cluster-ip-range", c.ServiceCIDR.String(),
+			"--leader-elect=false", "--secure-port=0"); err != nil {
+			return "", err
+		}
+	}
+	return strings.Join(controllerManagerControllers, ", "), nil
+}
+
+func (r *run) objects(ctx context.Context) (string, error) {
+	err := parallel(r.plan, func(c plan.Cluster) error {
+		cs := r.clients[c.Name]
+		if out, err := exec.CommandContext(ctx, r.lab.Bins.Kubectl, "--kubeconfig", r.lab.kubeconfig(c.Name),
+			"apply", "-f", r.lab.Bins.CRDs).CombinedOutput(); err != nil {
+			return fmt.Errorf("apply Wirespan's CRDs: %w: %s", err, out)
+		}
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: objects.KeySecretNamespace}}, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create namespace %s: %w", objects.KeySecretNamespace, err)
+		}
+		if _, err := cs.CoreV1().Secrets(objects.KeySecretNamespace).Create(ctx,
+			objects.KeySecret(r.privateKeys[c.Name], r.state.PublicKeys[c.Name]), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create the cluster key Secret: %w", err)
+		}
+		for _, n := range c.Nodes {
+			want := objects.Node(n)
+			got, err := cs.CoreV1().Nodes().Create(ctx, want, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("create Node %s: %w", n.Name, err)
+			}
+			got.Status = want.Status
+			if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("set status of Node %s: %w", n.Name, err)
+			}
+		}
+		for _, svc := range objects.Services(c) {
+			if _, err := cs.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create Service %s/%s: %w", svc.Namespace, svc.Name, err)
+			}
+		}
+		now := time.Now()
+		for _, pod := range c.Pods {
+			want := objects.Pod(c, pod, now)
+			got, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, want, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("create Pod %s/%s: %w", pod.Namespace, pod.Name, err)
+			}
+			got.Status = want.Status
+			if _, err := cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("set status of Pod %s/%s: %w", pod.Namespace, pod.Name, err)
+			}
+		}
+		return nil
+	})
+	c := r.plan.Clusters[0]
+	return fmt.Sprintf("per cluster %d Nodes, %d Pods, Services %s and %s/%s", len(c.Nodes), len(c.Pods),
+		plan.EchoServiceName, plan.SystemNamespace, plan.DNSServiceName), err
+}
+
+// corefile is the cluster DNS configuration: the kubernetes plugin against
+// the cluster's own API server. There is no upstream: the lab has no way
+// out, so other names fail fast instead of timing out.
+func (r *run) corefile(c plan.Cluster) string {
+	return fmt.Sprintf(`.:53 {
+    errors
+    ready :8181
+    kubernetes %[1]s in-addr.arpa ip6.arpa {
+        kubeconfig %[2]s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    loadbalance
+}
+`, plan.ClusterDomain, r.lab.kubeconfig(c.Name))
+}
+
+func (r *run) workloads(context.Context) (string, error) {
+	n := 0
+	for _, c := range r.plan.Clusters {
+		if err := os.WriteFile(r.lab.corefile(c.Name), []byte(r.corefile(c)), 0o644); err != nil {
+			return "", err
+		}
+		for _, pod := range c.Pods {
+			name := fmt.Sprintf("%s-%s-%s", c.Name, pod.Namespace, pod.Name)
+			var args []string
+			switch pod.Role {
+			case plan.RoleDNS:
+				args = []string{r.lab.Bins.CoreDNS, "-conf", r.lab.corefile(c.Name)}
+			default:
+				args = []string{r.lab.labCopy(), "echo", "--cluster", c.Name,
+					"--pod", pod.Namespace + "/" + pod.Name, "--ip", pod.IP.String(), "--port", strconv.Itoa(plan.EchoPort)}
+			}
+			if _, err := r.start(name, pod.Netns, args...); err != nil {
+				return "", err
+			}
+			n++
+		}
+	}
+	return fmt.Sprintf("%d pods: echo servers (tcp and udp %d) and CoreDNS", n, plan.EchoPort), nil
+}
+
+func (r *run) kubeProxies(context.Context) (string, error) {
+	n := 0
+	for _, c := range r.plan.Clusters {
+		for _, node := range c.Nodes {
+			if _, err := r.start(node.Name+"-kube-proxy", node.Netns, r.lab.Bins.KubeProxy,
+				"--kubeconfig", r.lab.kubeconfig(c.Name), "--hostname-override", node.Name,
+				"--proxy-mode", "nftables", "--cluster-cidr", c.PodCIDR.String(), "--detect-local-mode", "ClusterCIDR",
+				// Conntrack limits are global, not per network namespace:
+				// a lab must leave the host's alone.
+				"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0",
+				"--conntrack-tcp-timeout-close-wait", "0",
+				"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"); err != nil {
+				return "", err
+			}
+			n++
+		}
+	}
+	return fmt.Sprintf("%d, nftables mode, one per node", n), nil
+}
+
+func (r *run) operators(ctx context.Context) (string, error) {
+	r.operatorProcs = map[string]*proc.Process{}
+	for _, c := range r.plan.Clusters {
+		p, err := r.start(c.Name+"-wirespan-operator", "", r.lab.Bins.Operator,
+			"--kubeconfig", r.lab.kubeconfig(c.Name), "--cluster-id", c.Name,
+			"--metrics-bind-address", net.JoinHostPort(c.APIServerIP.String(), strconv.Itoa(c.OperatorMetricsPort)),
+			"--health-probe-bind-address", net.JoinHostPort(c.APIServerIP.String(), strconv.Itoa(c.OperatorProbePort)))
+		if err != nil {
+			return "", err
+		}
+		r.operatorProcs[c.Name] = p
+	}
+	err := parallel(r.plan, func(c plan.Cluster) error {
+		url := fmt.Sprintf("http://%s/healthz", net.JoinHostPort(c.APIServerIP.String(), strconv.Itoa(c.OperatorProbePort)))
+		return waitFor(ctx, 30*time.Second, "wirespan-operator /healthz", []*proc.Process{r.operatorProcs[c.Name]}, func() error {
+			return httpOK(ctx, url, "")
+		})
+	})
+	return "one per cluster, in the host namespace", err
+}
+
+// readyChecks prove each cluster works as a cluster: the EndpointSlice
+// controller has published the echo pods, and a pod resolves the
+// kubernetes Service through CoreDNS, reached at its Service VIP through
+// kube-proxy, across the node network.
+func (r *run) readyChecks(ctx context.Context) (string, error) {
+	err := parallel(r.plan, func(c plan.Cluster) error {
+		echoPods := 0
+		for _, p := range c.Pods {
+			if p.Role == plan.RoleEcho {
+				echoPods++
+			}
+		}
+		err := waitFor(ctx, 30*time.Second, "EndpointSlices of the echo Service", nil, func() error {
+			slices, err := r.clients[c.Name].DiscoveryV1().EndpointSlices(plan.DefaultNamespace).List(ctx,
+				metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + plan.EchoServiceName})
+			if err != nil {
+				return err
+			}
+			ready := 0
+			for _, s := range slices.Items {
+				for _, e := range s.Endpoints {
+					if e.Conditions.Ready != nil && *e.Conditions.Ready {
+						ready += len(e.Addresses)
+					}
+				}
+			}
+			if ready != echoPods {
+				return fmt.Errorf("%d ready endpoints, want %d", ready, echoPods)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		pod := c.Pods[0]
+		name := "kubernetes.default.svc." + plan.ClusterDomain
+		return waitFor(ctx, 30*time.Second, "DNS from "+pod.Name, nil, func() error {
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", pod.Netns,
+				"dig", "+short", "+time=1", "+tries=1", name).CombinedOutput()
+			if got := strings.TrimSpace(string(out)); err != nil || got != c.KubernetesServiceIP.String() {
+				return fmt.Errorf("dig %s answered %q (%v), want %s", name, got, err, c.KubernetesServiceIP)
+			}
+			return nil
+		})
+	})
+	return "EndpointSlices published; pods resolve kubernetes.default via CoreDNS", err
+}
+
+// waitFor polls check until it passes, ctx ends, timeout passes, or one of
+// procs exits (then the error shows the end of its log).
+func waitFor(ctx context.Context, timeout time.Duration, what string, procs []*proc.Process, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		for _, p := range procs {
+			if !p.Alive() {
+				return fmt.Errorf("%s: %s exited; the end of %s:\n%s", what, p.Name, p.Log, tail(p.Log, 15))
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not ready after %s: %w", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}
+
+func httpOK(ctx context.Context, url, contains string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body.String(), contains) {
+		return fmt.Errorf("GET %s: %s %q", url, resp.Status, body.String())
+	}
+	return nil
+}
+
+func clientFor(kubeconfig string) (*kubernetes.Clientset, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	return kubernetes.NewForConfig(cfg)
+}

@@ -1,0 +1,258 @@
+// Command wirespan-lab runs several real Kubernetes clusters on this Linux
+// machine, without Docker, and Wirespan in them. See docs/lab.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wirespan/wirespan/test/internal/lab"
+	"github.com/wirespan/wirespan/test/internal/lab/echo"
+	"github.com/wirespan/wirespan/test/internal/lab/plan"
+)
+
+const usage = `wirespan-lab: several real Kubernetes clusters on this machine, no Docker.
+
+Usage:
+  wirespan-lab up [--clusters N] [--nodes N] [--gateways N] [--nat CLUSTER]
+  wirespan-lab down
+  wirespan-lab status [--json]
+  wirespan-lab kubeconfig CLUSTER
+  wirespan-lab exec CLUSTER POD|NODE -- COMMAND [ARGS...]
+  wirespan-lab apply DIR
+
+Every command takes --state-dir DIR (default: .lab in the Wirespan checkout,
+or $WIRESPAN_LAB_DIR) and --instance N (default 0; labs with different
+instances and state folders can run side by side). Run a command with -h
+for its flags. docs/lab.md describes the lab.
+`
+
+func main() {
+	log.SetFlags(0)
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "wirespan-lab:", err)
+		os.Exit(1)
+	}
+}
+
+type common struct {
+	stateDir string
+	instance int
+	repo     string
+}
+
+func (c *common) bind(fs *flag.FlagSet) {
+	fs.StringVar(&c.stateDir, "state-dir", "", "the lab's state folder (default: .lab in the checkout, or $WIRESPAN_LAB_DIR)")
+	fs.IntVar(&c.instance, "instance", 0, "which lab, when several run side by side (0..63): sets the name prefix and host addresses")
+	fs.StringVar(&c.repo, "repo", "", "the Wirespan checkout whose binaries to run (default: found from the current folder)")
+}
+
+func (c *common) lab() (*lab.Lab, error) {
+	root := c.repo
+	if root == "" {
+		root = findRepo()
+	}
+	dir := c.stateDir
+	if dir == "" {
+		dir = os.Getenv("WIRESPAN_LAB_DIR")
+	}
+	if dir == "" {
+		if root == "" {
+			return nil, errors.New("not inside a Wirespan checkout: pass --repo and --state-dir")
+		}
+		dir = filepath.Join(root, ".lab")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &lab.Lab{Dir: dir, Bins: lab.DefaultBins(root), Out: os.Stdout}, nil
+}
+
+// findRepo walks up from the current folder to Wirespan's go.mod.
+func findRepo() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if raw, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.Contains(string(raw), "module github.com/wirespan/wirespan\n") {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("wirespan-lab "+cmd, flag.ContinueOnError)
+	var c common
+	c.bind(fs)
+	switch cmd {
+	case "up":
+		return up(fs, &c, args)
+	case "down":
+		if err := parseNoArgs(fs, args); err != nil {
+			return err
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		return l.DownInstance(c.instance)
+	case "status":
+		asJSON := fs.Bool("json", false, "print the stable JSON document (docs/lab.md) instead of tables")
+		if err := parseNoArgs(fs, args); err != nil {
+			return err
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		s, err := l.Status()
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(s)
+		}
+		s.Print(os.Stdout)
+		return nil
+	case "kubeconfig":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("usage: wirespan-lab kubeconfig CLUSTER")
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		path, err := l.Kubeconfig(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		fmt.Println(path)
+		return nil
+	case "exec":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) < 2 {
+			return errors.New("usage: wirespan-lab exec CLUSTER POD|NODE -- COMMAND [ARGS...]")
+		}
+		argv := rest[2:]
+		if len(argv) > 0 && argv[0] == "--" {
+			argv = argv[1:]
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		return l.Exec(rest[0], rest[1], argv)
+	case "apply":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("usage: wirespan-lab apply DIR")
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		return l.Apply(fs.Arg(0))
+	case "echo":
+		return serveEcho(fs, args)
+	case "probe":
+		return probe(fs, args)
+	default:
+		return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+}
+
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return nil
+}
+
+func up(fs *flag.FlagSet, c *common, args []string) error {
+	def := plan.DefaultConfig()
+	cfg := def
+	fs.IntVar(&cfg.Clusters, "clusters", def.Clusters, fmt.Sprintf("number of clusters (1..%d), named c1, c2, ...", plan.MaxClusters))
+	fs.IntVar(&cfg.Nodes, "nodes", def.Nodes, fmt.Sprintf("nodes per cluster (1..%d)", plan.MaxNodes))
+	fs.IntVar(&cfg.Gateways, "gateways", def.Gateways, "how many of each cluster's nodes are labelled wirespan.io/gateway=true")
+	fs.StringVar(&cfg.NAT, "nat", "", "put this cluster (e.g. c2) behind NAT: it can reach the others, they cannot reach it")
+	keep := fs.Bool("keep-on-failure", true, "when up fails, leave the lab as it is for diagnosis (false: tear it down)")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	cfg.Instance = c.instance
+	l, err := c.lab()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return l.Up(ctx, cfg, !*keep)
+}
+
+// serveEcho is the workload in the lab's echo pods (started by `up`).
+func serveEcho(fs *flag.FlagSet, args []string) error {
+	var id echo.Identity
+	fs.StringVar(&id.Cluster, "cluster", "", "cluster name to answer with")
+	fs.StringVar(&id.Pod, "pod", "", "namespace/name to answer with")
+	fs.StringVar(&id.IP, "ip", "", "pod IP to answer with")
+	port := fs.Int("port", plan.EchoPort, "TCP and UDP port")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return echo.Serve(ctx, id, *port)
+}
+
+// probe asks an echo server who it is: `wirespan-lab probe udp IP:PORT`.
+func probe(fs *flag.FlagSet, args []string) error {
+	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 || (fs.Arg(0) != "tcp" && fs.Arg(0) != "udp") {
+		return errors.New("usage: wirespan-lab probe tcp|udp HOST:PORT")
+	}
+	id, err := echo.Probe(fs.Arg(0), fs.Arg(1), *timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Println(id)
+	return nil
+}
