@@ -57,13 +57,17 @@ build: ## Build the operator and gateway binaries into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-gateway ./gateway
 
 .PHONY: bins
-bins: ## Build and cache the pinned kube-apiserver, kube-controller-manager, kubectl and etcd.
+bins: ## Build and cache the pinned kube-apiserver, kube-controller-manager, kubectl, kube-proxy, etcd and coredns.
 	@hack/bins.sh
+
+.PHONY: deps
+deps: ## Install the Debian packages the lab and tests need (ip, nft, dig, ping, ps) if missing.
+	@hack/deps.sh
 
 ##@ Testing
 
 .PHONY: test
-test: bins verify ## Run verify, then every test: unit, envtest suites on real apiservers, admission. (The README's test command.)
+test: deps bins verify ## Run verify, then every test: unit, envtest suites on real apiservers, admission. (The README's test command.)
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: test-short

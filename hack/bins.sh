@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane binaries from the Go module proxy and caches
-# them by version under .cache/bins/:
+# Builds the pinned Kubernetes, etcd and CoreDNS binaries from the Go module proxy and
+# caches them by version under .cache/bins/:
 #
-#   .cache/bins/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,kubectl}
+#   .cache/bins/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,kubectl,kube-proxy}
 #   .cache/bins/etcd-<ETCD_VERSION>/etcd
-#   .cache/bins/assets/   symlinks to all four: envtest's BinaryAssetsDirectory
+#   .cache/bins/coredns-<COREDNS_VERSION>/coredns
+#   .cache/bins/assets/   symlinks to all of them: envtest's BinaryAssetsDirectory
+#
+# Each binary is built only when missing, so adding one to the list builds
+# just that one.
 #
 # k8s.io/kubernetes cannot be built as a plain dependency: its go.mod requires
 # every staging module (k8s.io/api, k8s.io/apiserver, ...) at v0.0.0 and points
@@ -12,6 +16,10 @@
 # repository. A small wrapper module replaces each of them with its published
 # v0.<minor>.<patch> release instead. The list is read from the go.mod of the
 # pinned release, so a version bump needs no edit here.
+#
+# etcd and CoreDNS have no such replace directives; they are built through a
+# wrapper module that just requires them, which resolves to the versions
+# their own go.mod lists.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +29,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache="$root/.cache/bins"
 kube_dir="$cache/kubernetes-$KUBE_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
+coredns_dir="$cache/coredns-$COREDNS_VERSION"
 assets="$cache/assets"
-kube_bins=(kube-apiserver kube-controller-manager kubectl)
+kube_bins=(kube-apiserver kube-controller-manager kubectl kube-proxy)
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
@@ -52,14 +61,25 @@ write_kube_wrapper() {
 	printf 'package bins\n' >"$dir/doc.go"
 }
 
+# write_wrapper <dir> <name> <module> <version>: a module that only requires
+# <module>@<version>.
+write_wrapper() {
+	local dir=$1
+	mkdir -p "$dir"
+	printf 'module wirespan.local/bins/%s\n\ngo 1.26\n\nrequire %s %s\n' "$2" "$3" "$4" >"$dir/go.mod"
+	printf 'package bins\n' >"$dir/doc.go"
+}
+
 build_kubernetes() {
-	if all_present "$kube_dir" "${kube_bins[@]}"; then
+	local bin missing=()
+	for bin in "${kube_bins[@]}"; do [ -x "$kube_dir/$bin" ] || missing+=("$bin"); done
+	if [ ${#missing[@]} -eq 0 ]; then
 		log "kubernetes $KUBE_VERSION: cached in ${kube_dir#"$root"/}"
 		return
 	fi
 	local work minor ldflags
 	work="$cache/build/kubernetes-$KUBE_VERSION"
-	mkdir -p "$work" "$kube_dir.tmp"
+	mkdir -p "$work" "$kube_dir"
 	write_kube_wrapper "$work"
 	minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
 	ldflags="-s -w"
@@ -69,13 +89,15 @@ build_kubernetes() {
 		ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
 		ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 	done
-	for bin in "${kube_bins[@]}"; do
+	for bin in "${missing[@]}"; do
 		log "building $bin $KUBE_VERSION (first time: several minutes)..."
 		local start=$SECONDS
-		(cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$kube_dir.tmp/$bin" "k8s.io/kubernetes/cmd/$bin")
+		# Built beside its final name and renamed, so an interrupted build
+		# never leaves a binary that looks complete.
+		(cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$kube_dir/$bin.tmp" "k8s.io/kubernetes/cmd/$bin")
+		mv -f "$kube_dir/$bin.tmp" "$kube_dir/$bin"
 		log "built $bin in $((SECONDS - start))s"
 	done
-	rm -rf "$kube_dir" && mv "$kube_dir.tmp" "$kube_dir"
 }
 
 build_etcd() {
@@ -84,13 +106,31 @@ build_etcd() {
 		return
 	fi
 	local work="$cache/build/etcd-$ETCD_VERSION" start=$SECONDS
-	mkdir -p "$work" "$etcd_dir.tmp"
-	printf 'module wirespan.local/bins/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$work/go.mod"
-	printf 'package bins\n' >"$work/doc.go"
+	mkdir -p "$etcd_dir.tmp"
+	write_wrapper "$work" etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 	log "building etcd $ETCD_VERSION..."
 	(cd "$work" && go build -trimpath -ldflags "-s -w" -o "$etcd_dir.tmp/etcd" go.etcd.io/etcd/server/v3)
 	log "built etcd in $((SECONDS - start))s"
 	rm -rf "$etcd_dir" && mv "$etcd_dir.tmp" "$etcd_dir"
+}
+
+build_coredns() {
+	if all_present "$coredns_dir" coredns; then
+		log "coredns $COREDNS_VERSION: cached in ${coredns_dir#"$root"/}"
+		return
+	fi
+	local work="$cache/build/coredns-$COREDNS_VERSION" start=$SECONDS
+	mkdir -p "$coredns_dir.tmp"
+	write_wrapper "$work" coredns github.com/coredns/coredns "$COREDNS_VERSION"
+	log "building coredns $COREDNS_VERSION (default plugin.cfg: kubernetes, forward, template, cache, ...)..."
+	# `coredns -version` prints CoreDNS-<x.y.z> from a constant in the source
+	# and the commit from GitCommit; CoreDNS's Makefile sets that to
+	# `git describe --dirty --always`, which for a release is its tag.
+	(cd "$work" && go build -trimpath \
+		-ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+		-o "$coredns_dir.tmp/coredns" github.com/coredns/coredns)
+	log "built coredns in $((SECONDS - start))s"
+	rm -rf "$coredns_dir" && mv "$coredns_dir.tmp" "$coredns_dir"
 }
 
 all_present() {
@@ -103,10 +143,12 @@ link_assets() {
 	mkdir -p "$assets"
 	for bin in "${kube_bins[@]}"; do ln -sfn "$kube_dir/$bin" "$assets/$bin"; done
 	ln -sfn "$etcd_dir/etcd" "$assets/etcd"
+	ln -sfn "$coredns_dir/coredns" "$assets/coredns"
 }
 
 mkdir -p "$cache"
 build_etcd
 build_kubernetes
+build_coredns
 link_assets
-log "ready: $("$assets/kubectl" version --client 2>/dev/null | head -n1); $("$assets/etcd" --version | head -n1)"
+log "ready: $("$assets/kubectl" version --client 2>/dev/null | head -n1); $("$assets/etcd" --version | head -n1); $("$assets/coredns" -version | head -n1)"

@@ -9,7 +9,9 @@ import (
 
 // TestPinnedVersions checks that `make bins` built what hack/versions.env
 // pins, with version ldflags applied: without them clients report
-// v0.0.0-master and version-gated behaviour goes wrong.
+// v0.0.0-master and version-gated behaviour goes wrong. CoreDNS's version is
+// a constant in its source; the ldflags only set the commit it reports, which
+// for a release build is the tag.
 func TestPinnedVersions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the control-plane binaries")
@@ -22,7 +24,7 @@ func TestPinnedVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v["KUBE_VERSION"] == "" || v["ETCD_VERSION"] == "" {
+	if v["KUBE_VERSION"] == "" || v["ETCD_VERSION"] == "" || v["COREDNS_VERSION"] == "" {
 		t.Fatalf("hack/versions.env lacks a version: %v", v)
 	}
 	assets, err := AssetsDir(root)
@@ -36,7 +38,10 @@ func TestPinnedVersions(t *testing.T) {
 		{[]string{"kube-apiserver", "--version"}, "Kubernetes " + v["KUBE_VERSION"]},
 		{[]string{"kube-controller-manager", "--version"}, "Kubernetes " + v["KUBE_VERSION"]},
 		{[]string{"kubectl", "version", "--client"}, "Client Version: " + v["KUBE_VERSION"]},
+		{[]string{"kube-proxy", "--version"}, "Kubernetes " + v["KUBE_VERSION"]},
 		{[]string{"etcd", "--version"}, "etcd Version: " + strings.TrimPrefix(v["ETCD_VERSION"], "v")},
+		{[]string{"coredns", "-version"}, "CoreDNS-" + strings.TrimPrefix(v["COREDNS_VERSION"], "v") + "\n"},
+		{[]string{"coredns", "-version"}, ", " + v["COREDNS_VERSION"] + "\n"},
 	}
 	for _, c := range checks {
 		out, err := exec.Command(filepath.Join(assets, c.args[0]), c.args[1:]...).CombinedOutput()
