@@ -49,12 +49,14 @@ type common struct {
 	stateDir string
 	instance int
 	repo     string
+	binDir   string
 }
 
 func (c *common) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.stateDir, "state-dir", "", "the lab's state folder (default: .lab in the checkout, or $WIRESPAN_LAB_DIR)")
 	fs.IntVar(&c.instance, "instance", 0, "which lab, when several run side by side (0..63): sets the name prefix and host addresses")
 	fs.StringVar(&c.repo, "repo", "", "the Wirespan checkout whose binaries to run (default: found from the current folder)")
+	fs.StringVar(&c.binDir, "bin-dir", "", "where wirespan-operator is (default: bin/ in the checkout, where `make build` puts it)")
 }
 
 func (c *common) lab() (*lab.Lab, error) {
@@ -76,7 +78,11 @@ func (c *common) lab() (*lab.Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lab.Lab{Dir: dir, Bins: lab.DefaultBins(root), Out: os.Stdout}, nil
+	bins := lab.DefaultBins(root)
+	if c.binDir != "" {
+		bins.Operator = filepath.Join(c.binDir, "wirespan-operator")
+	}
+	return &lab.Lab{Dir: dir, Bins: bins, Out: os.Stdout}, nil
 }
 
 // findRepo walks up from the current folder to Wirespan's go.mod.
@@ -209,7 +215,7 @@ func up(fs *flag.FlagSet, c *common, args []string) error {
 	cfg := def
 	fs.IntVar(&cfg.Clusters, "clusters", def.Clusters, fmt.Sprintf("number of clusters (1..%d), named c1, c2, ...", plan.MaxClusters))
 	fs.IntVar(&cfg.Nodes, "nodes", def.Nodes, fmt.Sprintf("nodes per cluster (1..%d)", plan.MaxNodes))
-	fs.IntVar(&cfg.Gateways, "gateways", def.Gateways, "how many of each cluster's nodes are labelled wirespan.io/gateway=true")
+	fs.IntVar(&cfg.Gateways, "gateways", def.Gateways, "how many of each cluster's nodes are labeled wirespan.io/gateway=true")
 	fs.StringVar(&cfg.NAT, "nat", "", "put this cluster (e.g. c2) behind NAT: it can reach the others, they cannot reach it")
 	keep := fs.Bool("keep-on-failure", true, "when up fails, leave the lab as it is for diagnosis (false: tear it down)")
 	if err := parseNoArgs(fs, args); err != nil {

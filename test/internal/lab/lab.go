@@ -141,7 +141,7 @@ func (l *Lab) preflight(p *plan.Plan) error {
 		return fmt.Errorf("wirespan-operator not found at %s: run `make build`", l.Bins.Operator)
 	}
 	if _, err := os.Stat(filepath.Join(l.Bins.CRDs, "wirespan.io_clusterpeers.yaml")); err != nil {
-		return fmt.Errorf("Wirespan's CRDs not found in %s: %w", l.Bins.CRDs, err)
+		return fmt.Errorf("the CRDs of Wirespan are not in %s: %w", l.Bins.CRDs, err)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,7 +32,6 @@ type run struct {
 	plan  *plan.Plan
 	state *state
 
-	mu            sync.Mutex
 	privateKeys   map[string]string
 	clients       map[string]*kubernetes.Clientset
 	apiservers    map[string]*proc.Process
@@ -345,8 +343,11 @@ func (r *run) readyChecks(ctx context.Context) (string, error) {
 		return waitFor(ctx, 30*time.Second, "DNS from "+pod.Name, nil, func() error {
 			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", pod.Netns,
 				"dig", "+short", "+time=1", "+tries=1", name).CombinedOutput()
-			if got := strings.TrimSpace(string(out)); err != nil || got != c.KubernetesServiceIP.String() {
-				return fmt.Errorf("dig %s answered %q (%v), want %s", name, got, err, c.KubernetesServiceIP)
+			if err != nil {
+				return fmt.Errorf("dig %s: %w: %s", name, err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != c.KubernetesServiceIP.String() {
+				return fmt.Errorf("dig %s answered %q, want %s", name, got, c.KubernetesServiceIP)
 			}
 			return nil
 		})

@@ -95,7 +95,12 @@ func nodeLines(c plan.Cluster, n plan.Node) []string {
 		if pod.Node == n.Name {
 			lines = append(lines,
 				fmt.Sprintf("link add %s type veth peer name eth0 netns %s", pod.NodeLink, pod.Netns),
-				fmt.Sprintf("link set %s master %s up", pod.NodeLink, plan.PodBridge))
+				fmt.Sprintf("link set %s master %s up", pod.NodeLink, plan.PodBridge),
+				// A pod reaching itself through a Service VIP: with
+				// br_netfilter the DNATed frame is bridged back out of the
+				// port it came in on, which a bridge only does in hairpin
+				// mode (kubenet does the same).
+				fmt.Sprintf("link set %s type bridge_slave hairpin on", pod.NodeLink))
 		}
 	}
 	return lines
@@ -169,16 +174,16 @@ func Setup(p *plan.Plan) error {
 		}
 	}
 	for _, ns := range ForwardingNetns(p) {
-		if err := run(nil, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
+		if err := ip(nil, "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
 			return err
 		}
 	}
-	if err := run(strings.NewReader(RouterRuleset(p)), "ip", "netns", "exec", p.Router, "nft", "-f", "-"); err != nil {
+	if err := ip(strings.NewReader(RouterRuleset(p)), "netns", "exec", p.Router, "nft", "-f", "-"); err != nil {
 		return err
 	}
 	for _, c := range p.Clusters {
 		for _, n := range c.Nodes {
-			if err := run(strings.NewReader(NodeRuleset(p, c)), "ip", "netns", "exec", n.Netns, "nft", "-f", "-"); err != nil {
+			if err := ip(strings.NewReader(NodeRuleset(p, c)), "netns", "exec", n.Netns, "nft", "-f", "-"); err != nil {
 				return err
 			}
 		}
@@ -210,7 +215,7 @@ func Teardown(prefix string) ([]string, error) {
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), mark) {
-			if err := run(nil, "ip", "netns", "del", e.Name()); err != nil {
+			if err := ip(nil, "netns", "del", e.Name()); err != nil {
 				errs = append(errs, err.Error())
 				continue
 			}
@@ -220,7 +225,7 @@ func Teardown(prefix string) ([]string, error) {
 	links, _ := os.ReadDir("/sys/class/net")
 	for _, l := range links {
 		if strings.HasPrefix(l.Name(), mark) {
-			if err := run(nil, "ip", "link", "del", l.Name()); err != nil {
+			if err := ip(nil, "link", "del", l.Name()); err != nil {
 				errs = append(errs, err.Error())
 				continue
 			}
@@ -248,18 +253,19 @@ func runBatch(s Script) error {
 	if s.Netns != "" {
 		args = append([]string{"-n", s.Netns}, args...)
 	}
-	return run(strings.NewReader(strings.Join(s.Lines, "\n")+"\n"), "ip", args...)
+	return ip(strings.NewReader(strings.Join(s.Lines, "\n")+"\n"), args...)
 }
 
-func run(stdin *strings.Reader, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
+// ip runs iproute2's ip with args.
+func ip(stdin *strings.Reader, args ...string) error {
+	cmd := exec.Command("ip", args...)
 	if stdin != nil {
 		cmd.Stdin = stdin
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
