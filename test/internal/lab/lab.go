@@ -292,7 +292,9 @@ func (l *Lab) DownInstance(instance int) error { return l.down(instance) }
 func (l *Lab) down(instance int) error {
 	prefix := ""
 	var recorded []*proc.Process
-	if st, err := loadState(l.Dir); err == nil {
+	st, err := loadState(l.Dir)
+	hadState := err == nil
+	if hadState {
 		prefix = plan.Prefix(st.Config.Instance)
 		recorded = st.Processes
 	} else if instance >= 0 {
@@ -301,21 +303,33 @@ func (l *Lab) down(instance int) error {
 		return err
 	}
 	stopped := 0
-	var wg sync.WaitGroup
 	var mu sync.Mutex
-	// Wirespan's processes and the workloads first, the control planes
-	// last, so nothing logs errors about a vanished apiserver for long.
-	for _, p := range recorded {
-		if p.Alive() {
-			wg.Go(func() {
-				p.Stop(5 * time.Second)
-				mu.Lock()
-				stopped++
-				mu.Unlock()
-			})
+	// In waves: Wirespan's processes and the workloads first, then the API
+	// servers, then etcd, so nothing spends its last seconds logging about
+	// a vanished API server.
+	wave := func(p *proc.Process) int {
+		switch {
+		case p.Name == "etcd":
+			return 2
+		case strings.HasSuffix(p.Name, "-kube-apiserver"):
+			return 1
 		}
+		return 0
 	}
-	wg.Wait()
+	for w := range 3 {
+		var wg sync.WaitGroup
+		for _, p := range recorded {
+			if wave(p) == w && p.Alive() {
+				wg.Go(func() {
+					p.Stop(5 * time.Second)
+					mu.Lock()
+					stopped++
+					mu.Unlock()
+				})
+			}
+		}
+		wg.Wait()
+	}
 	// Anything the record missed: processes naming the state folder, and
 	// processes inside the lab's namespaces.
 	leftovers := proc.Referring(l.Dir)
@@ -330,8 +344,12 @@ func (l *Lab) down(instance int) error {
 		stopped++
 	}
 	removed, err := network.Teardown(prefix)
-	if rmErr := os.RemoveAll(l.Dir); rmErr != nil {
+	if rmErr := l.removeStateDir(); rmErr != nil {
 		err = errors.Join(err, rmErr)
+	}
+	if stopped == 0 && len(removed) == 0 && !hadState {
+		l.printf("No lab in %s (instance prefix %s): nothing to remove.\n", l.Dir, prefix)
+		return err
 	}
 	counts := map[string]int{}
 	for _, r := range removed {
@@ -344,4 +362,26 @@ func (l *Lab) down(instance int) error {
 	l.printf("Stopped %d processes; removed %d network namespaces, %d links, %d %s; removed %s.\n",
 		stopped, counts["netns"], counts["link"], counts[network.EtcNetns+" folders"], network.EtcNetns+" folders", l.Dir)
 	return err
+}
+
+// removeStateDir deletes the state folder, but only if everything in it is
+// something the lab makes: a mistyped --state-dir must never cost a user
+// their files.
+func (l *Lab) removeStateDir() error {
+	entries, err := os.ReadDir(l.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		known := name == stateFile || name == stateFile+".tmp" || name == "logs" || name == "bin" ||
+			name == "etcd" || name == "gitops" || (e.IsDir() && plan.IsClusterName(name))
+		if !known {
+			return fmt.Errorf("not removing %s: it holds %s, which the lab did not make", l.Dir, name)
+		}
+	}
+	return os.RemoveAll(l.Dir)
 }

@@ -135,6 +135,9 @@ const (
 
 var clusterName = regexp.MustCompile(`^c[1-9]$`)
 
+// IsClusterName says whether name is one the lab gives clusters.
+func IsClusterName(name string) bool { return clusterName.MatchString(name) }
+
 // ClusterName is the name of the i-th cluster (0-based).
 func ClusterName(i int) string { return fmt.Sprintf("c%d", i+1) }
 
