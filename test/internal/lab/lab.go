@@ -294,12 +294,13 @@ func (l *Lab) down(instance int) error {
 	var recorded []*proc.Process
 	st, err := loadState(l.Dir)
 	hadState := err == nil
-	if hadState {
+	switch {
+	case hadState:
 		prefix = plan.Prefix(st.Config.Instance)
 		recorded = st.Processes
-	} else if instance >= 0 {
+	case instance >= 0:
 		prefix = plan.Prefix(instance)
-	} else {
+	default:
 		return err
 	}
 	stopped := 0
