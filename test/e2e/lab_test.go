@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -287,25 +289,9 @@ func TestDownRemovesEverythingAfterACrashedUp(t *testing.T) {
 	if left := trace(t, prefix, dir); len(left) > 0 {
 		t.Fatalf("instance %s is not clean before the test: %v", instance, left)
 	}
-	up := labCmd(dir, instance, "up", "--clusters", "1")
-	stdout, err := up.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
 	// Kill it once the API server is ready: namespaces, links, etcd and
 	// the apiserver exist, and the lab has not finished.
-	buf := make([]byte, 4096)
-	var printed strings.Builder
-	for !strings.Contains(printed.String(), "controller managers") {
-		n, err := stdout.Read(buf)
-		printed.Write(buf[:n])
-		if err != nil {
-			t.Fatalf("up ended before its API server phase: %v\n%s", err, printed.String())
-		}
-	}
+	up := startUpUntil(t, dir, instance, "controller managers")
 	_ = up.Process.Signal(syscall.SIGKILL)
 	_ = up.Wait()
 	left := trace(t, prefix, dir)
@@ -332,6 +318,47 @@ func TestDownRemovesEverythingAfterACrashedUp(t *testing.T) {
 	// A second down has nothing to do and says so without failing.
 	if out, err := labCmd(dir, instance, "down").CombinedOutput(); err != nil {
 		t.Errorf("second down: %v\n%s", err, out)
+	}
+}
+
+// startUpUntil starts `up` of a one-cluster lab and returns once it has
+// printed marker (the name of a phase that has begun).
+func startUpUntil(t *testing.T, dir, instance, marker string) *exec.Cmd {
+	t.Helper()
+	up := labCmd(dir, instance, "up", "--clusters", "1")
+	stdout, err := up.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var printed strings.Builder
+	for !strings.Contains(printed.String(), marker) {
+		n, err := stdout.Read(buf)
+		printed.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("up ended before %q: %v\n%s", marker, err, printed.String())
+		}
+	}
+	// Keep draining, so up never blocks on a full pipe.
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return up
+}
+
+// Ctrl-C during up: up itself tears down everything it made.
+func TestInterruptedUpLeavesNothingBehind(t *testing.T) {
+	const instance, prefix = "2", "wsl2"
+	dir := filepath.Join(t.TempDir(), "lab")
+	t.Cleanup(func() { _ = labCmd(dir, instance, "down").Run() })
+	up := startUpUntil(t, dir, instance, "API servers")
+	_ = up.Process.Signal(os.Interrupt)
+	if err := up.Wait(); err == nil {
+		t.Error("an interrupted up exited 0")
+	}
+	if left := trace(t, prefix, dir); len(left) > 0 {
+		t.Errorf("an interrupted up left behind: %s", strings.Join(left, "\n"))
 	}
 }
 

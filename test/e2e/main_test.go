@@ -99,7 +99,7 @@ func runMain(m *testing.M) (code int) {
 	}()
 
 	start := time.Now()
-	up := labCmd(sharedDir, sharedInstance, "up", "--clusters", sharedClusters, "--nat", natCluster)
+	up := labCmd(sharedDir, sharedInstance, "up", "--clusters", sharedClusters, "--nat", natCluster, "--keep-on-failure")
 	up.Stdout, up.Stderr = os.Stdout, os.Stderr
 	if err := up.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: lab up: %v\n", err)

@@ -217,7 +217,7 @@ func up(fs *flag.FlagSet, c *common, args []string) error {
 	fs.IntVar(&cfg.Nodes, "nodes", def.Nodes, fmt.Sprintf("nodes per cluster (1..%d)", plan.MaxNodes))
 	fs.IntVar(&cfg.Gateways, "gateways", def.Gateways, "how many of each cluster's nodes are labeled wirespan.io/gateway=true")
 	fs.StringVar(&cfg.NAT, "nat", "", "put this cluster (e.g. c2) behind NAT: it can reach the others, they cannot reach it")
-	keep := fs.Bool("keep-on-failure", true, "when up fails, leave the lab as it is for diagnosis (false: tear it down)")
+	keep := fs.Bool("keep-on-failure", false, "when up fails, leave the lab as it is for diagnosis instead of tearing it down (an interrupted up is always torn down)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func up(fs *flag.FlagSet, c *common, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return l.Up(ctx, cfg, !*keep)
+	return l.Up(ctx, cfg, *keep)
 }
 
 // serveEcho is the workload in the lab's echo pods (started by `up`).

@@ -54,7 +54,7 @@ func BenchmarkUpThreeClusters(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		if err := l.Up(context.Background(), cfg, true); err != nil {
+		if err := l.Up(context.Background(), cfg, false); err != nil {
 			b.Fatal(err)
 		}
 		up += time.Since(start)

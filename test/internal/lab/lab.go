@@ -146,10 +146,11 @@ func (l *Lab) preflight(p *plan.Plan) error {
 	return nil
 }
 
-// Up brings up the lab. On failure it leaves everything as it is, for
-// diagnosis, unless teardownOnFailure is set; either way the error says
-// where the logs are.
-func (l *Lab) Up(ctx context.Context, cfg plan.Config, teardownOnFailure bool) (err error) {
+// Up brings up the lab. When it fails, it tears down what it made, so a
+// failed or interrupted up leaves nothing behind; the error ends with the
+// log of the process that failed. keepOnFailure leaves a failed lab as it
+// is for diagnosis instead (an interrupted one is torn down regardless).
+func (l *Lab) Up(ctx context.Context, cfg plan.Config, keepOnFailure bool) (err error) {
 	p, err := plan.New(cfg)
 	if err != nil {
 		return err
@@ -157,6 +158,19 @@ func (l *Lab) Up(ctx context.Context, cfg plan.Config, teardownOnFailure bool) (
 	if err := l.preflight(p); err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if keepOnFailure && ctx.Err() == nil {
+			err = fmt.Errorf("%w\nThe lab is left as it is for diagnosis; logs: %s. Remove it with `wirespan-lab down`", err, l.logsDir())
+			return
+		}
+		l.printf("Up failed; tearing down what it made.\n")
+		if derr := l.down(p.Instance); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}()
 	start := time.Now()
 	l.printf("Bringing up %d clusters (%s) in %s\n", len(p.Clusters), strings.Join(p.ClusterNames(), ", "), l.Dir)
 	for _, dir := range []string{l.logsDir(), filepath.Dir(l.labCopy()), l.clusterPeersDir()} {
@@ -168,20 +182,6 @@ func (l *Lab) Up(ctx context.Context, cfg plan.Config, teardownOnFailure bool) (
 	if err := st.save(); err != nil {
 		return err
 	}
-	defer func() {
-		if err == nil {
-			return
-		}
-		err = fmt.Errorf("%w\nlogs: %s", err, l.logsDir())
-		if teardownOnFailure {
-			l.printf("Up failed; tearing down.\n")
-			if derr := l.Down(); derr != nil {
-				err = errors.Join(err, derr)
-			}
-		} else {
-			l.printf("Up failed; the lab is left as it is for diagnosis. Remove it with `wirespan-lab down`.\n")
-		}
-	}()
 	r := &run{lab: l, plan: p, state: st}
 	for _, ph := range []struct {
 		name string
@@ -198,12 +198,16 @@ func (l *Lab) Up(ctx context.Context, cfg plan.Config, teardownOnFailure bool) (
 		{"wirespan-operator", r.operators},
 		{"ready checks", r.readyChecks},
 	} {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted before %s", ph.name)
 		}
 		t := time.Now()
 		l.printf("  %-24s", ph.name)
 		detail, err := ph.do(ctx)
+		if ctx.Err() != nil {
+			l.printf("interrupted\n")
+			return fmt.Errorf("interrupted during %s", ph.name)
+		}
 		if err != nil {
 			l.printf("failed after %s\n", since(t))
 			return fmt.Errorf("%s: %w", ph.name, err)
