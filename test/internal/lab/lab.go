@@ -232,7 +232,7 @@ func (l *Lab) printNextSteps(p *plan.Plan) {
 	l.printf("  kubectl --kubeconfig $(wirespan-lab kubeconfig %s) get nodes,pods -A -o wide\n", c.Name)
 	l.printf("  wirespan-lab apply %s      # the ClusterPeers, as from Git, to every cluster\n", l.clusterPeersDir())
 	l.printf("  wirespan-lab exec %s echo-0 -- dig +short kubernetes.default.svc.cluster.local\n", c.Name)
-	l.printf("  wirespan-lab exec %s echo-0 -- cat /dev/tcp/%s/%d    # (bash) the echo pod on the other node\n", c.Name, c.Pods[len(c.Nodes)-1].IP, plan.EchoPort)
+	l.printf("  wirespan-lab exec %s echo-0 -- bash -c 'cat </dev/tcp/%s/%d'   # the echo pod on the last node\n", c.Name, c.Pods[len(c.Nodes)-1].IP, plan.EchoPort)
 	l.printf("  wirespan-lab down\n")
 }
 
