@@ -90,6 +90,14 @@ func Start(opts Options) (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)
 	}
+	// envtest writes webhook serving certificates to a new folder in $TMPDIR
+	// even when there are no webhooks, and removes it only in Stop: a test
+	// binary killed outright would leave it behind. Wirespan has no
+	// webhooks, so it goes at once.
+	if dir := env.WebhookInstallOptions.LocalServingCertDir; dir != "" {
+		_ = os.RemoveAll(dir)
+		env.WebhookInstallOptions.LocalServingCertDir = ""
+	}
 	e := &Env{Config: cfg, Scheme: scheme, env: env, root: root, KubectlPath: filepath.Join(assets, "kubectl")}
 	stopOnSignal(e)
 	if err := record(root, assets); err != nil {
