@@ -100,37 +100,34 @@ build_kubernetes() {
 	done
 }
 
-build_etcd() {
-	if all_present "$etcd_dir" etcd; then
-		log "etcd $ETCD_VERSION: cached in ${etcd_dir#"$root"/}"
+# build_module NAME VERSION DIR MODULE LDFLAGS [NOTE]: a binary whose main
+# package is MODULE's root, built through a wrapper module pinning VERSION.
+build_module() {
+	local name=$1 version=$2 dir=$3 module=$4 ldflags=$5 note=${6:-}
+	if all_present "$dir" "$name"; then
+		log "$name $version: cached in ${dir#"$root"/}"
 		return
 	fi
-	local work="$cache/build/etcd-$ETCD_VERSION" start=$SECONDS
-	mkdir -p "$etcd_dir.tmp"
-	write_wrapper "$work" etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
-	log "building etcd $ETCD_VERSION..."
-	(cd "$work" && go build -trimpath -ldflags "-s -w" -o "$etcd_dir.tmp/etcd" go.etcd.io/etcd/server/v3)
-	log "built etcd in $((SECONDS - start))s"
-	rm -rf "$etcd_dir" && mv "$etcd_dir.tmp" "$etcd_dir"
+	local work="$cache/build/$name-$version" start=$SECONDS
+	mkdir -p "$dir.tmp"
+	write_wrapper "$work" "$name" "$module" "$version"
+	log "building $name $version$note..."
+	(cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$dir.tmp/$name" "$module")
+	log "built $name in $((SECONDS - start))s"
+	rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+build_etcd() {
+	build_module etcd "$ETCD_VERSION" "$etcd_dir" go.etcd.io/etcd/server/v3 "-s -w"
 }
 
 build_coredns() {
-	if all_present "$coredns_dir" coredns; then
-		log "coredns $COREDNS_VERSION: cached in ${coredns_dir#"$root"/}"
-		return
-	fi
-	local work="$cache/build/coredns-$COREDNS_VERSION" start=$SECONDS
-	mkdir -p "$coredns_dir.tmp"
-	write_wrapper "$work" coredns github.com/coredns/coredns "$COREDNS_VERSION"
-	log "building coredns $COREDNS_VERSION (default plugin.cfg: kubernetes, forward, template, cache, ...)..."
 	# `coredns -version` prints CoreDNS-<x.y.z> from a constant in the source
 	# and the commit from GitCommit; CoreDNS's Makefile sets that to
 	# `git describe --dirty --always`, which for a release is its tag.
-	(cd "$work" && go build -trimpath \
-		-ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
-		-o "$coredns_dir.tmp/coredns" github.com/coredns/coredns)
-	log "built coredns in $((SECONDS - start))s"
-	rm -rf "$coredns_dir" && mv "$coredns_dir.tmp" "$coredns_dir"
+	build_module coredns "$COREDNS_VERSION" "$coredns_dir" github.com/coredns/coredns \
+		"-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+		" (default plugin.cfg: kubernetes, forward, template, cache, ...)"
 }
 
 all_present() {

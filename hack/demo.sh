@@ -27,7 +27,7 @@ bold "Bring up two clusters (real kube-apiserver, controller manager, kube-proxy
 run "$LAB" up --clusters 2
 
 bold "Before peering, a pod in c1 cannot reach a pod in c2"
-c2_pod=$("$LAB" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([p["ip"] for p in s["clusters"][1]["pods"] if p["name"]=="echo-0"][0])')
+c2_pod=$("$KUBECTL" --kubeconfig "$(kc c2)" get pod echo-0 -o jsonpath='{.status.podIP}')
 if run "$LAB" exec c1 echo-0 -- "$STATE/bin/wirespan-lab" probe --timeout 1s tcp "$c2_pod:8080"; then
 	fail "c1 reached c2 without Wirespan: the lab's clusters are not isolated"
 else

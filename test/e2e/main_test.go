@@ -95,6 +95,7 @@ func runMain(m *testing.M) (code int) {
 	go func() {
 		<-sig
 		down()
+		_ = os.RemoveAll(tmp) // os.Exit skips the deferred removal
 		os.Exit(1)
 	}()
 

@@ -36,6 +36,14 @@ type Bins struct {
 	CRDs string
 }
 
+// programs are the names of the executables the lab starts: `down` stops
+// only these among processes naming the state folder, never, say, a shell
+// that ran `tail -f` on a log or the script that called `down`.
+func (b Bins) programs() []string {
+	return []string{filepath.Base(b.Etcd), filepath.Base(b.APIServer), filepath.Base(b.ControllerManager),
+		filepath.Base(b.KubeProxy), filepath.Base(b.CoreDNS), filepath.Base(b.Operator), "wirespan-gateway", "wirespan-lab"}
+}
+
 // DefaultBins are where `make bins` and `make build` put things in a
 // checkout at root.
 func DefaultBins(root string) Bins {
@@ -80,9 +88,6 @@ func (l *Lab) apiURL(c plan.Cluster) string {
 	return fmt.Sprintf("https://%s:%d", c.APIServerIP, c.APIServerPort)
 }
 
-// LogsDir is where every process of the lab writes its log.
-func (l *Lab) LogsDir() string { return l.logsDir() }
-
 // Kubeconfig returns the admin kubeconfig of a cluster.
 func (l *Lab) Kubeconfig(cluster string) (string, error) {
 	p, _, err := l.load()
@@ -94,9 +99,6 @@ func (l *Lab) Kubeconfig(cluster string) (string, error) {
 	}
 	return l.kubeconfig(cluster), nil
 }
-
-// ClusterPeersDir is the GitOps-style folder of ClusterPeer manifests.
-func (l *Lab) ClusterPeersDir() string { return l.clusterPeersDir() }
 
 func (l *Lab) load() (*plan.Plan, *state, error) {
 	st, err := loadState(l.Dir)
@@ -124,7 +126,8 @@ func (l *Lab) preflight(p *plan.Plan) error {
 			return fmt.Errorf("network namespace %s exists but %s does not: a lab of instance %d was left behind; remove it with `wirespan-lab down` (with the same --state-dir and --instance)", ns, l.statePath(), p.Instance)
 		}
 	}
-	for _, tool := range []string{"ip", "nft", "sysctl"} {
+	// dig: up's ready check resolves a name from a pod, as users will.
+	for _, tool := range []string{"ip", "nft", "sysctl", "dig"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found: run `make deps` (it installs iproute2, nftables, procps, dnsutils)", tool)
 		}
@@ -283,7 +286,8 @@ func parallel(p *plan.Plan, f func(c plan.Cluster) error) error {
 
 // Down stops every process of the lab and removes every namespace, link and
 // file it made, also when its record is damaged or missing (it then finds
-// them by name prefix and by the state folder in command lines). It says
+// them by name prefix, by network namespace, and by the lab's programs
+// naming the state folder in their command lines). It says
 // what it removed.
 func (l *Lab) Down() error {
 	return l.down(-1)
@@ -337,7 +341,7 @@ func (l *Lab) down(instance int) error {
 	}
 	// Anything the record missed: processes naming the state folder, and
 	// processes inside the lab's namespaces.
-	leftovers := proc.Referring(l.Dir)
+	leftovers := proc.Referring(l.Dir, l.Bins.programs())
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), prefix+"-") {

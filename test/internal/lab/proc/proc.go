@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,25 +101,45 @@ func exists(pid int) bool {
 	return err == nil && state != "Z"
 }
 
-// Referring lists the processes whose command line mentions dir: every
-// process the lab starts is given a path inside its state folder, so this
-// finds them even when the lab's record of them is lost.
-func Referring(dir string) []int {
+// Referring lists the processes running one of programs (by executable
+// name) whose command line mentions dir: every process the lab starts is
+// given a path inside its state folder, so this finds them even when the
+// lab's record of them is lost. This process and its ancestors are never
+// listed.
+func Referring(dir string, programs []string) []int {
 	var pids []int
-	self := os.Getpid()
+	skip := ancestors()
 	for _, pid := range all() {
-		if pid == self {
+		if skip[pid] {
 			continue
 		}
 		raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 		if err != nil {
 			continue
 		}
-		if strings.Contains(string(raw), dir) {
+		argv := strings.Split(string(raw), "\x00")
+		if slices.Contains(programs, filepath.Base(argv[0])) && strings.Contains(string(raw), dir) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// ancestors are this process and its parents up to init.
+func ancestors() map[int]bool {
+	seen := map[int]bool{}
+	for pid := os.Getpid(); pid > 1 && !seen[pid]; {
+		seen[pid] = true
+		f, err := stat(pid)
+		if err != nil || len(f) < 2 {
+			break
+		}
+		// Field 4 of stat is the parent; f starts at field 3.
+		if pid, err = strconv.Atoi(f[1]); err != nil {
+			break
+		}
+	}
+	return seen
 }
 
 // InNetns lists the processes whose network namespace is the named one.

@@ -16,12 +16,19 @@ func TestStartFindStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { Kill(p.PID, 0) })
+	t.Cleanup(func() { p.Stop(0) })
 	if !p.Alive() {
 		t.Fatal("not alive after Start")
 	}
-	if found := Referring(dir); !slices.Contains(found, p.PID) {
-		t.Errorf("Referring(%s) = %v, lacks %d", dir, found, p.PID)
+	if found := Referring(dir, []string{"bash"}); !slices.Contains(found, p.PID) {
+		t.Errorf("Referring(%s, bash) = %v, lacks %d", dir, found, p.PID)
+	}
+	// Not a program of the lab's, or not naming the folder: left alone.
+	if found := Referring(dir, []string{"etcd"}); slices.Contains(found, p.PID) {
+		t.Errorf("Referring(%s, etcd) lists the bash process %d", dir, p.PID)
+	}
+	if found := Referring(t.TempDir(), []string{"bash"}); slices.Contains(found, p.PID) {
+		t.Errorf("Referring of another folder lists %d", p.PID)
 	}
 	start := time.Now()
 	p.Stop(200 * time.Millisecond)
