@@ -41,6 +41,9 @@ type Env struct {
 	dir      string
 	root     string
 	cleanups []func()
+	// servingCertDir is the folder envtest made for webhook certificates,
+	// already removed; kept so a test can check that it is gone.
+	servingCertDir string
 }
 
 // Cleanup registers f to run when Stop is called, before the control plane
@@ -94,11 +97,12 @@ func Start(opts Options) (*Env, error) {
 	// even when there are no webhooks, and removes it only in Stop: a test
 	// binary killed outright would leave it behind. Wirespan has no
 	// webhooks, so it goes at once.
-	if dir := env.WebhookInstallOptions.LocalServingCertDir; dir != "" {
-		_ = os.RemoveAll(dir)
+	servingCertDir := env.WebhookInstallOptions.LocalServingCertDir
+	if servingCertDir != "" {
+		_ = os.RemoveAll(servingCertDir)
 		env.WebhookInstallOptions.LocalServingCertDir = ""
 	}
-	e := &Env{Config: cfg, Scheme: scheme, env: env, root: root, KubectlPath: filepath.Join(assets, "kubectl")}
+	e := &Env{Config: cfg, Scheme: scheme, env: env, root: root, KubectlPath: filepath.Join(assets, "kubectl"), servingCertDir: servingCertDir}
 	stopOnSignal(e)
 	if err := record(root, assets); err != nil {
 		_ = e.Stop()
