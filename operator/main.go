@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/wirespan/wirespan/operator/internal/app"
-	"github.com/wirespan/wirespan/operator/internal/cidr"
+	"github.com/wirespan/wirespan/internal/cidr"
 )
 
 func main() {

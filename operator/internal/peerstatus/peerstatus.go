@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
-	"github.com/wirespan/wirespan/operator/internal/cidr"
+	"github.com/wirespan/wirespan/internal/cidr"
 )
 
 // Source says where a family of the self cluster's ranges came from.

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/wirespan/wirespan/apis/v1alpha1"
-	"github.com/wirespan/wirespan/operator/internal/cidr"
+	"github.com/wirespan/wirespan/internal/cidr"
 )
 
 // pollInterval bounds the resolution of both figures.

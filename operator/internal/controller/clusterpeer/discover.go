@@ -10,7 +10,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/wirespan/wirespan/operator/internal/cidr"
+	"github.com/wirespan/wirespan/internal/cidr"
 	"github.com/wirespan/wirespan/operator/internal/peerstatus"
 )
 

@@ -1,0 +1,341 @@
+// Package agent turns what a gateway or node agent knows (its node, the
+// cluster's gateways, the ClusterPeers from Git, the ranges each cluster
+// claims) into the kernel state it wants. It is pure: no kernel, no API
+// server, no clock.
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/internal/cidr"
+)
+
+// RouteMode says how a node agent sends cross-cluster traffic to the active
+// gateway.
+type RouteMode string
+
+const (
+	// RouteVXLAN encapsulates it in VXLAN to the gateway's node address, so
+	// the node network only ever sees node addresses. It works wherever
+	// nodes reach each other, including clouds that drop packets whose
+	// source is not the sending machine's address (AWS source/destination
+	// check, GCP and Azure anti-spoofing) and overlay CNIs that do not route
+	// pod addresses between nodes.
+	RouteVXLAN RouteMode = "vxlan"
+	// RouteDirect routes it to the gateway's node address unencapsulated:
+	// no overhead, but the node network must carry pod source addresses.
+	RouteDirect RouteMode = "direct"
+)
+
+// WireGuardOverhead is what WireGuard adds to a packet over IPv6 (40 IPv6 +
+// 8 UDP + 32 WireGuard): the tunnel MTU is the underlay MTU minus this, the
+// same choice as wg-quick.
+const WireGuardOverhead = 80
+
+// VXLANOverhead is what VXLAN over IPv4 adds (20 + 8 + 8 + 14).
+const VXLANOverhead = 50
+
+// Config holds the settings that come from flags.
+type Config struct {
+	WireGuardName string
+	ListenPort    int
+	// TunnelCIDR is the range tunnel addresses are derived from.
+	TunnelCIDR   netip.Prefix
+	Table        int
+	RulePriority int
+	Mode         RouteMode
+	VXLANName    string
+	VXLANVNI     int
+	VXLANPort    int
+	// Keepalive is the persistent keepalive towards peers where either
+	// side may be behind NAT.
+	Keepalive time.Duration
+}
+
+// Node is the node this agent runs on.
+type Node struct {
+	Name string
+	// IP is the node's address on the node network.
+	IP netip.Addr
+	// Underlay is the interface that holds IP, and UnderlayMTU its MTU.
+	Underlay    string
+	UnderlayMTU int
+}
+
+// Gateway is a node labelled as a gateway.
+type Gateway struct {
+	Node string
+	IP   netip.Addr
+}
+
+// Peer is a remote cluster as Git declares it and as it claims.
+type Peer struct {
+	Cluster string
+	// PublicKey is spec.publicKey; empty or invalid means no tunnel.
+	PublicKey string
+	// Endpoints are spec.endpoints, resolved, in order.
+	Endpoints    []netip.AddrPort
+	AllowedCIDRs []netip.Prefix
+	// Claims are the pod and Service ranges the peer announced.
+	Claims []netip.Prefix
+}
+
+// Inputs is everything the desired state depends on.
+type Inputs struct {
+	Config  Config
+	Cluster string
+	Node    Node
+	// Gateways are the cluster's gateway nodes; the active one is chosen
+	// by ActiveGateway.
+	Gateways []Gateway
+	// PrivateKey is the cluster key; only the active gateway needs it.
+	PrivateKey *wgtypes.Key
+	// SelfRanges are this cluster's own pod and Service ranges.
+	SelfRanges []netip.Prefix
+	// SelfHasEndpoint is false when this cluster's ClusterPeer lists no
+	// endpoints: it sits behind NAT and must keep its mappings open.
+	SelfHasEndpoint bool
+	Peers           []Peer
+}
+
+// Refusal is a claimed range that is not routed, and why.
+type Refusal struct {
+	Prefix netip.Prefix
+	Reason string
+}
+
+// PeerPlan is what the agent decided about one remote cluster.
+type PeerPlan struct {
+	Cluster string
+	// Key is the parsed public key; Problem says why a tunnel cannot be
+	// built when it is empty.
+	Key        wgtypes.Key
+	TunnelAddr netip.Addr
+	Endpoint   netip.AddrPort
+	Routed     []netip.Prefix
+	Refused    []Refusal
+	Problem    string
+}
+
+// Plan is the desired kernel state and the decisions behind it.
+type Plan struct {
+	State dataplane.State
+	// Role is "gateway" on the active gateway, "node" elsewhere.
+	Role   string
+	Active *Gateway
+	Peers  []PeerPlan
+}
+
+// Roles.
+const (
+	RoleGateway = "gateway"
+	RoleNode    = "node"
+)
+
+// ActiveGateway picks the gateway that carries the cluster's traffic: the
+// first by node name. (Failover with a fencing Lease replaces this rule.)
+func ActiveGateway(gws []Gateway) *Gateway {
+	if len(gws) == 0 {
+		return nil
+	}
+	g := slices.MinFunc(gws, func(a, b Gateway) int { return strings.Compare(a.Node, b.Node) })
+	return &g
+}
+
+// TunnelAddress derives a cluster's tunnel address from its public key, so
+// every cluster can compute every other's from what Git holds. The host part
+// is a hash of the key; it is never the range's first or last address.
+func TunnelAddress(tunnel netip.Prefix, publicKey wgtypes.Key) netip.Addr {
+	sum := sha256.Sum256(publicKey[:])
+	base := tunnel.Masked().Addr().As4()
+	hostBits := 32 - tunnel.Bits()
+	size := uint64(1) << hostBits
+	host := binary.BigEndian.Uint64(sum[:8])%(size-2) + 1
+	n := binary.BigEndian.Uint32(base[:]) | uint32(host)
+	var out [4]byte
+	binary.BigEndian.PutUint32(out[:], n)
+	return netip.AddrFrom4(out)
+}
+
+// MAC derives a stable, locally administered unicast MAC for a node's VXLAN
+// link from its node address, so node agents can write the gateway's
+// neighbour entry without asking it.
+func MAC(ip netip.Addr) net.HardwareAddr {
+	sum := sha256.Sum256(ip.AsSlice())
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
+}
+
+// Desired computes the plan for one node.
+func Desired(in Inputs) Plan {
+	cfg := in.Config
+	plan := Plan{Role: RoleNode, Active: ActiveGateway(in.Gateways)}
+	if plan.Active != nil && plan.Active.Node == in.Node.Name {
+		plan.Role = RoleGateway
+	}
+	plan.Peers = peerPlans(in)
+	st := dataplane.State{
+		Table:   cfg.Table,
+		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table},
+		Sysctls: map[string]string{"net/ipv4/ip_forward": "1"},
+	}
+	var routed []netip.Prefix
+	for _, p := range plan.Peers {
+		routed = append(routed, p.Routed...)
+	}
+	routed = sortPrefixes(routed)
+	switch {
+	case plan.Role == RoleGateway && in.PrivateKey != nil:
+		gatewayState(&st, in, plan.Peers, routed)
+	case plan.Role == RoleNode && plan.Active != nil:
+		nodeState(&st, in, *plan.Active, routed)
+	}
+	plan.State = st
+	return plan
+}
+
+func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []netip.Prefix) {
+	cfg := in.Config
+	self := TunnelAddress(cfg.TunnelCIDR, in.PrivateKey.PublicKey())
+	dev := &dataplane.Device{
+		Name:       cfg.WireGuardName,
+		PrivateKey: *in.PrivateKey,
+		ListenPort: cfg.ListenPort,
+		MTU:        in.Node.UnderlayMTU - WireGuardOverhead,
+		Address:    netip.PrefixFrom(self, 32),
+	}
+	for _, p := range peers {
+		if p.Problem != "" {
+			continue
+		}
+		tunnel := netip.PrefixFrom(p.TunnelAddr, 32)
+		peer := dataplane.Peer{
+			PublicKey:  p.Key,
+			Endpoint:   p.Endpoint,
+			AllowedIPs: append([]netip.Prefix{tunnel}, p.Routed...),
+		}
+		if !in.SelfHasEndpoint || !p.Endpoint.IsValid() {
+			peer.Keepalive = cfg.Keepalive
+		}
+		dev.Peers = append(dev.Peers, peer)
+		st.Routes = append(st.Routes, dataplane.Route{Dst: tunnel, Dev: cfg.WireGuardName, Src: self})
+	}
+	for _, p := range routed {
+		st.Routes = append(st.Routes, dataplane.Route{Dst: p, Dev: cfg.WireGuardName, Src: self})
+	}
+	st.WireGuard = dev
+	st.MSSClamp = []string{cfg.WireGuardName}
+	// Forwarded cross-cluster traffic arrives from sources the reverse path
+	// check would send elsewhere: loose mode keeps it.
+	st.Sysctls["net/ipv4/conf/"+cfg.WireGuardName+"/rp_filter"] = "2"
+	switch cfg.Mode {
+	case RouteVXLAN:
+		st.VXLAN = vxlan(cfg, in.Node, netip.Addr{})
+		st.Sysctls["net/ipv4/conf/"+cfg.VXLANName+"/rp_filter"] = "2"
+	case RouteDirect:
+		st.Sysctls["net/ipv4/conf/"+in.Node.Underlay+"/rp_filter"] = "2"
+	}
+	sortRoutes(st.Routes)
+}
+
+func nodeState(st *dataplane.State, in Inputs, active Gateway, routed []netip.Prefix) {
+	cfg := in.Config
+	dev, via := in.Node.Underlay, active.IP
+	onlink := false
+	if cfg.Mode == RouteVXLAN {
+		st.VXLAN = vxlan(cfg, in.Node, active.IP)
+		st.Neighbors = []dataplane.Neighbor{{Dev: cfg.VXLANName, IP: active.IP, MAC: MAC(active.IP)}}
+		dev, onlink = cfg.VXLANName, true
+		st.Sysctls["net/ipv4/conf/"+cfg.VXLANName+"/rp_filter"] = "2"
+	}
+	for _, p := range routed {
+		st.Routes = append(st.Routes, dataplane.Route{Dst: p, Dev: dev, Via: via, Onlink: onlink})
+	}
+	sortRoutes(st.Routes)
+}
+
+func vxlan(cfg Config, n Node, remote netip.Addr) *dataplane.VXLAN {
+	return &dataplane.VXLAN{
+		Name: cfg.VXLANName, VNI: cfg.VXLANVNI, Port: cfg.VXLANPort,
+		Underlay: n.Underlay, Local: n.IP, Remote: remote,
+		MAC: MAC(n.IP), MTU: n.UnderlayMTU - VXLANOverhead,
+	}
+}
+
+// peerPlans decides, for every remote cluster, the key, endpoint and which
+// claimed ranges are routed. A range is refused when it lies outside the
+// peer's allowedCIDRs, or overlaps this cluster's ranges or a range another
+// peer claims (then both sides are refused: there is no telling which one
+// is right).
+func peerPlans(in Inputs) []PeerPlan {
+	claims := map[string][]netip.Prefix{in.Cluster: in.SelfRanges}
+	for _, p := range in.Peers {
+		claims[p.Cluster] = p.Claims
+	}
+	overlaps := cidr.Overlaps(claims)
+	tunnels := map[netip.Addr]string{}
+	var plans []PeerPlan
+	for _, p := range in.Peers {
+		pp := PeerPlan{Cluster: p.Cluster}
+		key, err := wgtypes.ParseKey(p.PublicKey)
+		switch {
+		case p.PublicKey == "":
+			pp.Problem = "spec.publicKey is empty"
+		case err != nil:
+			pp.Problem = fmt.Sprintf("spec.publicKey is not a WireGuard key: %v", err)
+		default:
+			pp.Key = key
+			pp.TunnelAddr = TunnelAddress(in.Config.TunnelCIDR, key)
+			if other, taken := tunnels[pp.TunnelAddr]; taken {
+				pp.Problem = fmt.Sprintf("tunnel address %s is also derived for cluster %s; change one cluster's key", pp.TunnelAddr, other)
+			}
+			tunnels[pp.TunnelAddr] = p.Cluster
+		}
+		if len(p.Endpoints) > 0 {
+			pp.Endpoint = p.Endpoints[0]
+		}
+		for _, c := range sortPrefixes(p.Claims) {
+			if r := refusal(c, p.AllowedCIDRs, overlaps[p.Cluster]); r != "" {
+				pp.Refused = append(pp.Refused, Refusal{Prefix: c, Reason: r})
+				continue
+			}
+			pp.Routed = append(pp.Routed, c)
+		}
+		plans = append(plans, pp)
+	}
+	slices.SortFunc(plans, func(a, b PeerPlan) int { return strings.Compare(a.Cluster, b.Cluster) })
+	return plans
+}
+
+func refusal(p netip.Prefix, allowed []netip.Prefix, overlaps []cidr.Overlap) string {
+	if len(allowed) > 0 && len(cidr.Outside([]netip.Prefix{p}, allowed)) > 0 {
+		return "outside spec.allowedCIDRs"
+	}
+	for _, o := range overlaps {
+		if o.Prefix == p {
+			return fmt.Sprintf("overlaps %s of cluster %s", o.OtherPrefix, o.Other)
+		}
+	}
+	return ""
+}
+
+func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := slices.Clone(ps)
+	slices.SortFunc(out, cidr.Compare)
+	return slices.Compact(out)
+}
+
+func sortRoutes(rs []dataplane.Route) {
+	slices.SortFunc(rs, func(a, b dataplane.Route) int { return cidr.Compare(a.Dst, b.Dst) })
+}

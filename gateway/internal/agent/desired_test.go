@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane/fake"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// Fixed keys, so golden files are stable.
+var (
+	keyC1 = mustKey("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEE=")
+	keyC2 = mustKey("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAkI=")
+	keyC3 = mustKey("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA0M=")
+)
+
+func mustKey(s string) wgtypes.Key {
+	k, err := wgtypes.ParseKey(s)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func pfx(s ...string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(s))
+	for _, v := range s {
+		out = append(out, netip.MustParsePrefix(v))
+	}
+	return out
+}
+
+func testConfig(mode RouteMode) Config {
+	return Config{
+		WireGuardName: "wirespan0", ListenPort: 51820, TunnelCIDR: netip.MustParsePrefix("100.96.0.0/16"),
+		Table: 51820, RulePriority: 100, Mode: mode,
+		VXLANName: "wirespan-vx", VXLANVNI: 5182, VXLANPort: 4790, Keepalive: 25 * time.Second,
+	}
+}
+
+// threeClusters is c1's view: c2 with an endpoint, c3 behind NAT.
+func threeClusters(node string, mode RouteMode) Inputs {
+	priv := keyC1
+	return Inputs{
+		Config:  testConfig(mode),
+		Cluster: "c1",
+		Node:    Node{Name: node, IP: netip.MustParseAddr(map[string]string{"c1-n0": "172.28.1.10", "c1-n1": "172.28.1.11"}[node]), Underlay: "eth0", UnderlayMTU: 1500},
+		Gateways: []Gateway{
+			{Node: "c1-n0", IP: netip.MustParseAddr("172.28.1.10")},
+		},
+		PrivateKey:      &priv,
+		SelfRanges:      pfx("10.1.0.0/16", "10.101.0.0/16"),
+		SelfHasEndpoint: true,
+		Peers: []Peer{
+			{Cluster: "c2", PublicKey: keyC2.PublicKey().String(), Endpoints: []netip.AddrPort{netip.MustParseAddrPort("172.28.2.10:51820")},
+				AllowedCIDRs: pfx("10.2.0.0/16", "10.102.0.0/16"), Claims: pfx("10.2.0.0/16", "10.102.0.0/16")},
+			{Cluster: "c3", PublicKey: keyC3.PublicKey().String(), Claims: pfx("10.3.0.0/16", "10.103.0.0/16")},
+		},
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run the test with -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file (rerun with -update if the change is intended)\n--- want\n%s--- got\n%s", name, want, got)
+	}
+}
+
+func newApplier(k *fake.Kernel) *dataplane.Applier {
+	return &dataplane.Applier{Kernel: k, WireGuardName: "wirespan0", VXLANName: "wirespan-vx"}
+}
+
+func apply(t *testing.T, a *dataplane.Applier, in Inputs, prune bool) []string {
+	t.Helper()
+	ch, err := a.Apply(Desired(in).State, prune)
+	if err != nil {
+		t.Fatalf("apply: %v (changes so far: %q)", err, ch)
+	}
+	return ch
+}
+
+func TestGoldenKernelState(t *testing.T) {
+	for _, tc := range []struct {
+		name, node string
+		mode       RouteMode
+	}{
+		{"gateway-vxlan.txt", "c1-n0", RouteVXLAN},
+		{"gateway-direct.txt", "c1-n0", RouteDirect},
+		{"node-vxlan.txt", "c1-n1", RouteVXLAN},
+		{"node-direct.txt", "c1-n1", RouteDirect},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := fake.New()
+			k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+			apply(t, newApplier(k), threeClusters(tc.node, tc.mode), true)
+			golden(t, tc.name, k.Dump())
+		})
+	}
+}
+
+func TestSecondApplyChangesNothing(t *testing.T) {
+	for _, node := range []string{"c1-n0", "c1-n1"} {
+		k := fake.New()
+		k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+		a := newApplier(k)
+		in := threeClusters(node, RouteVXLAN)
+		apply(t, a, in, true)
+		before, calls := k.Dump(), k.ChangeCount()
+		if ch := apply(t, a, in, true); len(ch) != 0 {
+			t.Errorf("%s: second apply changed %q", node, ch)
+		}
+		if k.ChangeCount() != calls || k.Dump() != before {
+			t.Errorf("%s: second apply made changing calls", node)
+		}
+	}
+}
+
+// A restarted gateway finds the userspace device's link, addresses and
+// routes as it left them, attaches a new device and configures its peers;
+// nothing else in the kernel changes, and no route is ever deleted.
+func TestRestartChangesNothingButTheDevice(t *testing.T) {
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	in := threeClusters("c1-n0", RouteVXLAN)
+	apply(t, newApplier(k), in, true)
+	before := k.Dump()
+	k.StopDevices()
+	k.Calls = map[string]int{}
+	ch := apply(t, newApplier(k), in, false)
+	if k.Dump() != before {
+		t.Errorf("state after restart differs:\n--- before\n%s--- after\n%s", before, k.Dump())
+	}
+	for method := range k.Calls {
+		if method != "CreateWireGuard" && method != "ConfigureDevice" {
+			t.Errorf("restart called %s (changes %q)", method, ch)
+		}
+	}
+}
+
+// Peers change one by one: a new claim of one peer touches only that peer.
+func TestPeersUpdatedOneByOne(t *testing.T) {
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	in := threeClusters("c1-n0", RouteVXLAN)
+	a := newApplier(k)
+	apply(t, a, in, true)
+	in.Peers[1].Claims = append(in.Peers[1].Claims, netip.MustParsePrefix("10.4.0.0/16"))
+	ch := apply(t, a, in, true)
+	tunnelC3 := TunnelAddress(in.Config.TunnelCIDR, keyC3.PublicKey())
+	self := TunnelAddress(in.Config.TunnelCIDR, keyC1.PublicKey())
+	want := []string{
+		"wireguard wirespan0: peer " + keyC3.PublicKey().String()[:8] + ": allowed-ips 10.3.0.0/16,10.4.0.0/16,10.103.0.0/16," + tunnelC3.String() + "/32",
+		"replace route 10.4.0.0/16 dev wirespan0 src " + self.String() + " table 51820",
+	}
+	if !slices.Equal(ch, want) {
+		t.Errorf("changes = %q\nwant     %q", ch, want)
+	}
+}
+
+// Pruning removes only what Wirespan owns: a foreign route in the same
+// table survives, and so does anything not named by the Applier.
+func TestTeardownRemovesOnlyOwnedState(t *testing.T) {
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	foreign := dataplane.Route{Dst: netip.MustParsePrefix("192.168.50.0/24"), Dev: "eth0"}
+	k.AddForeignRoute(51820, 4, foreign)
+	a := newApplier(k)
+	apply(t, a, threeClusters("c1-n0", RouteVXLAN), true)
+	if _, err := a.Apply(dataplane.State{Table: 51820}, true); err != nil {
+		t.Fatal(err)
+	}
+	got := k.Dump()
+	for _, gone := range []string{"link wirespan0", "link wirespan-vx", "wireguard ", "proto 201", "rule ", "nft ", "neighbor "} {
+		if strings.Contains(got, gone) {
+			t.Errorf("teardown left %q:\n%s", gone, got)
+		}
+	}
+	if !strings.Contains(got, "route table 51820 192.168.50.0/24 dev eth0 proto 4") {
+		t.Errorf("teardown removed a foreign route:\n%s", got)
+	}
+}
+
+// Without prune nothing is removed, so a gateway that starts before it has
+// heard of every peer never drops their routes.
+func TestNoPruneNeverRemoves(t *testing.T) {
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	a := newApplier(k)
+	in := threeClusters("c1-n0", RouteVXLAN)
+	apply(t, a, in, true)
+	in.Peers = in.Peers[:1]
+	for _, c := range apply(t, a, in, false) {
+		if strings.HasPrefix(c, "delete") || strings.HasPrefix(c, "remove") || strings.HasPrefix(c, "wireguard wirespan0: remove") {
+			t.Errorf("apply without prune removed: %s", c)
+		}
+	}
+	if !strings.Contains(k.Dump(), "10.3.0.0/16") {
+		t.Error("c3's route is gone without prune")
+	}
+	apply(t, a, in, true)
+	if strings.Contains(k.Dump(), "10.3.0.0/16") {
+		t.Error("c3's route stays after prune")
+	}
+}
+
+// An error part-way leaves what was done, and the next apply finishes.
+func TestApplyResumesAfterError(t *testing.T) {
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	k.FailOn["ReplaceRoute"] = os.ErrPermission
+	a := newApplier(k)
+	in := threeClusters("c1-n0", RouteVXLAN)
+	if _, err := a.Apply(Desired(in).State, true); err == nil {
+		t.Fatal("no error from a failing route")
+	}
+	apply(t, a, in, true)
+	if ch := apply(t, a, in, true); len(ch) != 0 {
+		t.Errorf("third apply changed %q", ch)
+	}
+}
+
+func TestPeerPlans(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	in.Peers[0].Claims = pfx("10.2.0.0/16", "10.102.0.0/16", "10.200.0.0/16")      // one outside allowedCIDRs
+	in.Peers[1].Claims = pfx("10.3.0.0/16", "10.1.128.0/17")                       // one overlaps c1's own range
+	in.Peers = append(in.Peers, Peer{Cluster: "c4", Claims: pfx("10.4.0.0/16")}) // no key
+	in.Peers = append(in.Peers, Peer{Cluster: "c5", PublicKey: "bm90IGEga2V5", Claims: pfx("10.5.0.0/16")})
+	plan := Desired(in)
+	byName := map[string]PeerPlan{}
+	for _, p := range plan.Peers {
+		byName[p.Cluster] = p
+	}
+	check := func(cluster string, routed []string, refused map[string]string, problem string) {
+		t.Helper()
+		p := byName[cluster]
+		if got := prefixStrings(p.Routed); !slices.Equal(got, routed) {
+			t.Errorf("%s routed %v, want %v", cluster, got, routed)
+		}
+		got := map[string]string{}
+		for _, r := range p.Refused {
+			got[r.Prefix.String()] = r.Reason
+		}
+		for k, v := range refused {
+			if !strings.Contains(got[k], v) {
+				t.Errorf("%s: refusal of %s is %q, want it to say %q", cluster, k, got[k], v)
+			}
+		}
+		if len(got) != len(refused) {
+			t.Errorf("%s refused %v, want %v", cluster, got, refused)
+		}
+		if !strings.Contains(p.Problem, problem) || (problem == "") != (p.Problem == "") {
+			t.Errorf("%s problem %q, want %q", cluster, p.Problem, problem)
+		}
+	}
+	check("c2", []string{"10.2.0.0/16", "10.102.0.0/16"}, map[string]string{"10.200.0.0/16": "outside spec.allowedCIDRs"}, "")
+	check("c3", []string{"10.3.0.0/16"}, map[string]string{"10.1.128.0/17": "overlaps 10.1.0.0/16 of cluster c1"}, "")
+	check("c4", []string{"10.4.0.0/16"}, nil, "spec.publicKey is empty")
+	check("c5", []string{"10.5.0.0/16"}, nil, "not a WireGuard key")
+	// Peers with a problem get no WireGuard peer.
+	if n := len(plan.State.WireGuard.Peers); n != 2 {
+		t.Errorf("%d WireGuard peers, want 2 (c2, c3)", n)
+	}
+	// Keepalive only towards the peer behind NAT.
+	for _, p := range plan.State.WireGuard.Peers {
+		if nat := p.PublicKey == keyC3.PublicKey(); (p.Keepalive != 0) != nat {
+			t.Errorf("peer %s keepalive %s", p.PublicKey, p.Keepalive)
+		}
+	}
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+func TestTunnelAddressStaysInRange(t *testing.T) {
+	for _, bits := range []int{16, 24, 30} {
+		r := netip.PrefixFrom(netip.MustParseAddr("100.96.0.0"), bits).Masked()
+		for _, k := range []wgtypes.Key{keyC1, keyC2, keyC3} {
+			a := TunnelAddress(r, k)
+			if !r.Contains(a) || a == r.Addr() || a == lastAddr(r) {
+				t.Errorf("%s in %s: %s", k, r, a)
+			}
+		}
+	}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}

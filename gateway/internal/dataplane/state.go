@@ -1,0 +1,108 @@
+// Package dataplane describes the kernel state Wirespan wants on a node, the
+// small interfaces through which that state is read and changed (the kernel
+// seam), and the Applier that turns the difference between wanted and found
+// into the fewest changes. It imports no kernel code: the Linux
+// implementation is in dataplane/linux, an in-memory one in dataplane/fake.
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// RouteProtocol is the rtnetlink protocol number that tags Wirespan's routes
+// and rules ("proto 201" in `ip route`). Only objects carrying it are ever
+// changed or deleted.
+const RouteProtocol = 201
+
+// State is everything Wirespan wants in the kernel of one node.
+type State struct {
+	// WireGuard is the tunnel device; nil on a node agent.
+	WireGuard *Device
+	// VXLAN is the link that carries traffic between node agents and the
+	// active gateway; nil when routes go straight over the node network.
+	VXLAN *VXLAN
+	// Neighbors are permanent neighbour entries Wirespan owns (the gateway's
+	// VXLAN MAC on node agents).
+	Neighbors []Neighbor
+	// Table is the routing table that holds Routes; Rule sends lookups to it.
+	Table int
+	// Routes are the routes to remote clusters' ranges, all in Table.
+	Routes []Route
+	// Rule is the policy rule that consults Table; nil removes it.
+	Rule *Rule
+	// MSSClamp lists the interfaces on which forwarded TCP SYNs get their
+	// MSS clamped to the route's MTU.
+	MSSClamp []string
+	// Sysctls are kernel parameters to set, by /proc/sys path relative name
+	// ("net/ipv4/ip_forward"). They are set, never reset.
+	Sysctls map[string]string
+}
+
+// Device is a WireGuard device and its peers.
+type Device struct {
+	Name       string
+	PrivateKey wgtypes.Key
+	ListenPort int
+	MTU        int
+	// Address is the device's tunnel address, a host prefix.
+	Address netip.Prefix
+	Peers   []Peer
+}
+
+// Peer is one remote cluster on the WireGuard device.
+type Peer struct {
+	PublicKey wgtypes.Key
+	// Endpoint is where to send; the zero value leaves the endpoint to
+	// WireGuard's roaming (a peer behind NAT that dials us).
+	Endpoint   netip.AddrPort
+	AllowedIPs []netip.Prefix
+	// Keepalive is the persistent keepalive interval; 0 disables it.
+	Keepalive time.Duration
+}
+
+// VXLAN is a point-to-point VXLAN link between a node and its gateway.
+type VXLAN struct {
+	Name string
+	VNI  int
+	Port int
+	// Underlay is the node-network interface the VXLAN packets leave by.
+	Underlay string
+	// Local is this node's node-network address.
+	Local netip.Addr
+	// Remote is the peer's node-network address: the active gateway on a
+	// node agent; zero on the gateway, which only receives.
+	Remote netip.Addr
+	MAC    net.HardwareAddr
+	MTU    int
+}
+
+// Neighbor is a permanent neighbour (ARP) entry.
+type Neighbor struct {
+	Dev string
+	IP  netip.Addr
+	MAC net.HardwareAddr
+}
+
+// Route is a route in Wirespan's table.
+type Route struct {
+	Dst netip.Prefix
+	Dev string
+	// Via is the next hop; zero for a route straight out of Dev.
+	Via netip.Addr
+	// Onlink marks Via as reachable on Dev even though no address of Dev
+	// covers it.
+	Onlink bool
+	// Src is the preferred source address; zero lets the kernel choose.
+	Src netip.Addr
+	MTU int
+}
+
+// Rule is a policy routing rule that sends lookups to a table.
+type Rule struct {
+	Priority int
+	Table    int
+}
