@@ -1,15 +1,116 @@
-// Command gateway will run on every node: WireGuard tunnels, routes and
-// gossip on gateway nodes, routes to the active gateway on the others. It is
-// not built yet (see docs/architecture.md, "What exists today"); this binary
-// says so rather than pretending to work.
+// Command wirespan-gateway runs on every node. On the cluster's active
+// gateway node (label wirespan.io/gateway=true) it runs the WireGuard
+// tunnels to the other clusters, gossips this cluster's ranges and reports
+// each tunnel in the remote ClusterPeers' status; on every other node it
+// routes the other clusters' ranges to the active gateway.
+//
+// `wirespan-gateway teardown` removes everything Wirespan put in the node's
+// kernel; stopping the gateway does not, so traffic survives restarts.
 package main
 
 import (
+	"flag"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/wirespan/wirespan/gateway/internal/agent"
+	"github.com/wirespan/wirespan/gateway/internal/app"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
+	"github.com/wirespan/wirespan/gateway/internal/gossip"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "wirespan-gateway: the gateway is not implemented yet; today Wirespan has the operator only (see docs/architecture.md)")
-	os.Exit(2)
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "wirespan-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	opts := app.Options{Agent: app.DefaultAgentConfig()}
+	var (
+		keySecret, mode, wgMode, tunnelCIDR string
+		zapOpts                             = zap.Options{}
+	)
+	a := &opts.Agent
+	fs := flag.CommandLine
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: wirespan-gateway [flags]          run the gateway or node agent\n       wirespan-gateway teardown [flags] remove everything Wirespan put in this node's kernel\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&opts.ClusterID, "cluster-id", "", "this cluster's ID: the name of its ClusterPeer (required)")
+	fs.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "the Node this runs on (default $NODE_NAME)")
+	fs.StringVar(&keySecret, "key-secret", "wirespan-system/wirespan-cluster-key", "namespace/name of the Secret with the cluster's WireGuard key pair")
+	fs.StringVar(&wgMode, "wireguard", string(linux.WireGuardAuto), "WireGuard implementation: auto (kernel if it has WireGuard, else userspace), kernel or userspace")
+	fs.StringVar(&a.WireGuardName, "interface", a.WireGuardName, "name of the WireGuard interface (unique per machine for userspace devices: their control sockets are not per network namespace)")
+	fs.IntVar(&a.ListenPort, "listen-port", a.ListenPort, "WireGuard UDP port; the endpoints in ClusterPeers point here")
+	fs.StringVar(&tunnelCIDR, "tunnel-cidr", a.TunnelCIDR.String(), "range each cluster's tunnel address is derived from (by its public key); the same in every cluster")
+	fs.IntVar(&opts.GossipPort, "gossip-port", gossip.DefaultPort, "memberlist port on the tunnel address; the same in every cluster")
+	fs.IntVar(&a.Table, "route-table", a.Table, "routing table for routes to other clusters")
+	fs.IntVar(&a.RulePriority, "rule-priority", a.RulePriority, "priority of the policy rule that consults --route-table")
+	fs.StringVar(&mode, "node-route-mode", string(a.Mode), "how nodes reach the active gateway: vxlan (works on any node network) or direct (no overhead; the node network must carry pod source addresses)")
+	fs.StringVar(&a.VXLANName, "vxlan-interface", a.VXLANName, "name of the VXLAN interface between nodes and the gateway")
+	fs.IntVar(&a.VXLANVNI, "vxlan-vni", a.VXLANVNI, "VXLAN network identifier")
+	fs.IntVar(&a.VXLANPort, "vxlan-port", a.VXLANPort, "VXLAN UDP port (not 4789, which CNIs such as Flannel and Calico use)")
+	fs.DurationVar(&a.Keepalive, "keepalive", a.Keepalive, "WireGuard persistent keepalive towards peers where a side may be behind NAT")
+	fs.DurationVar(&opts.StatusPeriod, "status-period", 10e9, "how often tunnel figures are written to ClusterPeer status")
+	fs.DurationVar(&opts.Resync, "resync-period", 5e9, "how often the data plane is checked and repaired even without changes")
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9091", "address of the /healthz and /readyz endpoints; 0 disables them")
+	zapOpts.BindFlags(fs)
+
+	args := os.Args[1:]
+	teardown := len(args) > 0 && args[0] == "teardown"
+	if teardown {
+		args = args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (the only command is teardown; see --help)", fs.Args())
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	var err error
+	a.Mode = agent.RouteMode(mode)
+	opts.WireGuardMode = linux.WireGuardMode(wgMode)
+	if a.TunnelCIDR, err = netip.ParsePrefix(tunnelCIDR); err != nil {
+		return fmt.Errorf("--tunnel-cidr: %w", err)
+	}
+	if teardown {
+		changes, err := app.Teardown(opts, ctrl.Log.WithName("teardown"))
+		for _, c := range changes {
+			fmt.Println(c)
+		}
+		if err == nil && len(changes) == 0 {
+			fmt.Println("nothing of Wirespan's found")
+		}
+		return err
+	}
+	if opts.KeySecret, err = parseNamespacedName(keySecret); err != nil {
+		return fmt.Errorf("--key-secret: %w", err)
+	}
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("find the API server (in-cluster, $KUBECONFIG or --kubeconfig): %w", err)
+	}
+	return app.Run(ctrl.SetupSignalHandler(), cfg, opts)
+}
+
+func parseNamespacedName(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }

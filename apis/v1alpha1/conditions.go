@@ -107,4 +107,13 @@ const (
 	// ReasonNoHandshake: the peer is configured but no handshake has
 	// completed yet.
 	ReasonNoHandshake = "NoHandshake"
+	// ReasonSelfKeyMismatch: this cluster's own spec.publicKey is not the
+	// key its gateways use, so remote clusters cannot complete a handshake.
+	ReasonSelfKeyMismatch = "KeyMismatch"
+	// ReasonCIDRsRefused: the tunnel is up but every range the peer claims
+	// is refused, so nothing is routed to it.
+	ReasonCIDRsRefused = "CIDRsRefused"
+	// ReasonTunnelAddressConflict: the peer's key derives the same tunnel
+	// address as another peer's; one of the clusters needs a new key.
+	ReasonTunnelAddressConflict = "TunnelAddressConflict"
 )

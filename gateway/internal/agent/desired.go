@@ -192,7 +192,9 @@ func Desired(in Inputs) Plan {
 	}
 	var routed []netip.Prefix
 	for _, p := range plan.Peers {
-		routed = append(routed, p.Routed...)
+		if p.Problem == "" {
+			routed = append(routed, p.Routed...)
+		}
 	}
 	routed = sortPrefixes(routed)
 	switch {

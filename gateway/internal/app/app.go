@@ -1,0 +1,394 @@
+// Package app assembles the gateway binary: it reads its inputs from the
+// API server's caches and from gossip, computes the desired kernel state
+// with package agent, applies it through the kernel seam and reports what it
+// sees in the remote ClusterPeers' status. One loop does all of it, so there
+// is exactly one writer of the data plane.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/gateway/internal/agent"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
+	"github.com/wirespan/wirespan/gateway/internal/gossip"
+)
+
+// Run runs the gateway until ctx is done. On the way out it leaves the
+// kernel state as it is, so traffic keeps flowing through a restart; use
+// Teardown to remove it.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	logger := ctrl.Log.WithName("gateway")
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return err
+		}
+	}
+	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: logger.WithName("kernel")})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = kernel.Close() }()
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.ProbeAddr,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{opts.KeySecret.Namespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", opts.KeySecret.Name),
+			},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	s := &syncer{
+		opts:    opts,
+		log:     logger,
+		cache:   mgr.GetCache(),
+		writer:  mgr.GetClient(),
+		kernel:  kernel,
+		applier: &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName},
+		metrics: newMetrics(crmetrics.Registry),
+		poke:    make(chan struct{}, 1),
+		written: map[string]time.Time{},
+	}
+	if err := mgr.Add(s); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("synced", s.readyCheck); err != nil {
+		return err
+	}
+	logger.Info("starting", "clusterID", opts.ClusterID, "node", opts.NodeName, "wireguard", opts.WireGuardMode,
+		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR)
+	return mgr.Start(ctx)
+}
+
+// syncer is the one loop that owns the data plane.
+type syncer struct {
+	opts    Options
+	log     logr.Logger
+	cache   cache.Cache
+	writer  client.Client
+	kernel  *linux.Kernel
+	applier *dataplane.Applier
+	metrics *metrics
+	poke    chan struct{}
+	// resolver caches endpoint DNS answers.
+	resolver resolver
+
+	gossip     *gossip.Gossip
+	gossipAddr netip.Addr
+	joining    chan struct{}
+	// written is when each remote peer's status was last written, so
+	// tunnel figures alone are written at most every StatusPeriod.
+	written map[string]time.Time
+	// lastErr is the last sync's error, for the readiness check.
+	lastErr error
+	synced  bool
+}
+
+// NeedLeaderElection is false: every node runs its own data plane.
+func (s *syncer) NeedLeaderElection() bool { return false }
+
+// Start runs the loop until ctx is done.
+func (s *syncer) Start(ctx context.Context) error {
+	for _, obj := range []client.Object{&corev1.Node{}, &wirespanv1alpha1.ClusterPeer{}, &corev1.Secret{}} {
+		inf, err := s.cache.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("watch %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { s.wake() },
+			UpdateFunc: func(any, any) { s.wake() },
+			DeleteFunc: func(any) { s.wake() },
+		}); err != nil {
+			return err
+		}
+	}
+	if !s.cache.WaitForCacheSync(ctx) {
+		return errors.New("caches did not sync")
+	}
+	tick := time.NewTicker(s.opts.Resync)
+	defer tick.Stop()
+	defer s.stopGossip()
+	for {
+		s.sync(ctx)
+		var changed <-chan struct{}
+		if s.gossip != nil {
+			changed = s.gossip.Changed()
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Info("stopping; the data plane stays as it is")
+			return nil
+		case <-s.poke:
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *syncer) wake() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (s *syncer) readyCheck(*http.Request) error {
+	if !s.synced {
+		return errors.New("the data plane has not been applied yet")
+	}
+	return s.lastErr
+}
+
+// sync reads, decides, applies and reports, once.
+func (s *syncer) sync(ctx context.Context) {
+	err := s.syncOnce(ctx)
+	if err != nil {
+		s.metrics.syncErrors.Inc()
+		s.log.Error(err, "sync failed; the data plane keeps its last state")
+	}
+	s.lastErr = err
+}
+
+func (s *syncer) syncOnce(ctx context.Context) error {
+	w, err := s.read(ctx, s.learned)
+	if err != nil {
+		return err
+	}
+	plan := agent.Desired(w.in)
+	if plan.Role == agent.RoleGateway && w.in.PrivateKey == nil {
+		// Without the key the device cannot be configured; keep what runs.
+		return fmt.Errorf("active gateway without the cluster key: %w", w.keyErr)
+	}
+	start := time.Now()
+	changes, err := s.applier.Apply(plan.State, true)
+	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	s.metrics.changes.Add(float64(len(changes)))
+	for _, c := range changes {
+		s.log.Info("dataplane", "change", c)
+	}
+	if err != nil {
+		return fmt.Errorf("apply data plane: %w", err)
+	}
+	s.synced = true
+	if plan.Role != agent.RoleGateway {
+		s.stopGossip()
+		s.metrics.reset()
+		return nil
+	}
+	if err := s.runGossip(w, plan); err != nil {
+		return err
+	}
+	return s.report(ctx, w, plan)
+}
+
+// learned is what gossip knows of a cluster.
+func (s *syncer) learned(cluster string) *agent.Learned {
+	if s.gossip == nil {
+		return nil
+	}
+	st, ok := s.gossip.Clusters()[cluster]
+	if !ok {
+		return nil
+	}
+	return &agent.Learned{PodCIDRs: st.PodCIDRs, ServiceCIDRs: st.ServiceCIDRs, ActiveGateway: st.ActiveGateway}
+}
+
+// runGossip starts gossip on the tunnel address (restarting it if the key,
+// and so the address, changed), publishes this cluster's state and joins
+// clusters that have no member in the pool yet.
+func (s *syncer) runGossip(w *world, plan agent.Plan) error {
+	addr := plan.State.WireGuard.Address.Addr()
+	if s.gossip != nil && s.gossipAddr != addr {
+		s.stopGossip()
+	}
+	if s.gossip == nil {
+		g, err := gossip.New(gossip.Config{
+			Cluster: s.opts.ClusterID, Node: s.opts.NodeName, PrivateKey: *w.in.PrivateKey,
+			BindAddr: addr, Port: s.opts.GossipPort, Logger: s.log.WithName("gossip"), Registerer: crmetrics.Registry,
+		})
+		if err != nil {
+			return fmt.Errorf("start gossip on %s: %w", addr, err)
+		}
+		s.gossip, s.gossipAddr = g, addr
+		s.log.Info("gossip started", "addr", g.LocalAddr())
+	}
+	keys := map[string]wgtypes.Key{}
+	for _, p := range plan.Peers {
+		if p.Problem == "" {
+			keys[p.Cluster] = p.Key
+		}
+	}
+	if err := s.gossip.SetPeers(keys); err != nil {
+		s.log.Error(err, "some peers are left out of gossip")
+	}
+	local := gossip.ClusterState{Cluster: s.opts.ClusterID, ActiveGateway: s.opts.NodeName}
+	if w.self != nil {
+		local.PodCIDRs = parseLoose(w.self.Status.PodCIDRs)
+		local.ServiceCIDRs = parseLoose(w.self.Status.ServiceCIDRs)
+	}
+	if err := s.gossip.SetLocal(local); err != nil {
+		return fmt.Errorf("publish this cluster's state: %w", err)
+	}
+	s.joinMissing(plan)
+	return nil
+}
+
+// joinMissing contacts, in the background, the clusters with no member in
+// the pool. A peer behind NAT answers only once it has dialled in.
+func (s *syncer) joinMissing(plan agent.Plan) {
+	if s.joining != nil {
+		select {
+		case <-s.joining:
+		default:
+			return // the last attempt still runs
+		}
+	}
+	present := map[string]bool{}
+	for _, m := range s.gossip.Members() {
+		present[m.Cluster] = true
+	}
+	var addrs []netip.AddrPort
+	for _, p := range plan.Peers {
+		if p.Problem == "" && !present[p.Cluster] {
+			addrs = append(addrs, netip.AddrPortFrom(p.TunnelAddr, uint16(s.opts.GossipPort)))
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	s.joining = done
+	g := s.gossip
+	go func() {
+		defer close(done)
+		if n, err := g.Join(addrs); err != nil && n == 0 {
+			s.log.V(1).Info("gossip join found nobody yet", "tried", addrs, "error", err.Error())
+		}
+	}()
+}
+
+func (s *syncer) stopGossip() {
+	if s.gossip == nil {
+		return
+	}
+	if err := s.gossip.Shutdown(); err != nil {
+		s.log.Error(err, "stop gossip")
+	}
+	s.gossip, s.joining = nil, nil
+}
+
+// report writes, on each remote ClusterPeer, what this gateway sees of it.
+func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan) error {
+	dev, err := s.kernel.Device(s.opts.Agent.WireGuardName)
+	if err != nil {
+		return fmt.Errorf("read WireGuard device: %w", err)
+	}
+	now := time.Now()
+	selfMismatch := w.self != nil && w.self.Spec.PublicKey != "" && w.self.Spec.PublicKey != w.in.PrivateKey.PublicKey().String()
+	s.metrics.reset()
+	up := 0
+	var errs []error
+	for _, p := range plan.Peers {
+		cp, ok := w.remote[p.Cluster]
+		if !ok {
+			continue
+		}
+		obs := agent.Observation{Learned: s.learned(p.Cluster), SelfKeyMismatch: selfMismatch, Now: now}
+		if i := slices.IndexFunc(dev.Peers, func(x wgtypes.Peer) bool { return x.PublicKey == p.Key }); i >= 0 && p.Problem == "" {
+			obs.WireGuard = &dev.Peers[i]
+		}
+		if s.gossip != nil {
+			obs.RTT, _ = s.gossip.RTT(p.Cluster)
+		}
+		s.metrics.peer(p.Cluster, obs.WireGuard, obs.RTT, len(p.Refused), now)
+		want := agent.RemoteStatus(cp.Status, cp.Generation, p, obs)
+		if connectedTrue(want.Conditions) {
+			up++
+		}
+		if err := s.writeStatus(ctx, cp, want, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.metrics.peersUp.Set(float64(up))
+	return errors.Join(errs...)
+}
+
+// writeStatus writes want unless it equals what is there, or differs only
+// in tunnel figures written less than StatusPeriod ago.
+func (s *syncer) writeStatus(ctx context.Context, cp *wirespanv1alpha1.ClusterPeer, want wirespanv1alpha1.ClusterPeerStatus, now time.Time) error {
+	if equality.Semantic.DeepEqual(cp.Status, want) {
+		return nil
+	}
+	figuresOnly := cp.Status.DeepCopy()
+	figuresOnly.Tunnel = want.Tunnel
+	if equality.Semantic.DeepEqual(*figuresOnly, want) && now.Sub(s.written[cp.Name]) < s.opts.StatusPeriod {
+		return nil
+	}
+	updated := cp.DeepCopy()
+	updated.Status = want
+	err := s.writer.Status().Update(ctx, updated)
+	switch {
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		// The operator wrote in between, or the peer went; the watch
+		// brings us back with the new object.
+		return nil
+	case err != nil:
+		return fmt.Errorf("update status of ClusterPeer %s: %w", cp.Name, err)
+	}
+	s.written[cp.Name] = now
+	return nil
+}
+
+func connectedTrue(conds []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(conds, wirespanv1alpha1.ConditionConnected)
+}
+
+// Teardown removes everything Wirespan put in this node's kernel: its
+// links, routes, rules, neighbour entries and nftables table. Sysctls stay
+// as they are.
+func Teardown(opts Options, log logr.Logger) ([]string, error) {
+	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = kernel.Close() }()
+	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
+	return a.Apply(dataplane.State{Table: opts.Agent.Table}, true)
+}
+

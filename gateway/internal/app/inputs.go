@@ -1,0 +1,224 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/gateway/internal/agent"
+)
+
+// world is one consistent read of everything the gateway depends on.
+type world struct {
+	in     agent.Inputs
+	self   *wirespanv1alpha1.ClusterPeer
+	remote map[string]*wirespanv1alpha1.ClusterPeer
+	// keyErr says why the cluster key could not be read; only the active
+	// gateway needs it.
+	keyErr error
+}
+
+// read gathers the inputs from the caches and the node's own interfaces.
+// learned returns what gossip knows of a cluster, if anything.
+func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) (*world, error) {
+	o := s.opts
+	w := &world{remote: map[string]*wirespanv1alpha1.ClusterPeer{}}
+	w.in = agent.Inputs{Config: o.Agent, Cluster: o.ClusterID}
+
+	var node corev1.Node
+	if err := s.cache.Get(ctx, client.ObjectKey{Name: o.NodeName}, &node); err != nil {
+		return nil, fmt.Errorf("read own Node %s: %w", o.NodeName, err)
+	}
+	ip, ok := internalIP(&node)
+	if !ok {
+		return nil, fmt.Errorf("Node %s has no InternalIP address in status.addresses", o.NodeName)
+	}
+	underlay, mtu, err := interfaceWith(ip)
+	if err != nil {
+		return nil, err
+	}
+	w.in.Node = agent.Node{Name: o.NodeName, IP: ip, Underlay: underlay, UnderlayMTU: mtu}
+
+	var nodes corev1.NodeList
+	if err := s.cache.List(ctx, &nodes, client.MatchingLabels{wirespanv1alpha1.LabelGateway: "true"}); err != nil {
+		return nil, fmt.Errorf("list gateway Nodes: %w", err)
+	}
+	for i := range nodes.Items {
+		if gip, ok := internalIP(&nodes.Items[i]); ok {
+			w.in.Gateways = append(w.in.Gateways, agent.Gateway{Node: nodes.Items[i].Name, IP: gip})
+		}
+	}
+
+	var peers wirespanv1alpha1.ClusterPeerList
+	if err := s.cache.List(ctx, &peers); err != nil {
+		return nil, fmt.Errorf("list ClusterPeers: %w", err)
+	}
+	for i := range peers.Items {
+		p := &peers.Items[i]
+		if p.Name == o.ClusterID {
+			w.self = p
+			w.in.SelfRanges = append(parseLoose(p.Status.PodCIDRs), parseLoose(p.Status.ServiceCIDRs)...)
+			w.in.SelfHasEndpoint = len(p.Spec.Endpoints) > 0
+			continue
+		}
+		w.remote[p.Name] = p
+		w.in.Peers = append(w.in.Peers, agent.Peer{
+			Cluster:      p.Name,
+			PublicKey:    p.Spec.PublicKey,
+			Endpoints:    s.resolver.resolve(ctx, p.Spec.Endpoints),
+			AllowedCIDRs: parseLoose(p.Spec.AllowedCIDRs),
+			Claims:       claims(p, learned(p.Name)),
+		})
+	}
+
+	if active := agent.ActiveGateway(w.in.Gateways); active != nil && active.Node == o.NodeName {
+		key, err := s.clusterKey(ctx)
+		w.in.PrivateKey, w.keyErr = key, err
+	}
+	return w, nil
+}
+
+// claims are the ranges a remote cluster announced: over gossip if it has
+// been heard from since this process started, otherwise as the last
+// gateway wrote them in its ClusterPeer status. That keeps a restarted
+// gateway, and node agents, routing what was routed before.
+func claims(p *wirespanv1alpha1.ClusterPeer, l *agent.Learned) []netip.Prefix {
+	if l != nil {
+		return append(append([]netip.Prefix{}, l.PodCIDRs...), l.ServiceCIDRs...)
+	}
+	if p.Status.Role != wirespanv1alpha1.RoleRemote {
+		return nil
+	}
+	return append(parseLoose(p.Status.PodCIDRs), parseLoose(p.Status.ServiceCIDRs)...)
+}
+
+func (s *syncer) clusterKey(ctx context.Context) (*wgtypes.Key, error) {
+	var secret corev1.Secret
+	if err := s.cache.Get(ctx, s.opts.KeySecret, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("cluster key Secret %s not found (the operator creates it)", s.opts.KeySecret)
+		}
+		return nil, fmt.Errorf("read cluster key Secret %s: %w", s.opts.KeySecret, err)
+	}
+	key, err := wgtypes.ParseKey(string(secret.Data[wirespanv1alpha1.KeySecretPrivateKey]))
+	if err != nil {
+		return nil, fmt.Errorf("cluster key Secret %s: data.%s is not a WireGuard private key: %w", s.opts.KeySecret, wirespanv1alpha1.KeySecretPrivateKey, err)
+	}
+	return &key, nil
+}
+
+func internalIP(n *corev1.Node) (netip.Addr, bool) {
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// interfaceWith finds the interface that holds ip: the node network's.
+func interfaceWith(ip netip.Addr) (string, int, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "", 0, fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, iface := range ifaces {
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if got, ok := netip.AddrFromSlice(n.IP); ok && got.Unmap() == ip {
+					return iface.Name, iface.MTU, nil
+				}
+			}
+		}
+	}
+	return "", 0, fmt.Errorf("no interface holds the Node's InternalIP %s: is the gateway running in the host network namespace?", ip)
+}
+
+func parseLoose(values []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range values {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// resolver turns spec.endpoints into addresses, caching DNS answers for a
+// minute and keeping the last good answer when a lookup fails.
+type resolver struct {
+	mu    sync.Mutex
+	cache map[string]resolved
+}
+
+type resolved struct {
+	addr netip.AddrPort
+	at   time.Time
+}
+
+const resolveTTL = time.Minute
+
+func (r *resolver) resolve(ctx context.Context, endpoints []string) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, ep := range endpoints {
+		if ap, err := r.one(ctx, ep); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+func (r *resolver) one(ctx context.Context, endpoint string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(endpoint); err == nil {
+		return ap, nil
+	}
+	host, portText, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	r.mu.Lock()
+	c, ok := r.cache[endpoint]
+	r.mu.Unlock()
+	if ok && time.Since(c.at) < resolveTTL {
+		return c.addr, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		if ok {
+			return c.addr, nil
+		}
+		return netip.AddrPort{}, errors.Join(fmt.Errorf("resolve %s", host), err)
+	}
+	ap := netip.AddrPortFrom(ips[0].Unmap(), uint16(port))
+	r.mu.Lock()
+	if r.cache == nil {
+		r.cache = map[string]resolved{}
+	}
+	r.cache[endpoint] = resolved{addr: ap, at: time.Now()}
+	r.mu.Unlock()
+	return ap, nil
+}

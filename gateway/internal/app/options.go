@@ -1,0 +1,90 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/wirespan/wirespan/gateway/internal/agent"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
+)
+
+// Options configure the gateway; main fills them from flags.
+type Options struct {
+	ClusterID string
+	NodeName  string
+	// KeySecret is the cluster key Secret (read by the active gateway).
+	KeySecret     types.NamespacedName
+	WireGuardMode linux.WireGuardMode
+	Agent         agent.Config
+	GossipPort    int
+	// StatusPeriod is how often tunnel figures (bytes, handshake, latency)
+	// are written to ClusterPeer status; state changes are written at once.
+	StatusPeriod time.Duration
+	// Resync is how often the whole state is recomputed and re-applied even
+	// when no input changed, which also repairs changes made by others.
+	Resync      time.Duration
+	MetricsAddr string
+	ProbeAddr   string
+}
+
+// DefaultAgentConfig holds the defaults of the data-plane flags.
+func DefaultAgentConfig() agent.Config {
+	return agent.Config{
+		WireGuardName: "wirespan0",
+		ListenPort:    51820,
+		TunnelCIDR:    netip.MustParsePrefix("100.96.0.0/16"),
+		Table:         51820,
+		RulePriority:  100,
+		Mode:          agent.RouteVXLAN,
+		VXLANName:     "wirespan-vx",
+		VXLANVNI:      5182,
+		VXLANPort:     4790,
+		Keepalive:     25 * time.Second,
+	}
+}
+
+// Validate checks the options and says which flag is wrong.
+func (o Options) Validate() error {
+	var errs []error
+	for _, msg := range validation.IsDNS1123Label(o.ClusterID) {
+		errs = append(errs, fmt.Errorf("--cluster-id %q: %s", o.ClusterID, msg))
+	}
+	if o.NodeName == "" {
+		errs = append(errs, errors.New("--node-name is empty (set it, or $NODE_NAME from the downward API)"))
+	}
+	a := o.Agent
+	if a.Mode != agent.RouteVXLAN && a.Mode != agent.RouteDirect {
+		errs = append(errs, fmt.Errorf("--node-route-mode %q: want vxlan or direct", a.Mode))
+	}
+	for _, name := range []struct{ flag, value string }{{"--interface", a.WireGuardName}, {"--vxlan-interface", a.VXLANName}} {
+		if name.value == "" || len(name.value) > 15 {
+			errs = append(errs, fmt.Errorf("%s %q: an interface name is 1 to 15 characters", name.flag, name.value))
+		}
+	}
+	for _, port := range []struct {
+		flag  string
+		value int
+	}{{"--listen-port", a.ListenPort}, {"--vxlan-port", a.VXLANPort}, {"--gossip-port", o.GossipPort}} {
+		if port.value < 1 || port.value > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d: must be 1-65535", port.flag, port.value))
+		}
+	}
+	if !a.TunnelCIDR.Addr().Is4() || a.TunnelCIDR.Bits() > 24 || a.TunnelCIDR != a.TunnelCIDR.Masked() {
+		errs = append(errs, fmt.Errorf("--tunnel-cidr %s: want an IPv4 range of /24 or larger with no host bits set", a.TunnelCIDR))
+	}
+	if a.Table < 1 || a.Table > 0xfffffeff || a.Table == 253 || a.Table == 254 || a.Table == 255 {
+		errs = append(errs, fmt.Errorf("--route-table %d: must be a table of its own, not local (255), main (254) or default (253)", a.Table))
+	}
+	if a.RulePriority < 1 || a.RulePriority >= 32766 {
+		errs = append(errs, fmt.Errorf("--rule-priority %d: must be 1-32765, before the main table's rule", a.RulePriority))
+	}
+	if a.VXLANVNI < 1 || a.VXLANVNI > 1<<24-1 {
+		errs = append(errs, fmt.Errorf("--vxlan-vni %d: must be 1-16777215", a.VXLANVNI))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,69 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+)
+
+// Rules lists the IPv4 policy rules that carry dataplane.RouteProtocol.
+func (k *Kernel) Rules() ([]dataplane.Rule, error) {
+	if err := k.lock(); err != nil {
+		return nil, err
+	}
+	defer k.mu.Unlock()
+	nrs, err := dump(func() ([]netlink.Rule, error) { return k.nl.RuleList(netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list rules: %w", err)
+	}
+	var out []dataplane.Rule
+	for _, nr := range nrs {
+		if nr.Protocol != dataplane.RouteProtocol {
+			continue
+		}
+		out = append(out, dataplane.Rule{Priority: nr.Priority, Table: nr.Table})
+	}
+	return out, nil
+}
+
+// AddRule adds an IPv4 rule "priority P lookup T proto 201"; a rule that is
+// there already is not an error.
+func (k *Kernel) AddRule(r dataplane.Rule) error {
+	if err := k.lock(); err != nil {
+		return err
+	}
+	defer k.mu.Unlock()
+	err := k.nl.RuleAdd(netlinkRule(r))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add rule priority %d lookup %d: %w", r.Priority, r.Table, err)
+	}
+	return nil
+}
+
+// DeleteRule deletes Wirespan's IPv4 rule r; a rule that is not there is
+// not an error. The kernel matches the protocol, so a rule of another owner
+// with the same priority and table is never deleted.
+func (k *Kernel) DeleteRule(r dataplane.Rule) error {
+	if err := k.lock(); err != nil {
+		return err
+	}
+	defer k.mu.Unlock()
+	err := k.nl.RuleDel(netlinkRule(r))
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete rule priority %d lookup %d: %w", r.Priority, r.Table, err)
+	}
+	return nil
+}
+
+func netlinkRule(r dataplane.Rule) *netlink.Rule {
+	nr := netlink.NewRule()
+	nr.Family = netlink.FAMILY_V4
+	nr.Priority = r.Priority
+	nr.Table = r.Table
+	nr.Protocol = dataplane.RouteProtocol
+	return nr
+}
