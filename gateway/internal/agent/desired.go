@@ -260,6 +260,9 @@ func nodeState(st *dataplane.State, in Inputs, active Gateway, routed []netip.Pr
 		st.Neighbors = []dataplane.Neighbor{{Dev: cfg.VXLANName, IP: active.IP, MAC: MAC(active.IP)}}
 		dev, onlink = cfg.VXLANName, true
 		st.Sysctls["net/ipv4/conf/"+cfg.VXLANName+"/rp_filter"] = "2"
+		// Replies come back through the node network, not the VXLAN link
+		// their reverse route names: loose mode lets them in.
+		st.Sysctls["net/ipv4/conf/"+in.Node.Underlay+"/rp_filter"] = "2"
 	}
 	for _, p := range routed {
 		st.Routes = append(st.Routes, dataplane.Route{Dst: p, Dev: dev, Via: via, Onlink: onlink})

@@ -236,7 +236,10 @@ func (a *Applier) vxlan(c *changes, want State, prune bool) error {
 		note(c, "create vxlan %s vni %d remote %s", v.Name, v.VNI, v.Remote)
 		link = Link{Name: v.Name, MTU: v.MTU}
 	}
-	return a.linkBasics(c, link, v.MTU, nil)
+	// The reverse-path filter passes nothing in on an interface without an
+	// IPv4 address, in loose mode too; the node's own address is the one
+	// that means something there.
+	return a.linkBasics(c, link, v.MTU, []netip.Prefix{netip.PrefixFrom(v.Local, 32)})
 }
 
 func sameVXLAN(a, b VXLAN) bool {

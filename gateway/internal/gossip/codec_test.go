@@ -160,7 +160,7 @@ func TestDecodeRejects(t *testing.T) {
 
 		{"forged by c, claiming a", forgedByC, ErrBadMAC},
 		{"signed part changed", flip(valid, len(magic)+1+1+1+7), ErrBadMAC}, // last byte of the version
-		{"MAC changed", flip(valid, len(valid)-MACSize-3), ErrBadMAC}, // last byte of b's MAC
+		{"MAC changed", flip(valid, len(valid)-MACSize-3), ErrBadMAC},       // last byte of b's MAC
 		{"MACs zeroed", withMACs(newRaw().head().noCIDRsNoExports(), "b", "c"), ErrBadMAC},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,7 +169,7 @@ func TestDecodeRejects(t *testing.T) {
 				t.Fatalf("Decode error = %v, want %v", err, tc.want)
 			}
 			for _, other := range []error{ErrMalformed, ErrTooLarge, ErrUnknownVersion, ErrUnknownSender, ErrNoMAC, ErrBadMAC} {
-				if other != tc.want && errors.Is(err, other) {
+				if !errors.Is(other, tc.want) && errors.Is(err, other) {
 					t.Errorf("error %v also wraps %v", err, other)
 				}
 			}
@@ -294,15 +294,15 @@ func TestKeyring(t *testing.T) {
 
 func TestResultOf(t *testing.T) {
 	for err, want := range map[error]string{
-		nil:                                 resultAccepted,
-		fmt.Errorf("x: %w", ErrDuplicate):   resultDuplicate,
-		fmt.Errorf("x: %w", ErrStale):       resultStale,
-		fmt.Errorf("x: %w", ErrMalformed):   resultMalformed,
-		fmt.Errorf("x: %w", ErrTooLarge):    resultTooLarge,
-		ErrUnknownVersion:                   resultUnknownVersion,
-		ErrUnknownSender:                    resultUnknownSender,
-		ErrNoMAC:                            resultNoMAC,
-		fmt.Errorf("x: %w", ErrBadMAC):      resultBadMAC,
+		nil:                                resultAccepted,
+		fmt.Errorf("x: %w", ErrDuplicate):  resultDuplicate,
+		fmt.Errorf("x: %w", ErrStale):      resultStale,
+		fmt.Errorf("x: %w", ErrMalformed):  resultMalformed,
+		fmt.Errorf("x: %w", ErrTooLarge):   resultTooLarge,
+		ErrUnknownVersion:                  resultUnknownVersion,
+		ErrUnknownSender:                   resultUnknownSender,
+		ErrNoMAC:                           resultNoMAC,
+		fmt.Errorf("x: %w", ErrBadMAC):     resultBadMAC,
 		errors.New("something unforeseen"): resultMalformed,
 	} {
 		if got := resultOf(err); got != want {

@@ -31,14 +31,13 @@
 // # No relaying
 //
 // A gateway sends only its own cluster's state: directly to every member
-// when it changes (SendReliable) and when a member joins, and as its part of
-// memberlist's periodic push/pull, which heals partitions. It never forwards
-// another cluster's state. A relayed message would have to carry A's MAC for
-// the final recipient, which the relay cannot make; carrying A's original
-// message unchanged would work, but needs nothing memberlist's push/pull
-// does not already give, and would let a relay replay old states to cause
-// churn. The cost is that a cluster's state reaches only the members it has
-// a path to; in a pool of full-mesh tunnels that is every member.
+// when it changes and when a member joins (SendReliable, retried while the
+// member stays in the pool), and as its part of memberlist's push/pull,
+// which heals anything missed. It never forwards another cluster's state.
+// So a receiver judges a message by its speaker alone, and a push/pull
+// carries one state, not up to MaxPeers of them. Relaying would buy little:
+// tunnels are a full mesh and carry the data too, so a gateway that cannot
+// reach A's gateway to hear from it cannot route to A either.
 //
 // # Replay and staleness
 //

@@ -11,93 +11,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/hashicorp/memberlist"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
-
-const (
-	// DefaultPort is the memberlist port (TCP and UDP) on the tunnel address.
-	DefaultPort = 7946
-	// AnyPort as Config.Port lets the kernel choose a free port (tests);
-	// LocalAddr tells which.
-	AnyPort = -1
-)
-
-// Config configures a Gossip. Zero durations take the defaults, which suit a
-// pool of a few dozen gateways over WAN tunnels: failures seen in a few
-// seconds, state changes delivered at once, full resync every 10 s.
-type Config struct {
-	// Cluster and Node name this member "<Cluster>/<Node>"; Cluster is an
-	// RFC 1123 label, Node a DNS subdomain (the Kubernetes node name).
-	Cluster, Node string
-	// PrivateKey is the cluster's WireGuard private key.
-	PrivateKey wgtypes.Key
-	// BindAddr is the address to bind and advertise: the cluster's tunnel
-	// address.
-	BindAddr netip.Addr
-	// Port is the TCP and UDP port; 0 means DefaultPort, AnyPort a free one.
-	Port int
-	// Logger receives Gossip's logs, and memberlist's at V(1) and V(2).
-	Logger logr.Logger
-	// Registerer, if set, gets the wirespan_gossip_* metrics; Shutdown
-	// unregisters them.
-	Registerer prometheus.Registerer
-
-	// ProbeInterval is the time between failure-detection probes of one
-	// random member (default 1 s); ProbeTimeout is how long to wait for the
-	// ack, and should exceed the worst round trip (default 500 ms).
-	ProbeInterval, ProbeTimeout time.Duration
-	// PushPullInterval is the time between full state exchanges with one
-	// random member, which heals partitions (default 10 s).
-	PushPullInterval time.Duration
-	// GossipInterval is the time between membership gossip rounds
-	// (default 200 ms).
-	GossipInterval time.Duration
-	// TCPTimeout bounds connecting to a member (default 5 s).
-	TCPTimeout time.Duration
-	// LeaveTimeout bounds waiting for the leave broadcast in Shutdown
-	// (default 2 s).
-	LeaveTimeout time.Duration
-}
-
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.ProbeInterval, time.Second)
-	def(&c.ProbeTimeout, 500*time.Millisecond)
-	def(&c.PushPullInterval, 10*time.Second)
-	def(&c.GossipInterval, 200*time.Millisecond)
-	def(&c.TCPTimeout, 5*time.Second)
-	def(&c.LeaveTimeout, 2*time.Second)
-	if c.Port == 0 {
-		c.Port = DefaultPort
-	}
-	if c.Logger.GetSink() == nil {
-		c.Logger = logr.Discard()
-	}
-}
-
-func (c *Config) validate() error {
-	if err := validateCluster(c.Cluster); err != nil {
-		return err
-	}
-	if err := validateNode(c.Node); err != nil {
-		return err
-	}
-	if c.PrivateKey == (wgtypes.Key{}) {
-		return fmt.Errorf("no private key")
-	}
-	if !c.BindAddr.IsValid() {
-		return fmt.Errorf("no bind address")
-	}
-	if c.Port != AnyPort && (c.Port < 1 || c.Port > 65535) {
-		return fmt.Errorf("port %d out of range", c.Port)
-	}
-	return nil
-}
 
 // Member is one live gateway in the pool: joined, and neither declared dead
 // nor departed.
@@ -210,23 +125,24 @@ func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 		g.mu.Unlock()
 		return fmt.Errorf("set peers: gossip is shut down")
 	}
-	changed := false
+	changed, removed := false, false
 	for id, old := range g.peers {
-		if k, ok := keys[id]; !ok || k != old || !kr.Has(id) {
+		if k := keys[id]; !kr.Has(id) || k != old {
+			removed = true
 			changed = g.remote.forget(id) || changed
 			delete(g.rtt, id)
 		}
 	}
 	var added []string
 	peers := make(map[string]wgtypes.Key, len(kr.keys))
-	for id := range kr.keys {
+	for _, id := range sortedKeys(kr.keys) {
 		peers[id] = keys[id]
 		if old, ok := g.peers[id]; !ok || old != keys[id] {
 			added = append(added, id)
 		}
 	}
 	g.peers, g.keyring = peers, kr
-	if g.local.Version != 0 {
+	if g.local.Version != 0 && (removed || len(added) > 0) {
 		// Re-encode for the new recipients; on failure the old encoding,
 		// still valid for the clusters it covers, stays in use.
 		if b, serr := Encode(g.local, kr); serr != nil {
@@ -240,8 +156,8 @@ func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 	g.metrics.clusters.Set(float64(len(g.remote.states)))
 	g.mu.Unlock()
 
-	if len(added) > 0 {
-		g.log.Info("Gossip peers added", "clusters", added)
+	if len(added) > 0 || removed {
+		g.log.Info("Gossip peers changed", "added", added, "peers", len(peers))
 	}
 	g.wake()
 	if changed {
@@ -325,7 +241,7 @@ func (g *Gossip) Clusters() map[string]ClusterState {
 	return cloneStates(g.remote.states)
 }
 
-// Changed is signalled, without blocking and coalesced, when Clusters or
+// Changed is signaled, without blocking and coalesced, when Clusters or
 // the membership changes. Receivers then read Clusters and Members.
 func (g *Gossip) Changed() <-chan struct{} { return g.changedCh }
 

@@ -45,13 +45,15 @@ func sampleState(cluster string, version uint64) ClusterState {
 // description in codec.go independently of the encoder.
 type raw struct{ b []byte }
 
-func newRaw() *raw                        { return &raw{b: []byte(magic + "\x01")} }
-func (r *raw) u8(v int) *raw              { r.b = append(r.b, byte(v)); return r }
-func (r *raw) u16(v int) *raw             { r.b = binary.BigEndian.AppendUint16(r.b, uint16(v)); return r }
-func (r *raw) u64(v uint64) *raw          { r.b = binary.BigEndian.AppendUint64(r.b, v); return r }
-func (r *raw) bytes(v []byte) *raw        { r.b = append(r.b, v...); return r }
-func (r *raw) str8(s string) *raw         { return r.u8(len(s)).bytes([]byte(s)) }
-func (r *raw) v4(a string, bits int) *raw { return r.u8(4).bytes(netip.MustParseAddr(a).AsSlice()).u8(bits) }
+func newRaw() *raw                 { return &raw{b: []byte(magic + "\x01")} }
+func (r *raw) u8(v int) *raw       { r.b = append(r.b, byte(v)); return r }
+func (r *raw) u16(v int) *raw      { r.b = binary.BigEndian.AppendUint16(r.b, uint16(v)); return r }
+func (r *raw) u64(v uint64) *raw   { r.b = binary.BigEndian.AppendUint64(r.b, v); return r }
+func (r *raw) bytes(v []byte) *raw { r.b = append(r.b, v...); return r }
+func (r *raw) str8(s string) *raw  { return r.u8(len(s)).bytes([]byte(s)) }
+func (r *raw) v4(a string, bits int) *raw {
+	return r.u8(4).bytes(netip.MustParseAddr(a).AsSlice()).u8(bits)
+}
 
 // head writes a valid cluster, version and gateway.
 func (r *raw) head() *raw { return r.str8("a").u64(1).str8("gw") }

@@ -3,6 +3,7 @@ package gossip
 import (
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -15,6 +16,11 @@ type outbox struct {
 	all bool
 	// joined: members that joined since the last round and get our state.
 	joined map[string]memberlist.Node
+	// retry: members a direct send failed to reach; tried again after
+	// Config.RetryInterval while they are still members, so that a state
+	// change is not left to the next push/pull with that member, which in a
+	// large pool can be minutes away.
+	retry map[string]memberlist.Node
 	// pull: clusters just added to the peers. Their members sent us their
 	// state before we knew them and will not resend it until it changes,
 	// so the sender asks them for a push/pull exchange now.
@@ -40,51 +46,70 @@ func (g *Gossip) wake() {
 // they run here rather than in SetLocal or in memberlist's callbacks.
 func (g *Gossip) sendLoop() {
 	defer close(g.done)
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-g.stop:
 			return
 		case <-g.kick:
-			g.flush()
+		case <-retry:
+		}
+		retry = nil
+		if g.flush() {
+			retry = time.After(g.cfg.RetryInterval)
 		}
 	}
 }
 
-// flush does one round of the outbox's work.
-func (g *Gossip) flush() {
+// flush does one round of the outbox's work. It reports whether sends
+// failed and are to be retried.
+func (g *Gossip) flush() bool {
 	g.mu.Lock()
 	o := g.out
 	g.out = outbox{}
 	msg, kr := g.sealed, g.keyring
-	targets := o.joined
-	if o.all || len(o.pull) > 0 {
-		targets = maps.Clone(g.members)
+	send := map[string]memberlist.Node{}
+	switch {
+	case msg == nil:
+	case o.all:
+		send = maps.Clone(g.members)
+	default:
+		maps.Copy(send, o.joined)
+		for name := range o.retry {
+			if n, ok := g.members[name]; ok { // not dead or gone since
+				send[name] = n
+			}
+		}
+	}
+	var pull []string
+	for _, c := range o.pull {
+		for _, n := range g.members {
+			if cl, _, _ := splitName(n.Name); cl == c {
+				pull = append(pull, addrPort(&n).String())
+			}
+		}
 	}
 	g.mu.Unlock()
 
-	var pull []string
-	wantPull := map[string]bool{}
-	for _, c := range o.pull {
-		wantPull[c] = true
-	}
-	var wg sync.WaitGroup
-	for _, n := range targets {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed = map[string]memberlist.Node{}
+	)
+	for _, n := range send {
 		cluster, _, ok := splitName(n.Name)
 		// Members of unknown clusters cannot verify our state: skip them,
 		// and our own cluster's other gateways, which do not take it.
 		if n.Name == g.name || !ok || cluster == g.cfg.Cluster || !kr.Has(cluster) {
 			continue
 		}
-		if wantPull[cluster] {
-			pull = append(pull, addrPort(&n).String())
-		}
-		if _, joined := o.joined[n.Name]; msg == nil || !(o.all || joined) {
-			continue
-		}
 		wg.Go(func() {
 			if err := g.ml.SendReliable(&n, msg); err != nil {
 				g.metrics.sent.WithLabelValues("error").Inc()
 				g.log.V(1).Info("Send gossip state failed", "member", n.Name, "error", err.Error())
+				mu.Lock()
+				failed[n.Name] = n
+				mu.Unlock()
 				return
 			}
 			g.metrics.sent.WithLabelValues("ok").Inc()
@@ -97,4 +122,15 @@ func (g *Gossip) flush() {
 			g.log.V(1).Info("Push/pull with new peers failed", "addrs", pull, "error", err.Error())
 		}
 	}
+	if len(failed) == 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.out.retry == nil {
+		g.out.retry = failed
+	} else {
+		maps.Copy(g.out.retry, failed)
+	}
+	return true
 }

@@ -28,7 +28,7 @@ import (
 // Bins are the programs the lab runs.
 type Bins struct {
 	Etcd, APIServer, ControllerManager, Kubectl, KubeProxy, CoreDNS string
-	Operator                                                        string
+	Operator, Gateway                                               string
 	// Lab is this program; it is copied into the state folder because the
 	// echo servers run it, and `go run` deletes its binary on exit.
 	Lab string
@@ -41,7 +41,7 @@ type Bins struct {
 // that ran `tail -f` on a log or the script that called `down`.
 func (b Bins) programs() []string {
 	return []string{filepath.Base(b.Etcd), filepath.Base(b.APIServer), filepath.Base(b.ControllerManager),
-		filepath.Base(b.KubeProxy), filepath.Base(b.CoreDNS), filepath.Base(b.Operator), "wirespan-gateway", "wirespan-lab"}
+		filepath.Base(b.KubeProxy), filepath.Base(b.CoreDNS), filepath.Base(b.Operator), filepath.Base(b.Gateway), "wirespan-lab"}
 }
 
 // DefaultBins are where `make bins` and `make build` put things in a
@@ -57,6 +57,7 @@ func DefaultBins(root string) Bins {
 		KubeProxy:         filepath.Join(assets, "kube-proxy"),
 		CoreDNS:           filepath.Join(assets, "coredns"),
 		Operator:          filepath.Join(root, "bin", "wirespan-operator"),
+		Gateway:           filepath.Join(root, "bin", "wirespan-gateway"),
 		Lab:               self,
 		CRDs:              filepath.Join(root, "charts", "wirespan", "crds"),
 	}
@@ -140,8 +141,10 @@ func (l *Lab) preflight(p *plan.Plan) error {
 			return fmt.Errorf("%s not found at %s: run `make bins` (it builds the pinned control-plane binaries)", what, path)
 		}
 	}
-	if _, err := os.Stat(l.Bins.Operator); err != nil {
-		return fmt.Errorf("wirespan-operator not found at %s: run `make build`", l.Bins.Operator)
+	for what, path := range map[string]string{"wirespan-operator": l.Bins.Operator, "wirespan-gateway": l.Bins.Gateway} {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("%s not found at %s: run `make build`", what, path)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(l.Bins.CRDs, "wirespan.io_clusterpeers.yaml")); err != nil {
 		return fmt.Errorf("the CRDs of Wirespan are not in %s: %w", l.Bins.CRDs, err)
@@ -199,6 +202,7 @@ func (l *Lab) Up(ctx context.Context, cfg plan.Config, keepOnFailure bool) (err 
 		{"pod workloads", r.workloads},
 		{"kube-proxy", r.kubeProxies},
 		{"wirespan-operator", r.operators},
+		{"wirespan-gateway", r.gateways},
 		{"ready checks", r.readyChecks},
 	} {
 		if ctx.Err() != nil {

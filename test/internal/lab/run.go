@@ -421,3 +421,66 @@ func clientFor(kubeconfig string) (*kubernetes.Clientset, error) {
 	cfg.QPS, cfg.Burst = 100, 200
 	return kubernetes.NewForConfig(cfg)
 }
+
+// gateways starts wirespan-gateway in every node's namespace: the gateway
+// role on the active gateway node, the node agent on the others. They wait
+// for ClusterPeers from Git before any tunnel comes up.
+func (r *run) gateways(ctx context.Context) (string, error) {
+	var procs []*proc.Process
+	type probe struct{ netns, url string }
+	var probes []probe
+	for _, c := range r.plan.Clusters {
+		for _, node := range c.Nodes {
+			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, r.lab.Bins.Gateway,
+				"--kubeconfig", r.lab.kubeconfig(c.Name), "--cluster-id", c.Name, "--node-name", node.Name,
+				"--interface", node.WireGuard, "--wireguard", "userspace",
+				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
+				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)))
+			if err != nil {
+				return "", err
+			}
+			procs = append(procs, p)
+			probes = append(probes, probe{node.Netns, fmt.Sprintf("http://127.0.0.1:%d/readyz", plan.GatewayProbePort)})
+		}
+	}
+	for i, pr := range probes {
+		err := waitFor(ctx, 30*time.Second, "wirespan-gateway /readyz in "+pr.netns, procs[i:i+1], func() error {
+			return httpOKInNetns(ctx, pr.netns, pr.url)
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%d, one per node (userspace WireGuard on gateways)", len(procs)), nil
+}
+
+// httpOKInNetns is httpOK from inside a network namespace: the connection's
+// socket is made on a thread switched into the namespace, and keeps
+// working from any thread afterwards.
+func httpOKInNetns(ctx context.Context, name, url string) error {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := proc.InNamespace(name, func() error {
+			var err error
+			conn, err = (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s in %s: %s %q", url, name, resp.Status, body.String())
+	}
+	return nil
+}

@@ -12,7 +12,10 @@
 // calling thread" (opening /dev/net/tun, the wgctrl generic netlink socket,
 // /proc/sys/net, the UDP sockets of a userspace device) run on a goroutine
 // locked to its OS thread for the duration of the call; see netns.go. Tests
-// use that mode to drive several namespaces from one process.
+// use that mode to drive several namespaces from one process. In that mode
+// a userspace device's UDP sockets and MTU lookups are wrapped to run in
+// the namespace (nsBind, nsTUN), and wireguard-go's sticky-socket route
+// listener is off; the process's own namespace needs none of this.
 //
 // # Userspace WireGuard on a persistent TUN
 //
@@ -37,6 +40,6 @@
 // Routes and rules are tagged with dataplane.RouteProtocol ("proto 201") and
 // only tagged objects are listed or changed. Packet filtering lives in an
 // nftables table of Wirespan's own, "inet wirespan"; no other table is read
-// or changed. Neighbour entries cannot carry a tag: only permanent entries
+// or changed. Neighbor entries cannot carry a tag: only permanent entries
 // are listed or deleted.
 package linux

@@ -46,7 +46,7 @@ type Kernel struct {
 	log  logr.Logger
 	mode WireGuardMode
 
-	// mu serialises all operations: none is frequent, and serialising keeps
+	// mu serializes all operations: none is frequent, and serializing keeps
 	// the userspace device bookkeeping and the netlink handle simple.
 	mu sync.Mutex
 	// kernelWG caches whether kernel WireGuard works (auto mode), nil until

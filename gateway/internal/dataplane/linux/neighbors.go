@@ -11,7 +11,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
-// Neighbors lists the permanent IPv4 neighbour entries on dev.
+// Neighbors lists the permanent IPv4 neighbor entries on dev.
 func (k *Kernel) Neighbors(dev string) ([]dataplane.Neighbor, error) {
 	if err := k.lock(); err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func (k *Kernel) permanentNeighbors(index int) ([]netlink.Neigh, error) {
 	return out, nil
 }
 
-// SetNeighbor adds or replaces a permanent neighbour entry.
+// SetNeighbor adds or replaces a permanent neighbor entry.
 func (k *Kernel) SetNeighbor(n dataplane.Neighbor) error {
 	if err := k.lock(); err != nil {
 		return err
@@ -76,7 +76,7 @@ func (k *Kernel) SetNeighbor(n dataplane.Neighbor) error {
 	return nil
 }
 
-// DeleteNeighbor deletes a permanent neighbour entry. An entry that is not
+// DeleteNeighbor deletes a permanent neighbor entry. An entry that is not
 // there, or not permanent (so not Wirespan's), is left alone.
 func (k *Kernel) DeleteNeighbor(n dataplane.Neighbor) error {
 	if err := k.lock(); err != nil {

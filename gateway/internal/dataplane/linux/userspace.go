@@ -51,7 +51,9 @@ func (d *userspaceDevice) stop() error {
 	err := d.uapi.Close()
 	d.dev.Close()
 	<-d.served
-	if err != nil && !errors.Is(err, net.ErrClosed) {
+	// wireguard-go's listener reports its inotify watcher having closed
+	// first as "file already closed"; the socket is removed all the same.
+	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("close uapi socket of %s: %w", d.name, err)
 	}
 	return nil
@@ -103,7 +105,7 @@ func (k *Kernel) startUserspace(name string, mtu int, attach bool) (err error) {
 		return fmt.Errorf("make tun %s persistent: %w", name, err)
 	}
 
-	var bind conn.Bind = conn.NewDefaultBind()
+	bind := conn.NewDefaultBind()
 	if !k.ns.current() {
 		bind = &nsBind{Bind: bind, ns: k.ns}
 	}

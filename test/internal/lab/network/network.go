@@ -208,6 +208,10 @@ const EtcNetns = "/etc/netns"
 // cleans up after a crash half-way through Setup). Processes inside the
 // namespaces must be stopped first, or a namespace outlives its name.
 // It returns what it removed.
+// WireGuardSockets is where userspace WireGuard devices put their control
+// sockets, one per interface name.
+const WireGuardSockets = "/var/run/wireguard"
+
 func Teardown(prefix string) ([]string, error) {
 	var removed []string
 	var errs []string
@@ -231,6 +235,16 @@ func Teardown(prefix string) ([]string, error) {
 			}
 			removed = append(removed, "link "+l.Name())
 		}
+	}
+	// Userspace WireGuard control sockets are not per namespace, so they
+	// outlive the namespaces of gateways that were killed.
+	socks, _ := filepath.Glob(filepath.Join(WireGuardSockets, mark+"*.sock"))
+	for _, sock := range socks {
+		if err := os.Remove(sock); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err.Error())
+			continue
+		}
+		removed = append(removed, sock)
 	}
 	etc, _ := os.ReadDir(EtcNetns)
 	for _, e := range etc {

@@ -95,7 +95,18 @@ type Node struct {
 	PodCIDR    netip.Prefix
 	// PodGateway is the node's address on its pod bridge (cbr0).
 	PodGateway netip.Addr
+	// WireGuard names the node's WireGuard interface. Userspace devices'
+	// control sockets are not per network namespace, so the name is unique
+	// on the machine: the node's namespace name.
+	WireGuard string
 }
+
+// GatewayProbePort is where each node's wirespan-gateway serves /healthz
+// and /readyz, on the node's loopback; GatewayMetricsPort its metrics.
+const (
+	GatewayMetricsPort = 9090
+	GatewayProbePort   = 9091
+)
 
 // Pod is a network namespace attached to its node's pod bridge.
 type Pod struct {
@@ -228,6 +239,7 @@ func newCluster(prefix string, c Config, i int) Cluster {
 			PodGateway: netip.AddrFrom4([4]byte{10, num, byte(n), 1}),
 		}
 		node.Netns = prefix + "-" + node.Name
+		node.WireGuard = node.Netns
 		node.RouterLink = node.Name
 		cl.Nodes = append(cl.Nodes, node)
 	}

@@ -9,11 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // Process is what the lab records about a process it started.
@@ -203,4 +206,36 @@ func startTicks(pid int) (uint64, error) {
 		return 0, errors.New("short stat")
 	}
 	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// InNamespace runs f on an OS thread switched into the named network
+// namespace (made by `ip netns add`). Sockets f opens stay in that
+// namespace. The thread is switched back afterwards, or thrown away if it
+// cannot be.
+func InNamespace(name string, f func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("current network namespace: %w", err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("network namespace %s: %w", name, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace %s: %w", name, err)
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		// Leave the thread locked: Go ends it when this goroutine exits,
+		// so no other goroutine runs in the wrong namespace.
+		return errors.Join(ferr, fmt.Errorf("return from network namespace %s: %w", name, err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
