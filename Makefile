@@ -77,9 +77,10 @@ test-short: ## Run only the tests that need no control plane.
 
 .PHONY: bench
 bench: bins ## Run the benchmarks (figures go in docs/benchmarks.md).
-	$(GO) test -run '^$$' -bench . -benchtime 20x $$($(GO) list ./... | grep -v '/test/internal/lab$$')
+	$(GO) test -run '^$$' -bench . -benchtime 20x $$($(GO) list ./... | grep -v -e '/test/internal/lab$$' -e '/test/bench$$')
 	@# A lab up takes seconds, not milliseconds: three rounds are enough.
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/internal/lab/
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./test/bench/
 
 .PHONY: demo
 demo: deps bins build ## Bring up two lab clusters, peer them from a ClusterPeer folder, show what works (docs/lab.md). Leaves the lab running.

@@ -12,6 +12,8 @@ needs=(
 	ping:iputils-ping
 	ps:procps
 	pgrep:procps
+	wg:wireguard-tools
+	iperf3:iperf3
 )
 
 log() { printf '[deps] %s\n' "$*"; }

@@ -77,6 +77,10 @@ func TestPodsReachEachOtherInsideACluster(t *testing.T) {
 					echoes = append(echoes, p.Name)
 				}
 			}
+			podIP := map[string]string{}
+			for _, p := range c.Pods {
+				podIP[p.Name] = p.IP
+			}
 			for _, from := range echoes {
 				for _, to := range c.Pods {
 					if !strings.HasPrefix(to.Name, "echo-") {
@@ -84,7 +88,7 @@ func TestPodsReachEachOtherInsideACluster(t *testing.T) {
 					}
 					for _, network := range []string{"tcp", "udp"} {
 						got, err := probe(c.Name, from, network, to.IP+":8080")
-						want := fmt.Sprintf("cluster=%s pod=default/%s ip=%s", c.Name, to.Name, to.IP)
+						want := fmt.Sprintf("cluster=%s pod=default/%s ip=%s client=%s", c.Name, to.Name, to.IP, podIP[from])
 						if err != nil || got != want {
 							t.Errorf("%s -> %s over %s: %q, %v; want %q", from, to.Name, network, got, err, want)
 						}

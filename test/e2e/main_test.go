@@ -73,7 +73,8 @@ func runMain(m *testing.M) (code int) {
 	defer os.RemoveAll(tmp)
 	binDir = tmp
 	labBin = filepath.Join(tmp, "wirespan-lab")
-	for pkg, out := range map[string]string{"./test/lab": labBin, "./operator": filepath.Join(tmp, "wirespan-operator")} {
+	for pkg, out := range map[string]string{"./test/lab": labBin, "./operator": filepath.Join(tmp, "wirespan-operator"),
+		"./gateway": filepath.Join(tmp, "wirespan-gateway")} {
 		build := exec.Command("go", "build", "-o", out, pkg)
 		build.Dir, build.Stderr = repo, os.Stderr
 		if err := build.Run(); err != nil {
@@ -166,6 +167,7 @@ type labStatus struct {
 			UnderlayIP string `json:"underlayIP"`
 			PodCIDR    string `json:"podCIDR"`
 			Gateway    bool   `json:"gateway"`
+			WireGuard  string `json:"wireGuard"`
 		} `json:"nodes"`
 		Pods []struct {
 			Namespace string `json:"namespace"`

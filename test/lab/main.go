@@ -30,6 +30,7 @@ Usage:
   wirespan-lab kubeconfig CLUSTER
   wirespan-lab exec CLUSTER POD|NODE -- COMMAND [ARGS...]
   wirespan-lab apply DIR
+  wirespan-lab restart PROCESS        (a name from status, e.g. c1-n0-wirespan-gateway)
 
 Every command takes --state-dir DIR (default: .lab in the Wirespan checkout,
 or $WIRESPAN_LAB_DIR) and --instance N (default 0; labs with different
@@ -56,7 +57,7 @@ func (c *common) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.stateDir, "state-dir", "", "the lab's state folder (default: .lab in the checkout, or $WIRESPAN_LAB_DIR)")
 	fs.IntVar(&c.instance, "instance", 0, "which lab, when several run side by side (0..63): sets the name prefix and host addresses")
 	fs.StringVar(&c.repo, "repo", "", "the Wirespan checkout whose binaries to run (default: found from the current folder)")
-	fs.StringVar(&c.binDir, "bin-dir", "", "where wirespan-operator is (default: bin/ in the checkout, where `make build` puts it)")
+	fs.StringVar(&c.binDir, "bin-dir", "", "where wirespan-operator and wirespan-gateway are (default: bin/ in the checkout, where `make build` puts it)")
 }
 
 func (c *common) lab() (*lab.Lab, error) {
@@ -81,6 +82,7 @@ func (c *common) lab() (*lab.Lab, error) {
 	bins := lab.DefaultBins(root)
 	if c.binDir != "" {
 		bins.Operator = filepath.Join(c.binDir, "wirespan-operator")
+		bins.Gateway = filepath.Join(c.binDir, "wirespan-gateway")
 	}
 	return &lab.Lab{Dir: dir, Bins: bins, Out: os.Stdout}, nil
 }
@@ -191,6 +193,24 @@ func run(args []string) error {
 			return err
 		}
 		return l.Apply(fs.Arg(0))
+	case "restart":
+		grace := fs.Duration("grace", 5*time.Second, "how long to wait after SIGTERM before SIGKILL")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("usage: wirespan-lab restart PROCESS (see `wirespan-lab status` for names)")
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		p, err := l.Restart(fs.Arg(0), *grace)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("restarted %s: pid %d, log %s\n", p.Name, p.PID, p.Log)
+		return nil
 	case "echo":
 		return serveEcho(fs, args)
 	case "probe":

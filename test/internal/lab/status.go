@@ -51,6 +51,9 @@ type NodeStatus struct {
 	UnderlayIP string `json:"underlayIP"`
 	PodCIDR    string `json:"podCIDR"`
 	Gateway    bool   `json:"gateway"`
+	// WireGuard is the name the node's WireGuard interface gets when it is
+	// the cluster's active gateway.
+	WireGuard string `json:"wireGuard"`
 }
 
 // PodStatus describes one pod.
@@ -85,7 +88,7 @@ func (l *Lab) Status() (*Status, error) {
 			DNS: c.DNSServiceIP.String(), NAT: c.NAT, PublicKey: st.PublicKeys[c.Name],
 		}
 		for _, n := range c.Nodes {
-			cs.Nodes = append(cs.Nodes, NodeStatus{Name: n.Name, Netns: n.Netns, UnderlayIP: n.UnderlayIP.String(), PodCIDR: n.PodCIDR.String(), Gateway: n.Gateway})
+			cs.Nodes = append(cs.Nodes, NodeStatus{Name: n.Name, Netns: n.Netns, UnderlayIP: n.UnderlayIP.String(), PodCIDR: n.PodCIDR.String(), Gateway: n.Gateway, WireGuard: n.WireGuard})
 		}
 		for _, pod := range c.Pods {
 			cs.Pods = append(cs.Pods, PodStatus{Namespace: pod.Namespace, Name: pod.Name, Node: pod.Node, IP: pod.IP.String(), Netns: pod.Netns})

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +21,28 @@ type Identity struct {
 	Cluster string
 	Pod     string // namespace/name
 	IP      string
+	// Client is the source address the server saw the request come from
+	// (empty in a server's own Identity), so a test can tell whether
+	// anything on the way translated it.
+	Client string
 }
 
-// String is the one-line reply: cluster=c1 pod=default/echo-0 ip=10.1.0.10
+// String is the one-line reply:
+// cluster=c1 pod=default/echo-0 ip=10.1.0.10 client=10.2.0.10
 func (id Identity) String() string {
-	return fmt.Sprintf("cluster=%s pod=%s ip=%s", id.Cluster, id.Pod, id.IP)
+	s := fmt.Sprintf("cluster=%s pod=%s ip=%s", id.Cluster, id.Pod, id.IP)
+	if id.Client != "" {
+		s += " client=" + id.Client
+	}
+	return s
+}
+
+// replyTo is the reply for a client at addr.
+func replyTo(id Identity, addr net.Addr) []byte {
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		id.Client = ap.Addr().Unmap().String()
+	}
+	return []byte(id.String() + "\n")
 }
 
 // ParseReply reads a reply back into an Identity.
@@ -42,6 +60,8 @@ func ParseReply(reply string) (Identity, error) {
 			id.Pod = v
 		case "ip":
 			id.IP = v
+		case "client":
+			id.Client = v
 		}
 	}
 	if id.Cluster == "" || id.Pod == "" || id.IP == "" {
@@ -70,7 +90,6 @@ func Serve(ctx context.Context, id Identity, port int) error {
 		_ = tl.Close()
 		_ = ul.Close()
 	}()
-	reply := []byte(id.String() + "\n")
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -78,7 +97,7 @@ func Serve(ctx context.Context, id Identity, port int) error {
 			if err != nil {
 				return
 			}
-			if _, err := ul.WriteTo(reply, from); err != nil {
+			if _, err := ul.WriteTo(replyTo(id, from), from); err != nil {
 				log.Printf("udp reply to %s: %v", from, err)
 			}
 		}
@@ -95,7 +114,7 @@ func Serve(ctx context.Context, id Identity, port int) error {
 		go func() {
 			defer conn.Close()
 			_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			_, _ = conn.Write(reply)
+			_, _ = conn.Write(replyTo(id, conn.RemoteAddr()))
 		}()
 	}
 }

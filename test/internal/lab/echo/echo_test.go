@@ -30,8 +30,10 @@ func TestServeAnswersTCPAndUDP(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if err != nil || got != id {
-			t.Errorf("%s: got %+v, %v", network, got, err)
+		want := id
+		want.Client = "127.0.0.1" // the source address the server saw
+		if err != nil || got != want {
+			t.Errorf("%s: got %+v, %v; want %+v", network, got, err, want)
 		}
 	}
 	cancel()

@@ -1,0 +1,39 @@
+package lab
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wirespan/wirespan/test/internal/lab/proc"
+)
+
+// Restart stops a process of the lab (SIGTERM, then SIGKILL after grace) and
+// starts it again with the same arguments, in the same namespace, appending
+// to the same log. It is how a test, or a user, sees what a component does
+// across a restart.
+func (l *Lab) Restart(name string, grace time.Duration) (*proc.Process, error) {
+	_, st, err := l.load()
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(st.Processes, func(p *proc.Process) bool { return p.Name == name })
+	if i < 0 {
+		var names []string
+		for _, p := range st.Processes {
+			names = append(names, p.Name)
+		}
+		return nil, fmt.Errorf("no process %q in this lab; it has: %s", name, strings.Join(names, ", "))
+	}
+	old := st.Processes[i]
+	old.Stop(grace)
+	p, err := proc.Start(old.Name, old.Netns, old.Log, old.Args...)
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	st.Processes[i] = p
+	st.mu.Unlock()
+	return p, st.save()
+}
