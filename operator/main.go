@@ -13,8 +13,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/wirespan/wirespan/operator/internal/app"
 	"github.com/wirespan/wirespan/internal/cidr"
+	"github.com/wirespan/wirespan/operator/internal/app"
 )
 
 func main() {

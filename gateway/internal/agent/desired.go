@@ -72,7 +72,7 @@ type Node struct {
 	UnderlayMTU int
 }
 
-// Gateway is a node labelled as a gateway.
+// Gateway is a node labeled as a gateway.
 type Gateway struct {
 	Node string
 	IP   netip.Addr
@@ -169,7 +169,7 @@ func TunnelAddress(tunnel netip.Prefix, publicKey wgtypes.Key) netip.Addr {
 
 // MAC derives a stable, locally administered unicast MAC for a node's VXLAN
 // link from its node address, so node agents can write the gateway's
-// neighbour entry without asking it.
+// neighbor entry without asking it.
 func MAC(ip netip.Addr) net.HardwareAddr {
 	sum := sha256.Sum256(ip.AsSlice())
 	mac := net.HardwareAddr(sum[:6])

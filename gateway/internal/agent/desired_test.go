@@ -243,8 +243,8 @@ func TestApplyResumesAfterError(t *testing.T) {
 
 func TestPeerPlans(t *testing.T) {
 	in := threeClusters("c1-n0", RouteVXLAN)
-	in.Peers[0].Claims = pfx("10.2.0.0/16", "10.102.0.0/16", "10.200.0.0/16")      // one outside allowedCIDRs
-	in.Peers[1].Claims = pfx("10.3.0.0/16", "10.1.128.0/17")                       // one overlaps c1's own range
+	in.Peers[0].Claims = pfx("10.2.0.0/16", "10.102.0.0/16", "10.200.0.0/16")    // one outside allowedCIDRs
+	in.Peers[1].Claims = pfx("10.3.0.0/16", "10.1.128.0/17")                     // one overlaps c1's own range
 	in.Peers = append(in.Peers, Peer{Cluster: "c4", Claims: pfx("10.4.0.0/16")}) // no key
 	in.Peers = append(in.Peers, Peer{Cluster: "c5", PublicKey: "bm90IGEga2V5", Claims: pfx("10.5.0.0/16")})
 	plan := Desired(in)

@@ -103,7 +103,7 @@ func connected(p PeerPlan, obs Observation) metav1.Condition {
 		}
 	case !p.Endpoint.IsValid() && (w == nil || w.Endpoint == nil):
 		c.Reason = wirespanv1alpha1.ReasonNoEndpoint
-		c.Message = "the cluster lists no spec.endpoints and has not dialled in yet; it must reach one of this cluster's endpoints"
+		c.Message = "the cluster lists no spec.endpoints and has not dialed in yet; it must reach one of this cluster's endpoints"
 	default:
 		ep := p.Endpoint.String()
 		if w != nil && w.Endpoint != nil {

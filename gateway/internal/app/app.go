@@ -17,15 +17,15 @@ import (
 	"github.com/go-logr/logr"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -270,7 +270,7 @@ func (s *syncer) runGossip(w *world, plan agent.Plan) error {
 }
 
 // joinMissing contacts, in the background, the clusters with no member in
-// the pool. A peer behind NAT answers only once it has dialled in.
+// the pool. A peer behind NAT answers only once it has dialed in.
 func (s *syncer) joinMissing(plan agent.Plan) {
 	if s.joining != nil {
 		select {
@@ -380,7 +380,7 @@ func connectedTrue(conds []metav1.Condition) bool {
 }
 
 // Teardown removes everything Wirespan put in this node's kernel: its
-// links, routes, rules, neighbour entries and nftables table. Sysctls stay
+// links, routes, rules, neighbor entries and nftables table. Sysctls stay
 // as they are.
 func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: log})
@@ -391,4 +391,3 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
 	return a.Apply(dataplane.State{Table: opts.Agent.Table}, true)
 }
-

@@ -42,7 +42,7 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	}
 	ip, ok := internalIP(&node)
 	if !ok {
-		return nil, fmt.Errorf("Node %s has no InternalIP address in status.addresses", o.NodeName)
+		return nil, fmt.Errorf("own Node %s has no InternalIP address in status.addresses", o.NodeName)
 	}
 	underlay, mtu, err := interfaceWith(ip)
 	if err != nil {

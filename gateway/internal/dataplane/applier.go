@@ -14,7 +14,7 @@ import (
 
 // Applier makes the kernel match a wanted State with the fewest changes.
 // It only ever changes or deletes what Wirespan owns: the links it names,
-// routes and rules tagged with RouteProtocol, neighbour entries on its own
+// routes and rules tagged with RouteProtocol, neighbor entries on its own
 // VXLAN link, and its own nftables table.
 type Applier struct {
 	Kernel Kernel
@@ -32,7 +32,7 @@ type Applier struct {
 // carries on from there.
 func (a *Applier) Apply(want State, prune bool) ([]string, error) {
 	var c changes
-	// Links first, since sysctls, neighbours and routes name them; links
+	// Links first, since sysctls, neighbors and routes name them; links
 	// no longer wanted go last, after the routes through them.
 	steps := []func(*changes, State, bool) error{
 		a.wireGuard, a.vxlan, a.sysctls, a.neighbors, a.routes, a.rule, a.mssClamp, a.removeLinks,
@@ -188,7 +188,7 @@ func deviceConfig(dev *wgtypes.Device, want *Device, prune bool) (wgtypes.Config
 
 // peerConfig is the change that turns a found peer into want; why is empty
 // when there is nothing to change. An endpoint that is not wanted is left
-// alone: it is what WireGuard learned from a peer that dialled in.
+// alone: it is what WireGuard learned from a peer that dialed in.
 func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, string) {
 	pc := wgtypes.PeerConfig{PublicKey: want.PublicKey, UpdateOnly: exists}
 	var why []string

@@ -28,11 +28,13 @@ func Prefix(n net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, bits := n.Mask.Size()
 	addr = addr.Unmap()
-	if bits == 0 || bits != addr.BitLen() && !(bits == 128 && addr.Is4()) {
-		return netip.Prefix{}, false
-	}
 	if bits == 128 && addr.Is4() {
-		ones -= 96
+		// An IPv4 address with a 16-byte mask: the mask counts the
+		// IPv4-mapped prefix too.
+		ones, bits = ones-96, 32
+	}
+	if bits == 0 || bits != addr.BitLen() || ones < 0 {
+		return netip.Prefix{}, false
 	}
 	return netip.PrefixFrom(addr, ones), true
 }

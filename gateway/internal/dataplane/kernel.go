@@ -72,7 +72,7 @@ type Rules interface {
 	DeleteRule(r Rule) error
 }
 
-// Neighbors reads and changes permanent neighbour entries.
+// Neighbors reads and changes permanent neighbor entries.
 type Neighbors interface {
 	// Neighbors lists the permanent IPv4 entries on dev.
 	Neighbors(dev string) ([]Neighbor, error)

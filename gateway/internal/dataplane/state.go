@@ -25,7 +25,7 @@ type State struct {
 	// VXLAN is the link that carries traffic between node agents and the
 	// active gateway; nil when routes go straight over the node network.
 	VXLAN *VXLAN
-	// Neighbors are permanent neighbour entries Wirespan owns (the gateway's
+	// Neighbors are permanent neighbor entries Wirespan owns (the gateway's
 	// VXLAN MAC on node agents).
 	Neighbors []Neighbor
 	// Table is the routing table that holds Routes; Rule sends lookups to it.
@@ -80,7 +80,7 @@ type VXLAN struct {
 	MTU    int
 }
 
-// Neighbor is a permanent neighbour (ARP) entry.
+// Neighbor is a permanent neighbor (ARP) entry.
 type Neighbor struct {
 	Dev string
 	IP  netip.Addr

@@ -122,6 +122,7 @@ func (k *Kernel) SetHandshake(dev string, peer wgtypes.Key, p wgtypes.Peer) {
 	}
 }
 
+// Link implements dataplane.Kernel in memory.
 func (k *Kernel) Link(name string) (dataplane.Link, bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -134,6 +135,7 @@ func (k *Kernel) Link(name string) (dataplane.Link, bool, error) {
 	return out, true, nil
 }
 
+// CreateWireGuard implements dataplane.Kernel in memory.
 func (k *Kernel) CreateWireGuard(name string, mtu int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -150,6 +152,7 @@ func (k *Kernel) CreateWireGuard(name string, mtu int) error {
 	return nil
 }
 
+// CreateVXLAN implements dataplane.Kernel in memory.
 func (k *Kernel) CreateVXLAN(v dataplane.VXLAN) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -179,14 +182,17 @@ func (k *Kernel) withLink(method, name string, f func(*dataplane.Link)) error {
 	return nil
 }
 
+// SetMTU implements dataplane.Kernel in memory.
 func (k *Kernel) SetMTU(name string, mtu int) error {
 	return k.withLink("SetMTU", name, func(l *dataplane.Link) { l.MTU = mtu })
 }
 
+// SetUp implements dataplane.Kernel in memory.
 func (k *Kernel) SetUp(name string) error {
 	return k.withLink("SetUp", name, func(l *dataplane.Link) { l.Up = true })
 }
 
+// AddAddress implements dataplane.Kernel in memory.
 func (k *Kernel) AddAddress(name string, addr netip.Prefix) error {
 	return k.withLink("AddAddress", name, func(l *dataplane.Link) {
 		if !slices.Contains(l.Addresses, addr) {
@@ -195,12 +201,14 @@ func (k *Kernel) AddAddress(name string, addr netip.Prefix) error {
 	})
 }
 
+// DeleteAddress implements dataplane.Kernel in memory.
 func (k *Kernel) DeleteAddress(name string, addr netip.Prefix) error {
 	return k.withLink("DeleteAddress", name, func(l *dataplane.Link) {
 		l.Addresses = slices.DeleteFunc(l.Addresses, func(p netip.Prefix) bool { return p == addr })
 	})
 }
 
+// DeleteLink implements dataplane.Kernel in memory.
 func (k *Kernel) DeleteLink(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -212,7 +220,7 @@ func (k *Kernel) DeleteLink(name string) error {
 	}
 	delete(k.links, name)
 	delete(k.devices, name)
-	// The kernel drops routes and neighbours through a deleted link.
+	// The kernel drops routes and neighbors through a deleted link.
 	for t, rs := range k.routes {
 		k.routes[t] = slices.DeleteFunc(rs, func(r dataplane.Route) bool { return r.Dev == name })
 	}
@@ -221,6 +229,7 @@ func (k *Kernel) DeleteLink(name string) error {
 	return nil
 }
 
+// Device implements dataplane.Kernel in memory.
 func (k *Kernel) Device(name string) (*wgtypes.Device, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -233,6 +242,7 @@ func (k *Kernel) Device(name string) (*wgtypes.Device, error) {
 	return &out, nil
 }
 
+// ConfigureDevice implements dataplane.Kernel in memory.
 func (k *Kernel) ConfigureDevice(name string, cfg wgtypes.Config) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -281,12 +291,14 @@ func (k *Kernel) ConfigureDevice(name string, cfg wgtypes.Config) error {
 	return nil
 }
 
+// Routes implements dataplane.Kernel in memory.
 func (k *Kernel) Routes(table int) ([]dataplane.Route, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return slices.Clone(k.routes[table]), nil
 }
 
+// ReplaceRoute implements dataplane.Kernel in memory.
 func (k *Kernel) ReplaceRoute(table int, r dataplane.Route) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -308,6 +320,7 @@ func (k *Kernel) ReplaceRoute(table int, r dataplane.Route) error {
 	return nil
 }
 
+// DeleteRoute implements dataplane.Kernel in memory.
 func (k *Kernel) DeleteRoute(table int, r dataplane.Route) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -318,12 +331,14 @@ func (k *Kernel) DeleteRoute(table int, r dataplane.Route) error {
 	return nil
 }
 
+// Rules implements dataplane.Kernel in memory.
 func (k *Kernel) Rules() ([]dataplane.Rule, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return slices.Clone(k.rules), nil
 }
 
+// AddRule implements dataplane.Kernel in memory.
 func (k *Kernel) AddRule(r dataplane.Rule) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -336,6 +351,7 @@ func (k *Kernel) AddRule(r dataplane.Rule) error {
 	return nil
 }
 
+// DeleteRule implements dataplane.Kernel in memory.
 func (k *Kernel) DeleteRule(r dataplane.Rule) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -346,6 +362,7 @@ func (k *Kernel) DeleteRule(r dataplane.Rule) error {
 	return nil
 }
 
+// Neighbors implements dataplane.Kernel in memory.
 func (k *Kernel) Neighbors(dev string) ([]dataplane.Neighbor, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -358,6 +375,7 @@ func (k *Kernel) Neighbors(dev string) ([]dataplane.Neighbor, error) {
 	return out, nil
 }
 
+// SetNeighbor implements dataplane.Kernel in memory.
 func (k *Kernel) SetNeighbor(n dataplane.Neighbor) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -372,6 +390,7 @@ func (k *Kernel) SetNeighbor(n dataplane.Neighbor) error {
 	return nil
 }
 
+// DeleteNeighbor implements dataplane.Kernel in memory.
 func (k *Kernel) DeleteNeighbor(n dataplane.Neighbor) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -382,12 +401,14 @@ func (k *Kernel) DeleteNeighbor(n dataplane.Neighbor) error {
 	return nil
 }
 
+// MSSClamp implements dataplane.Kernel in memory.
 func (k *Kernel) MSSClamp() ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return slices.Clone(k.clamp), nil
 }
 
+// SetMSSClamp implements dataplane.Kernel in memory.
 func (k *Kernel) SetMSSClamp(ifaces []string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -398,12 +419,14 @@ func (k *Kernel) SetMSSClamp(ifaces []string) error {
 	return nil
 }
 
+// Sysctl implements dataplane.Kernel in memory.
 func (k *Kernel) Sysctl(name string) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.sysctls[name] + "\n", nil
 }
 
+// SetSysctl implements dataplane.Kernel in memory.
 func (k *Kernel) SetSysctl(name, value string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -203,15 +203,16 @@ func Setup(p *plan.Plan) error {
 // EtcNetns is where `ip netns exec` finds per-namespace /etc files.
 const EtcNetns = "/etc/netns"
 
-// Teardown removes every namespace, host link and /etc/netns folder whose
-// name starts with prefix-, whether or not a plan recorded it (so it also
-// cleans up after a crash half-way through Setup). Processes inside the
-// namespaces must be stopped first, or a namespace outlives its name.
-// It returns what it removed.
 // WireGuardSockets is where userspace WireGuard devices put their control
 // sockets, one per interface name.
 const WireGuardSockets = "/var/run/wireguard"
 
+// Teardown removes every namespace, host link, /etc/netns folder and
+// userspace WireGuard socket whose
+// name starts with prefix-, whether or not a plan recorded it (so it also
+// cleans up after a crash half-way through Setup). Processes inside the
+// namespaces must be stopped first, or a namespace outlives its name.
+// It returns what it removed.
 func Teardown(prefix string) ([]string, error) {
 	var removed []string
 	var errs []string

@@ -1,0 +1,77 @@
+package agent
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+)
+
+func TestConnectedCondition(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	ok := PeerPlan{Cluster: "c2", Key: keyC2.PublicKey(), Endpoint: netip.MustParseAddrPort("172.28.2.10:51820"),
+		Routed: pfx("10.2.0.0/16")}
+	endpoint := &net.UDPAddr{IP: net.IPv4(172, 28, 2, 10), Port: 51820}
+	fresh := &wgtypes.Peer{LastHandshakeTime: now.Add(-30 * time.Second), Endpoint: endpoint, ReceiveBytes: 10, TransmitBytes: 20}
+	stale := &wgtypes.Peer{LastHandshakeTime: now.Add(-10 * time.Minute), Endpoint: endpoint}
+	refusedAll := ok
+	refusedAll.Routed, refusedAll.Refused = nil, []Refusal{{Prefix: netip.MustParsePrefix("10.2.0.0/16"), Reason: "outside spec.allowedCIDRs"}}
+	noEndpoint := ok
+	noEndpoint.Endpoint = netip.AddrPort{}
+	for _, tc := range []struct {
+		name    string
+		plan    PeerPlan
+		obs     Observation
+		status  metav1.ConditionStatus
+		reason  string
+		inWords string
+	}{
+		{"handshake fresh", ok, Observation{WireGuard: fresh}, metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected, "handshake 30s ago"},
+		{"handshake stale", ok, Observation{WireGuard: stale}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoHandshake, "172.28.2.10:51820"},
+		{"never", ok, Observation{WireGuard: &wgtypes.Peer{}}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoHandshake, "UDP port"},
+		{"no key", PeerPlan{Cluster: "c2", Problem: "spec.publicKey is empty"}, Observation{}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoPublicKey, "publicKey is empty"},
+		{"tunnel address clash", PeerPlan{Cluster: "c2", Key: keyC2.PublicKey(), Problem: "tunnel address 100.96.0.7 is also derived for cluster c3"}, Observation{}, metav1.ConditionFalse, wirespanv1alpha1.ReasonTunnelAddressConflict, "c3"},
+		{"no endpoint either way", noEndpoint, Observation{WireGuard: &wgtypes.Peer{}}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoEndpoint, "dialed in"},
+		{"own key wrong in Git", ok, Observation{WireGuard: &wgtypes.Peer{}, SelfKeyMismatch: true}, metav1.ConditionFalse, wirespanv1alpha1.ReasonSelfKeyMismatch, "KeyMatches"},
+		{"everything refused", refusedAll, Observation{WireGuard: fresh}, metav1.ConditionFalse, wirespanv1alpha1.ReasonCIDRsRefused, "outside spec.allowedCIDRs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.obs.Now = now
+			st := RemoteStatus(wirespanv1alpha1.ClusterPeerStatus{}, 3, tc.plan, tc.obs)
+			c := meta.FindStatusCondition(st.Conditions, wirespanv1alpha1.ConditionConnected)
+			if c == nil || c.Status != tc.status || c.Reason != tc.reason || !strings.Contains(c.Message, tc.inWords) || c.ObservedGeneration != 3 {
+				t.Errorf("Connected = %+v; want %s %s saying %q", c, tc.status, tc.reason, tc.inWords)
+			}
+		})
+	}
+}
+
+// Learned ranges replace what status held; without gossip they stay, and
+// conditions the operator owns are kept.
+func TestRemoteStatusKeepsWhatItDoesNotOwn(t *testing.T) {
+	now := time.Now()
+	cur := wirespanv1alpha1.ClusterPeerStatus{
+		Role: wirespanv1alpha1.RoleRemote, PodCIDRs: []string{"10.2.0.0/16"},
+		Conditions: []metav1.Condition{{Type: wirespanv1alpha1.ConditionCIDRsAccepted, Status: metav1.ConditionTrue, Reason: "Accepted"}},
+	}
+	plan := PeerPlan{Cluster: "c2", Key: keyC2.PublicKey()}
+	st := RemoteStatus(cur, 1, plan, Observation{Now: now})
+	if len(st.PodCIDRs) != 1 || st.PodCIDRs[0] != "10.2.0.0/16" || meta.FindStatusCondition(st.Conditions, wirespanv1alpha1.ConditionCIDRsAccepted) == nil {
+		t.Errorf("status without gossip lost fields: %+v", st)
+	}
+	st = RemoteStatus(cur, 1, plan, Observation{Now: now, Learned: &Learned{PodCIDRs: pfx("10.2.0.0/23"), ServiceCIDRs: pfx("10.102.0.0/16"), ActiveGateway: "c2-n0"}})
+	if strings.Join(st.PodCIDRs, ",") != "10.2.0.0/23" || strings.Join(st.ServiceCIDRs, ",") != "10.102.0.0/16" ||
+		len(st.Gateways) != 1 || st.Gateways[0].Node != "c2-n0" || !st.Gateways[0].Active {
+		t.Errorf("learned state not written: %+v", st)
+	}
+	if cur.PodCIDRs[0] != "10.2.0.0/16" {
+		t.Error("RemoteStatus changed its input")
+	}
+}

@@ -1,0 +1,41 @@
+package app
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestValidateNamesTheWrongFlag(t *testing.T) {
+	valid := func() Options {
+		return Options{ClusterID: "east", NodeName: "n1", GossipPort: 7946, Agent: DefaultAgentConfig()}
+	}
+	if err := valid().Validate(); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	for _, tc := range []struct {
+		change func(*Options)
+		want   string
+	}{
+		{func(o *Options) { o.ClusterID = "East" }, "--cluster-id"},
+		{func(o *Options) { o.NodeName = "" }, "--node-name"},
+		{func(o *Options) { o.Agent.Mode = "tunnel" }, "--node-route-mode"},
+		{func(o *Options) { o.Agent.WireGuardName = "a-very-long-interface" }, "--interface"},
+		{func(o *Options) { o.Agent.ListenPort = 0 }, "--listen-port"},
+		{func(o *Options) { o.Agent.VXLANPort = 70000 }, "--vxlan-port"},
+		{func(o *Options) { o.GossipPort = -1 }, "--gossip-port"},
+		{func(o *Options) { o.Agent.TunnelCIDR = netip.MustParsePrefix("100.96.0.1/16") }, "--tunnel-cidr"},
+		{func(o *Options) { o.Agent.TunnelCIDR = netip.MustParsePrefix("fd00::/64") }, "--tunnel-cidr"},
+		{func(o *Options) { o.Agent.TunnelCIDR = netip.MustParsePrefix("100.96.0.0/30") }, "--tunnel-cidr"},
+		{func(o *Options) { o.Agent.Table = 254 }, "--route-table"},
+		{func(o *Options) { o.Agent.RulePriority = 32766 }, "--rule-priority"},
+		{func(o *Options) { o.Agent.VXLANVNI = 1 << 24 }, "--vxlan-vni"},
+	} {
+		o := valid()
+		tc.change(&o)
+		err := o.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v", tc.want, err)
+		}
+	}
+}
