@@ -13,9 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/app"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/internal/kubeflag"
 )
 
 func main() {
@@ -94,7 +93,7 @@ func run() error {
 		}
 		return err
 	}
-	if opts.KeySecret, err = parseNamespacedName(keySecret); err != nil {
+	if opts.KeySecret, err = kubeflag.NamespacedName(keySecret); err != nil {
 		return fmt.Errorf("--key-secret: %w", err)
 	}
 	if err := opts.Validate(); err != nil {
@@ -105,12 +104,4 @@ func run() error {
 		return fmt.Errorf("find the API server (in-cluster, $KUBECONFIG or --kubeconfig): %w", err)
 	}
 	return app.Run(ctrl.SetupSignalHandler(), cfg, opts)
-}
-
-func parseNamespacedName(s string) (types.NamespacedName, error) {
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
-	}
-	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }

@@ -7,13 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/wirespan/wirespan/internal/cidr"
+	"github.com/wirespan/wirespan/internal/kubeflag"
 	"github.com/wirespan/wirespan/operator/internal/app"
 )
 
@@ -53,7 +52,7 @@ func run() error {
 	if opts.ServiceCIDRs, err = cidr.ParseList(serviceCIDRs); err != nil {
 		return fmt.Errorf("--service-cidrs: %w", err)
 	}
-	if opts.KeySecret, err = parseNamespacedName(keySecret); err != nil {
+	if opts.KeySecret, err = kubeflag.NamespacedName(keySecret); err != nil {
 		return fmt.Errorf("--key-secret: %w", err)
 	}
 	cfg, err := ctrl.GetConfig()
@@ -61,12 +60,4 @@ func run() error {
 		return fmt.Errorf("find the API server (in-cluster, $KUBECONFIG or --kubeconfig): %w", err)
 	}
 	return app.Run(ctrl.SetupSignalHandler(), cfg, opts)
-}
-
-func parseNamespacedName(s string) (types.NamespacedName, error) {
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
-	}
-	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
