@@ -97,7 +97,10 @@ func connected(p PeerPlan, obs Observation) metav1.Condition {
 		c.Message = "the tunnel is up, but every range the cluster claims is refused: " + describeRefusals(p.Refused)
 	case fresh:
 		c.Status, c.Reason = metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected
-		c.Message = fmt.Sprintf("handshake %s ago", obs.Now.Sub(w.LastHandshakeTime).Round(time.Second))
+		// No "N seconds ago" here: a message that changes on every sync
+		// would rewrite the status every sync. The time is in
+		// status.tunnel.lastHandshakeTime.
+		c.Message = fmt.Sprintf("a handshake completed within the last %s", HandshakeFresh)
 		if len(p.Refused) > 0 {
 			c.Message += "; refused ranges: " + describeRefusals(p.Refused)
 		}

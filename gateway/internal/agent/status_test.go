@@ -3,6 +3,7 @@ package agent
 import (
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestConnectedCondition(t *testing.T) {
 		reason  string
 		inWords string
 	}{
-		{"handshake fresh", ok, Observation{WireGuard: fresh}, metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected, "handshake 30s ago"},
+		{"handshake fresh", ok, Observation{WireGuard: fresh}, metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected, "handshake completed within the last 3m0s"},
 		{"handshake stale", ok, Observation{WireGuard: stale}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoHandshake, "172.28.2.10:51820"},
 		{"never", ok, Observation{WireGuard: &wgtypes.Peer{}}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoHandshake, "UDP port"},
 		{"no key", PeerPlan{Cluster: "c2", Problem: "spec.publicKey is empty"}, Observation{}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoPublicKey, "publicKey is empty"},
@@ -55,6 +56,19 @@ func TestConnectedCondition(t *testing.T) {
 
 // Learned ranges replace what status held; without gossip they stay, and
 // conditions the operator owns are kept.
+// A live tunnel's status is the same from one sync to the next, so the
+// gateway does not rewrite it every resync.
+func TestConnectedStatusIsStableWhileTheTunnelLives(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	plan := PeerPlan{Cluster: "c2", Key: keyC2.PublicKey(), Routed: pfx("10.2.0.0/16")}
+	peer := &wgtypes.Peer{LastHandshakeTime: now.Add(-10 * time.Second)}
+	first := RemoteStatus(wirespanv1alpha1.ClusterPeerStatus{}, 1, plan, Observation{WireGuard: peer, Now: now})
+	second := RemoteStatus(first, 1, plan, Observation{WireGuard: peer, Now: now.Add(5 * time.Second)})
+	if !reflect.DeepEqual(first, second) {
+		t.Errorf("status changed between two syncs of an unchanged tunnel:\n%+v\n%+v", first, second)
+	}
+}
+
 func TestRemoteStatusKeepsWhatItDoesNotOwn(t *testing.T) {
 	now := time.Now()
 	cur := wirespanv1alpha1.ClusterPeerStatus{

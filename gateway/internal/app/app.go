@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -115,9 +116,11 @@ type syncer struct {
 	// written is when each remote peer's status was last written, so
 	// tunnel figures alone are written at most every StatusPeriod.
 	written map[string]time.Time
-	// lastErr is the last sync's error, for the readiness check.
-	lastErr error
-	synced  bool
+	// health is what the readiness check reports; the check runs on the
+	// probe server's goroutines, so it is guarded.
+	healthMu sync.Mutex
+	synced   bool  // the data plane has been applied once
+	lastErr  error // the last sync's error
 }
 
 // NeedLeaderElection is false: every node runs its own data plane.
@@ -169,6 +172,8 @@ func (s *syncer) wake() {
 }
 
 func (s *syncer) readyCheck(*http.Request) error {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
 	if !s.synced {
 		return errors.New("the data plane has not been applied yet")
 	}
@@ -182,7 +187,9 @@ func (s *syncer) sync(ctx context.Context) {
 		s.metrics.syncErrors.Inc()
 		s.log.Error(err, "sync failed; the data plane keeps its last state")
 	}
+	s.healthMu.Lock()
 	s.lastErr = err
+	s.healthMu.Unlock()
 }
 
 func (s *syncer) syncOnce(ctx context.Context) error {
@@ -205,7 +212,9 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apply data plane: %w", err)
 	}
+	s.healthMu.Lock()
 	s.synced = true
+	s.healthMu.Unlock()
 	if plan.Role != agent.RoleGateway {
 		s.stopGossip()
 		s.metrics.reset()
