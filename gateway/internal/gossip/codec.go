@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -66,25 +65,10 @@ func Decode(msg []byte, kr *Keyring) (ClusterState, error) {
 	if err != nil {
 		return ClusterState{}, err
 	}
-	sender := m.state.Cluster
-	if sender == kr.local {
-		return ClusterState{}, fmt.Errorf("%w: %q is our own cluster", ErrUnknownSender, sender)
+	if err := authenticate(msg[:m.signed], m.state.Cluster, m.macs, kr); err != nil {
+		return ClusterState{}, err
 	}
-	key, ok := kr.keys[sender]
-	if !ok {
-		return ClusterState{}, fmt.Errorf("%w: %q", ErrUnknownSender, sender)
-	}
-	for _, r := range m.macs {
-		if r.cluster != kr.local {
-			continue
-		}
-		want := mac(key, msg[:m.signed])
-		if !hmac.Equal(want[:], r.mac[:]) {
-			return ClusterState{}, fmt.Errorf("%w: claimed sender %q", ErrBadMAC, sender)
-		}
-		return m.state, nil
-	}
-	return ClusterState{}, fmt.Errorf("%w: sender %q, recipient %q", ErrNoMAC, sender, kr.local)
+	return m.state, nil
 }
 
 // message is the parsed form of the wire format, before verification.

@@ -57,6 +57,11 @@ type Config struct {
 	// a direct send failed to reach, while it is still a member
 	// (default 2 × ProbeInterval).
 	RetryInterval time.Duration
+	// ExportTTL is how long the exports of a cluster with no gateway left in
+	// the pool are still returned by RemoteExports (default 30 s): long
+	// enough to ride out a gateway restart, short enough that clients stop
+	// being sent to endpoints nobody can reach.
+	ExportTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +77,7 @@ func (c *Config) setDefaults() {
 	def(&c.TCPTimeout, 5*time.Second)
 	def(&c.LeaveTimeout, 2*time.Second)
 	def(&c.RetryInterval, 2*c.ProbeInterval)
+	def(&c.ExportTTL, 30*time.Second)
 	if c.Port == 0 {
 		c.Port = DefaultPort
 	}

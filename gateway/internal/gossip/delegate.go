@@ -22,17 +22,21 @@ var (
 func (delegate) NodeMeta(int) []byte { return nil }
 
 // NotifyMsg implements memberlist.Delegate: a state sent with SendReliable.
-func (d delegate) NotifyMsg(b []byte) { d.g.receive(b) }
+func (d delegate) NotifyMsg(b []byte) { d.g.dispatch(b) }
 
 // GetBroadcasts implements memberlist.Delegate. States are not broadcast
 // (and never relayed): each node sends its own directly and in push/pull.
 func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
 
 // LocalState implements memberlist.Delegate: our own state, authenticated
-// for every known peer, for a push/pull exchange.
+// for every known peer, for a push/pull exchange; bundled with the snapshot
+// of our exports once we speak for them.
 func (d delegate) LocalState(bool) []byte {
 	d.g.mu.Lock()
 	defer d.g.mu.Unlock()
+	if snap := d.g.snapshotLocked(); snap != nil {
+		return bundle(d.g.sealed, snap)
+	}
 	return slices.Clone(d.g.sealed)
 }
 
@@ -40,7 +44,7 @@ func (d delegate) LocalState(bool) []byte {
 // state from a push/pull exchange (empty if it has none yet).
 func (d delegate) MergeRemoteState(b []byte, _ bool) {
 	if len(b) > 0 {
-		d.g.receive(b)
+		d.g.dispatch(b)
 	}
 }
 
@@ -52,6 +56,10 @@ func (d delegate) NotifyJoin(n *memberlist.Node) {
 	g.metrics.members.Set(float64(len(g.members)))
 	if n.Name != g.name {
 		g.out.join(copyNode(n))
+		g.exp.snapshotTo[n.Name] = copyNode(n)
+	}
+	if cluster, _, ok := splitName(n.Name); ok {
+		delete(g.exp.goneAt, cluster)
 	}
 	g.mu.Unlock()
 	g.log.V(1).Info("Gossip member joined", "member", n.Name, "addr", addrPort(n))
@@ -65,6 +73,10 @@ func (d delegate) NotifyLeave(n *memberlist.Node) {
 	g := d.g
 	g.mu.Lock()
 	delete(g.members, n.Name)
+	delete(g.exp.snapshotTo, n.Name)
+	if cluster, _, ok := splitName(n.Name); ok {
+		g.clusterLeftLocked(cluster)
+	}
 	g.metrics.members.Set(float64(len(g.members)))
 	g.mu.Unlock()
 	g.log.V(1).Info("Gossip member left", "member", n.Name)

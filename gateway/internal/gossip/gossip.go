@@ -49,6 +49,7 @@ type Gossip struct {
 	out       outbox
 	shutdown  bool
 	changedCh chan struct{}
+	exp       exportState
 
 	kick chan struct{} // wakes the sender
 	stop chan struct{}
@@ -74,6 +75,7 @@ func New(cfg Config) (*Gossip, error) {
 		members:   map[string]memberlist.Node{},
 		rtt:       map[string]time.Duration{},
 		changedCh: make(chan struct{}, 1),
+		exp:       newExportState(time.Now()),
 		kick:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -130,6 +132,7 @@ func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 		if k := keys[id]; !kr.Has(id) || k != old {
 			removed = true
 			changed = g.remote.forget(id) || changed
+			changed = g.forgetExportsLocked(id) || changed
 			delete(g.rtt, id)
 		}
 	}

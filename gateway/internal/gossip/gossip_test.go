@@ -67,38 +67,7 @@ func startPool(t *testing.T, pushPull time.Duration, clusters ...string) []*node
 	}
 	var nodes []*node
 	for _, c := range clusters {
-		reg := prometheus.NewRegistry()
-		g, err := New(Config{
-			Cluster:          c,
-			Node:             "gw-" + c,
-			PrivateKey:       testKey(c),
-			BindAddr:         netip.MustParseAddr("127.0.0.1"),
-			Port:             AnyPort,
-			Logger:           testLogger(c),
-			Registerer:       reg,
-			ProbeInterval:    100 * time.Millisecond,
-			ProbeTimeout:     50 * time.Millisecond,
-			PushPullInterval: pushPull,
-			GossipInterval:   50 * time.Millisecond,
-			TCPTimeout:       time.Second,
-			LeaveTimeout:     time.Second,
-			RetryInterval:    100 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatalf("New(%s): %v", c, err)
-		}
-		t.Cleanup(func() {
-			if err := g.Shutdown(); err != nil {
-				t.Errorf("Shutdown(%s): %v", c, err)
-			}
-		})
-		if err := g.SetPeers(keys); err != nil {
-			t.Fatalf("SetPeers(%s): %v", c, err)
-		}
-		if err := g.SetLocal(stateOf(c, "10.%d.0.0/16")); err != nil {
-			t.Fatalf("SetLocal(%s): %v", c, err)
-		}
-		nodes = append(nodes, &node{Gossip: g, cluster: c, reg: reg})
+		nodes = append(nodes, startNode(t, c, keys, pushPull))
 	}
 	for _, n := range nodes[1:] {
 		if _, err := n.Join([]netip.AddrPort{nodes[0].LocalAddr()}); err != nil {
@@ -106,6 +75,62 @@ func startPool(t *testing.T, pushPull time.Duration, clusters ...string) []*node
 		}
 	}
 	return nodes
+}
+
+// startNode starts the gateway of cluster c with the given peers and a
+// state; it is shut down at the end of the test.
+func startNode(t *testing.T, c string, keys map[string]wgtypes.Key, pushPull time.Duration) *node {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	g, err := New(Config{
+		Cluster:          c,
+		Node:             "gw-" + c,
+		PrivateKey:       testKey(c),
+		BindAddr:         netip.MustParseAddr("127.0.0.1"),
+		Port:             AnyPort,
+		Logger:           testLogger(c),
+		Registerer:       reg,
+		ProbeInterval:    100 * time.Millisecond,
+		ProbeTimeout:     50 * time.Millisecond,
+		PushPullInterval: pushPull,
+		GossipInterval:   50 * time.Millisecond,
+		TCPTimeout:       time.Second,
+		LeaveTimeout:     time.Second,
+		RetryInterval:    100 * time.Millisecond,
+		ExportTTL:        testExportTTL,
+	})
+	if err != nil {
+		t.Fatalf("New(%s): %v", c, err)
+	}
+	t.Cleanup(func() {
+		if err := g.Shutdown(); err != nil {
+			t.Errorf("Shutdown(%s): %v", c, err)
+		}
+	})
+	if err := g.SetPeers(keys); err != nil {
+		t.Fatalf("SetPeers(%s): %v", c, err)
+	}
+	if err := g.SetLocal(stateOf(c, "10.%d.0.0/16")); err != nil {
+		t.Fatalf("SetLocal(%s): %v", c, err)
+	}
+	return &node{Gossip: g, cluster: c, reg: reg}
+}
+
+// restart starts a new gateway for old's cluster (old must be shut down)
+// and joins it to seed.
+func restart(t *testing.T, old, seed *node) *node {
+	t.Helper()
+	n := startNode(t, old.cluster, old.peers, old.cfg.PushPullInterval)
+	if _, err := n.Join([]netip.AddrPort{seed.LocalAddr()}); err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+	return n
+}
+
+func exportsReceived(n *node, result string) float64 {
+	var m dto.Metric
+	_ = n.metrics.exportsReceived.WithLabelValues(result).Write(&m)
+	return m.GetCounter().GetValue()
 }
 
 // stateOf returns a state for cluster c whose pod CIDR is podFormat with

@@ -12,6 +12,8 @@ type metrics struct {
 	clusters prometheus.Gauge
 	received *prometheus.CounterVec
 	sent     *prometheus.CounterVec
+	// exportsReceived counts export messages (batches and snapshots).
+	exportsReceived *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -32,9 +34,14 @@ func newMetrics() *metrics {
 			Name: "wirespan_gossip_messages_sent_total",
 			Help: "Cluster state messages sent directly to a member, by result (ok, error); push/pull exchanges are not counted.",
 		}, []string{"result"}),
+		exportsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wirespan_gossip_export_messages_received_total",
+			Help: "Export messages (batches of changes and snapshots of Multi-Cluster Services exports) received, by result, as for cluster state messages.",
+		}, []string{"result"}),
 	}
 	for _, r := range results {
 		m.received.WithLabelValues(r)
+		m.exportsReceived.WithLabelValues(r)
 	}
 	m.sent.WithLabelValues("ok")
 	m.sent.WithLabelValues("error")
@@ -46,7 +53,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 		return nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.members, m.clusters, m.received, m.sent} {
+	for _, c := range []prometheus.Collector{m.members, m.clusters, m.received, m.sent, m.exportsReceived} {
 		if err := r.Register(c); err != nil {
 			errs = append(errs, err)
 		}
@@ -63,7 +70,7 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{m.members, m.clusters, m.received, m.sent} {
+	for _, c := range []prometheus.Collector{m.members, m.clusters, m.received, m.sent, m.exportsReceived} {
 		r.Unregister(c)
 	}
 }

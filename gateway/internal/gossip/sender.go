@@ -68,17 +68,51 @@ func (g *Gossip) flush() bool {
 	o := g.out
 	g.out = outbox{}
 	msg, kr := g.sealed, g.keyring
-	send := map[string]memberlist.Node{}
-	switch {
-	case msg == nil:
-	case o.all:
-		send = maps.Clone(g.members)
-	default:
-		maps.Copy(send, o.joined)
-		for name := range o.retry {
-			if n, ok := g.members[name]; ok { // not dead or gone since
-				send[name] = n
+	// What each member gets this round, in order: our state, the batches of
+	// export changes, our whole export set.
+	type delivery struct {
+		node     memberlist.Node
+		state    bool
+		snapshot bool
+	}
+	plan := map[string]*delivery{}
+	get := func(n memberlist.Node) *delivery {
+		if d, ok := plan[n.Name]; ok {
+			return d
+		}
+		d := &delivery{node: n}
+		plan[n.Name] = d
+		return d
+	}
+	if msg != nil {
+		targets := map[string]memberlist.Node{}
+		if o.all {
+			targets = maps.Clone(g.members)
+		} else {
+			maps.Copy(targets, o.joined)
+			for name := range o.retry {
+				if n, ok := g.members[name]; ok { // not dead or gone since
+					targets[name] = n
+				}
 			}
+		}
+		for _, n := range targets {
+			get(n).state = true
+		}
+	}
+	batches := g.batchesLocked()
+	if len(batches) > 0 {
+		for _, n := range g.members {
+			get(n)
+		}
+	}
+	var snapshot []byte
+	if len(g.exp.snapshotTo) > 0 {
+		if snapshot = g.snapshotLocked(); snapshot != nil {
+			for _, n := range g.exp.snapshotTo {
+				get(n).snapshot = true
+			}
+			g.exp.snapshotTo = map[string]memberlist.Node{}
 		}
 	}
 	var pull []string
@@ -92,27 +126,50 @@ func (g *Gossip) flush() bool {
 	g.mu.Unlock()
 
 	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed = map[string]memberlist.Node{}
+		wg           sync.WaitGroup
+		mu           sync.Mutex
+		failedState  = map[string]memberlist.Node{}
+		failedExport = map[string]memberlist.Node{}
 	)
-	for _, n := range send {
+	for _, d := range plan {
+		n := d.node
 		cluster, _, ok := splitName(n.Name)
-		// Members of unknown clusters cannot verify our state: skip them,
-		// and our own cluster's other gateways, which do not take it.
+		// Members of unknown clusters cannot verify our messages: skip
+		// them, and our own cluster's other gateways, which do not take
+		// them.
 		if n.Name == g.name || !ok || cluster == g.cfg.Cluster || !kr.Has(cluster) {
 			continue
 		}
 		wg.Go(func() {
-			if err := g.ml.SendReliable(&n, msg); err != nil {
+			fail := func(into map[string]memberlist.Node, what string, err error) {
 				g.metrics.sent.WithLabelValues("error").Inc()
-				g.log.V(1).Info("Send gossip state failed", "member", n.Name, "error", err.Error())
+				g.log.V(1).Info("Send gossip "+what+" failed", "member", n.Name, "error", err.Error())
 				mu.Lock()
-				failed[n.Name] = n
+				into[n.Name] = n
 				mu.Unlock()
-				return
 			}
-			g.metrics.sent.WithLabelValues("ok").Inc()
+			if d.state {
+				if err := g.ml.SendReliable(&n, msg); err != nil {
+					fail(failedState, "state", err)
+				} else {
+					g.metrics.sent.WithLabelValues("ok").Inc()
+				}
+			}
+			var exports [][]byte
+			if d.snapshot {
+				// The snapshot holds every change: the batches are moot.
+				exports = [][]byte{snapshot}
+			} else {
+				exports = batches
+			}
+			for _, m := range exports {
+				if err := g.ml.SendReliable(&n, m); err != nil {
+					// A lost batch leaves a gap only a snapshot fills.
+					fail(failedExport, "exports", err)
+					return
+				}
+				g.metrics.sent.WithLabelValues("ok").Inc()
+			}
 		})
 	}
 	wg.Wait()
@@ -122,15 +179,19 @@ func (g *Gossip) flush() bool {
 			g.log.V(1).Info("Push/pull with new peers failed", "addrs", pull, "error", err.Error())
 		}
 	}
-	if len(failed) == 0 {
+	if len(failedState) == 0 && len(failedExport) == 0 {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.out.retry == nil {
-		g.out.retry = failed
-	} else {
-		maps.Copy(g.out.retry, failed)
+		g.out.retry = map[string]memberlist.Node{}
+	}
+	maps.Copy(g.out.retry, failedState)
+	for name, n := range failedExport {
+		if _, ok := g.members[name]; ok {
+			g.exp.snapshotTo[name] = n
+		}
 	}
 	return true
 }
