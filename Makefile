@@ -34,9 +34,10 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: ## Generate deepcopy code, the CRDs (charts/wirespan/crds) and docs/api.md.
+generate: ## Generate deepcopy code, the CRDs (charts/wirespan/crds: ours, and the MCS API's from sigs.k8s.io/mcs-api) and docs/api.md.
 	$(CONTROLLER_GEN) object paths=./apis/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./apis/... output:crd:dir=charts/wirespan/crds
+	$(GO) run ./hack/mcscrds -out charts/wirespan/crds
 	$(GO) run ./hack/apidocs -crd charts/wirespan/crds/wirespan.io_clusterpeers.yaml -conditions apis/v1alpha1/conditions.go -out docs/api.md
 
 .PHONY: verify
