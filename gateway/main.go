@@ -60,6 +60,11 @@ func run() error {
 	fs.DurationVar(&a.Keepalive, "keepalive", a.Keepalive, "WireGuard persistent keepalive towards peers where a side may be behind NAT")
 	fs.DurationVar(&opts.StatusPeriod, "status-period", 10e9, "how often tunnel figures are written to ClusterPeer status")
 	fs.DurationVar(&opts.Resync, "resync-period", 5e9, "how often the data plane is checked and repaired even without changes")
+	fs.StringVar(&opts.DNSAddr, "dns-bind-address", ":5353", "address (UDP and TCP) of the clusterset DNS server on the active gateway; the cluster DNS forwards the zone here; empty disables it")
+	fs.StringVar(&opts.DNSZone, "dns-zone", "clusterset.local", "DNS zone of multi-cluster services (KEP-1645 names clusterset.local)")
+	fs.DurationVar(&opts.ExportTTL, "export-ttl", 30e9, "how long a cluster's exported endpoints stay imported after its last gateway left the gossip pool")
+	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
+	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9091", "address of the /healthz and /readyz endpoints; 0 disables them")
 	zapOpts.BindFlags(fs)
@@ -103,5 +108,6 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("find the API server (in-cluster, $KUBECONFIG or --kubeconfig): %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(opts.KubeAPIQPS), opts.KubeAPIBurst
 	return app.Run(ctrl.SetupSignalHandler(), cfg, opts)
 }

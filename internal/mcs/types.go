@@ -66,8 +66,9 @@ type Endpoint struct {
 	// DNS as <hostname>.<cluster>.<svc>.<ns>.svc.clusterset.local.
 	Hostname string `json:"hostname,omitempty"`
 	Zone     string `json:"zone,omitempty"`
-	// Ready, Serving and Terminating are the EndpointSlice conditions,
-	// unknown read as false.
+	// Ready, Serving and Terminating are the EndpointSlice conditions.
+	// Unset ones are read as in fromEndpoint: Ready as true (the API's
+	// rule), Serving as Ready, Terminating as false.
 	Ready       bool `json:"ready"`
 	Serving     bool `json:"serving"`
 	Terminating bool `json:"terminating"`

@@ -31,14 +31,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/gateway/internal/agent"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
+	"github.com/wirespan/wirespan/gateway/internal/dns"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/gateway/internal/services"
 )
 
 // Run runs the gateway until ctx is done. On the way out it leaves the
@@ -47,7 +51,7 @@ import (
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	logger := ctrl.Log.WithName("gateway")
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme, mcsv1beta1.Install} {
 		if err := add(scheme); err != nil {
 			return err
 		}
@@ -83,8 +87,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		poke:    make(chan struct{}, 1),
 		written: map[string]time.Time{},
 	}
-	if err := mgr.Add(s); err != nil {
-		return err
+	s.services = &services.Controller{
+		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
+		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),
+	}
+	for _, r := range []manager.Runnable{s, s.services} {
+		if err := mgr.Add(r); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -112,6 +122,10 @@ type syncer struct {
 
 	gossip     *gossip.Gossip
 	gossipAddr netip.Addr
+	// services is the MCS controller, working while gossip runs; dnsStop
+	// stops the clusterset DNS server, which runs as long.
+	services *services.Controller
+	dnsStop  func()
 	joining    chan struct{}
 	// written is when each remote peer's status was last written, so
 	// tunnel figures alone are written at most every StatusPeriod.
@@ -159,6 +173,7 @@ func (s *syncer) Start(ctx context.Context) error {
 			return nil
 		case <-s.poke:
 		case <-changed:
+			s.services.Wake()
 		case <-tick.C:
 		}
 	}
@@ -250,12 +265,17 @@ func (s *syncer) runGossip(w *world, plan agent.Plan) error {
 		g, err := gossip.New(gossip.Config{
 			Cluster: s.opts.ClusterID, Node: s.opts.NodeName, PrivateKey: *w.in.PrivateKey,
 			BindAddr: addr, Port: s.opts.GossipPort, Logger: s.log.WithName("gossip"), Registerer: crmetrics.Registry,
+			ExportTTL: s.opts.ExportTTL,
 		})
 		if err != nil {
 			return fmt.Errorf("start gossip on %s: %w", addr, err)
 		}
 		s.gossip, s.gossipAddr = g, addr
 		s.log.Info("gossip started", "addr", g.LocalAddr())
+		if err := s.startDNS(); err != nil {
+			return err
+		}
+		s.services.SetExchange(g)
 	}
 	keys := map[string]wgtypes.Key{}
 	for _, p := range plan.Peers {
@@ -315,6 +335,11 @@ func (s *syncer) joinMissing(plan agent.Plan) {
 func (s *syncer) stopGossip() {
 	if s.gossip == nil {
 		return
+	}
+	s.services.SetExchange(nil)
+	if s.dnsStop != nil {
+		s.dnsStop()
+		s.dnsStop = nil
 	}
 	if err := s.gossip.Shutdown(); err != nil {
 		s.log.Error(err, "stop gossip")
@@ -399,4 +424,30 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	defer func() { _ = kernel.Close() }()
 	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
 	return a.Apply(dataplane.State{Table: opts.Agent.Table}, true)
+}
+
+// startDNS starts the clusterset DNS server, answering from the MCS
+// controller's store, unless --dns-bind-address is empty.
+func (s *syncer) startDNS() error {
+	if s.opts.DNSAddr == "" || s.dnsStop != nil {
+		return nil
+	}
+	srv, err := dns.NewServer(dns.Config{
+		Zone: s.opts.DNSZone, Addr: s.opts.DNSAddr, Store: s.services.DNS,
+		Logger: s.log.WithName("dns"), Registerer: crmetrics.Registry,
+	})
+	if err != nil {
+		return fmt.Errorf("start the clusterset DNS server: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Run(ctx); err != nil {
+			s.log.Error(err, "clusterset DNS server stopped")
+		}
+	}()
+	s.log.Info("clusterset DNS server started", "addr", srv.Addr(), "zone", s.opts.DNSZone)
+	s.dnsStop = func() { cancel(); <-done }
+	return nil
 }

@@ -30,6 +30,14 @@ type Options struct {
 	Resync      time.Duration
 	MetricsAddr string
 	ProbeAddr   string
+	// DNSAddr is where the active gateway serves DNSZone; empty: nowhere.
+	DNSAddr string
+	DNSZone string
+	// ExportTTL: see gossip.Config.ExportTTL.
+	ExportTTL time.Duration
+	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
 }
 
 // DefaultAgentConfig holds the defaults of the data-plane flags.
@@ -86,5 +94,27 @@ func (o Options) Validate() error {
 	if a.VXLANVNI < 1 || a.VXLANVNI > 1<<24-1 {
 		errs = append(errs, fmt.Errorf("--vxlan-vni %d: must be 1-16777215", a.VXLANVNI))
 	}
+	if o.ExportTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--export-ttl %v: must be positive", o.ExportTTL))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps %v, --kube-api-burst %d: must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	if o.DNSAddr != "" {
+		if _, err := netip.ParseAddrPort(defaultHost(o.DNSAddr)); err != nil {
+			errs = append(errs, fmt.Errorf("--dns-bind-address %q: want host:port or :port", o.DNSAddr))
+		}
+		if o.DNSZone == "" {
+			errs = append(errs, errors.New("--dns-zone is empty"))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// defaultHost turns ":port" into "0.0.0.0:port" for parsing.
+func defaultHost(addr string) string {
+	if len(addr) > 0 && addr[0] == ':' {
+		return "0.0.0.0" + addr
+	}
+	return addr
 }

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"time"
+
 	"net/netip"
 	"strings"
 	"testing"
@@ -8,7 +10,8 @@ import (
 
 func TestValidateNamesTheWrongFlag(t *testing.T) {
 	valid := func() Options {
-		return Options{ClusterID: "east", NodeName: "n1", GossipPort: 7946, Agent: DefaultAgentConfig()}
+		return Options{ClusterID: "east", NodeName: "n1", GossipPort: 7946, Agent: DefaultAgentConfig(),
+			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, KubeAPIQPS: 100, KubeAPIBurst: 200}
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)

@@ -1,0 +1,179 @@
+package services
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/wirespan/wirespan/gateway/internal/dns"
+	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/internal/mcs"
+)
+
+// Exchange carries exports between clusters: gossip.
+type Exchange interface {
+	SetExports(map[gossip.ExportKey]json.RawMessage) error
+	RemoteExports() map[string]gossip.ClusterExports
+}
+
+// Controller is the MCS controller. Start it with the manager; it works
+// only while it has an Exchange (SetExchange), that is while this node is
+// the active gateway.
+type Controller struct {
+	// ClusterID is this cluster's ID.
+	ClusterID string
+	Cache     cache.Cache
+	Client    client.Client
+	Log       logr.Logger
+	// DNS, if set, gets every import's records.
+	DNS *dns.Store
+	// Resync is how often everything is recomputed without a change.
+	Resync time.Duration
+	// Workers bounds concurrent API writes.
+	Workers int
+	Metrics *Metrics
+
+	mu   sync.Mutex
+	exch Exchange
+	wake chan struct{}
+	// decoded caches remote records decoded from JSON, by cluster and
+	// Service, with the version they were decoded from.
+	decoded map[remoteKey]decodedExport
+	// dnsLast is what DNS was last given, by service.
+	dnsLast map[serviceKey]dns.Service
+	// present are the namespaces that exist here, as of the last sync.
+	present map[string]bool
+}
+
+type remoteKey struct {
+	cluster string
+	key     gossip.ExportKey
+}
+
+type decodedExport struct {
+	version uint64
+	export  *mcs.Export // nil: the record did not decode
+}
+
+// SetExchange attaches the exchange (this node became the active gateway)
+// or, with nil, detaches it; then the controller writes nothing.
+func (c *Controller) SetExchange(e Exchange) {
+	c.mu.Lock()
+	changed := c.exch != e
+	c.exch = e
+	c.mu.Unlock()
+	if changed {
+		c.Wake()
+	}
+}
+
+func (c *Controller) exchange() Exchange {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exch
+}
+
+// Wake asks for a sync, without blocking.
+func (c *Controller) Wake() {
+	c.init()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) init() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake == nil {
+		c.wake = make(chan struct{}, 1)
+		c.decoded = map[remoteKey]decodedExport{}
+	}
+}
+
+// NeedLeaderElection is false: the active gateway, not a lease, decides.
+func (c *Controller) NeedLeaderElection() bool { return false }
+
+// watched are the kinds whose changes trigger a sync.
+func watched() []client.Object {
+	return []client.Object{
+		&mcsv1beta1.ServiceExport{}, &mcsv1beta1.ServiceImport{}, &corev1.Service{},
+		&discoveryv1.EndpointSlice{}, &corev1.Namespace{},
+	}
+}
+
+// Start runs the controller until ctx is done.
+func (c *Controller) Start(ctx context.Context) error {
+	c.init()
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.Resync <= 0 {
+		c.Resync = 30 * time.Second
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	for _, kind := range []string{"ServiceExport", "ServiceImport"} {
+		gk := schema.GroupKind{Group: mcsv1beta1.GroupName, Kind: kind}
+		if _, err := c.Client.RESTMapper().RESTMapping(gk, mcsv1beta1.GroupVersion.Version); err != nil {
+			c.Log.Info("The Multi-Cluster Services API is not installed (CRDs serviceexports and serviceimports.multicluster.x-k8s.io): no services are exported or imported. Install the CRDs and restart the gateway.", "missing", kind, "error", err.Error())
+			return nil
+		}
+	}
+	for _, obj := range watched() {
+		inf, err := c.Cache.GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("watch %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { c.Wake() },
+			UpdateFunc: func(any, any) { c.Wake() },
+			DeleteFunc: func(any) { c.Wake() },
+		}); err != nil {
+			return err
+		}
+	}
+	if !c.Cache.WaitForCacheSync(ctx) {
+		return errors.New("caches did not sync")
+	}
+	tick := time.NewTicker(c.Resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.wake:
+		case <-tick.C:
+		}
+		exch := c.exchange()
+		if exch == nil {
+			continue
+		}
+		start := time.Now()
+		err := c.sync(ctx, exch)
+		c.Metrics.syncDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			c.Metrics.syncErrors.Inc()
+			c.Log.Error(err, "MCS sync failed; what was written stays, the next sync retries")
+			// Retry soon, not only at the next resync.
+			time.AfterFunc(time.Second, c.Wake)
+		}
+	}
+}
+
+// serviceKey is the namespace and name of a Service.
+type serviceKey = types.NamespacedName
