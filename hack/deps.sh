@@ -14,6 +14,7 @@ needs=(
 	pgrep:procps
 	wg:wireguard-tools
 	iperf3:iperf3
+	dnsperf:dnsperf
 )
 
 log() { printf '[deps] %s\n' "$*"; }

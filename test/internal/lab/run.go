@@ -222,10 +222,22 @@ func (r *run) objects(ctx context.Context) (string, error) {
 }
 
 // corefile is the cluster DNS configuration: the kubernetes plugin against
-// the cluster's own API server. There is no upstream: the lab has no way
-// out, so other names fail fast instead of timing out.
+// the cluster's own API server, and clusterset.local forwarded to the
+// clusterset DNS server of the gateways, the active one first. There is no
+// upstream: the lab has no way out, so other names fail fast instead of
+// timing out.
 func (r *run) corefile(c plan.Cluster) string {
-	return fmt.Sprintf(`.:53 {
+	var upstreams []string
+	for _, n := range c.Gateways() {
+		upstreams = append(upstreams, net.JoinHostPort(n.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)))
+	}
+	return fmt.Sprintf(`%[3]s:53 {
+    errors
+    forward . %[4]s {
+        policy sequential
+    }
+}
+.:53 {
     errors
     ready :8181
     kubernetes %[1]s in-addr.arpa ip6.arpa {
@@ -235,7 +247,7 @@ func (r *run) corefile(c plan.Cluster) string {
     }
     loadbalance
 }
-`, plan.ClusterDomain, r.lab.kubeconfig(c.Name))
+`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, strings.Join(upstreams, " "))
 }
 
 func (r *run) workloads(context.Context) (string, error) {
@@ -434,6 +446,8 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, r.lab.Bins.Gateway,
 				"--kubeconfig", r.lab.kubeconfig(c.Name), "--cluster-id", c.Name, "--node-name", node.Name,
 				"--interface", node.WireGuard, "--wireguard", "userspace",
+				"--dns-bind-address", net.JoinHostPort(node.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)),
+				"--export-ttl", plan.ExportTTL.String(),
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
 				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)))
 			if err != nil {

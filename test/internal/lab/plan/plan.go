@@ -5,6 +5,8 @@
 package plan
 
 import (
+	"time"
+
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -100,6 +102,18 @@ type Node struct {
 	// on the machine: the node's namespace name.
 	WireGuard string
 }
+
+// GatewayDNSPort is where the active gateway serves ClustersetDomain, on
+// the node's underlay address; CoreDNS forwards the zone there.
+const GatewayDNSPort = 5353
+
+// ClustersetDomain is the zone of multi-cluster services (KEP-1645).
+const ClustersetDomain = "clusterset.local"
+
+// ExportTTL is the gateways' --export-ttl in the lab: shorter than the
+// default 30 s, so that the end-to-end test of a cluster going away does
+// not wait long.
+const ExportTTL = 10 * time.Second
 
 // GatewayProbePort is where each node's wirespan-gateway serves /healthz
 // and /readyz, on the node's loopback; GatewayMetricsPort its metrics.
