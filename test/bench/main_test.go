@@ -100,6 +100,7 @@ type labStatus struct {
 	Clusters        []struct {
 		Name       string `json:"name"`
 		Kubeconfig string `json:"kubeconfig"`
+		ClusterDNS string `json:"clusterDNS"`
 		Nodes      []struct {
 			Name  string `json:"name"`
 			Netns string `json:"netns"`
