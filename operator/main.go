@@ -1,9 +1,11 @@
 // Command operator runs Wirespan's operator in one cluster: it publishes the
 // cluster's pod and Service CIDRs and public key in the self ClusterPeer's
-// status and checks every ClusterPeer against the others.
+// status, checks every ClusterPeer against the others, and, with
+// --coredns-forward, makes the cluster DNS forward clusterset.local.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"github.com/wirespan/wirespan/internal/cidr"
 	"github.com/wirespan/wirespan/internal/kubeflag"
 	"github.com/wirespan/wirespan/operator/internal/app"
+	"github.com/wirespan/wirespan/operator/internal/coredns"
 )
 
 func main() {
@@ -28,6 +31,8 @@ func run() error {
 		opts                   app.Options
 		podCIDRs, serviceCIDRs string
 		keySecret              string
+		coreDNSConfigMap       string
+		coreDNSForward         string
 		zapOpts                = zap.Options{}
 	)
 	flag.StringVar(&opts.ClusterID, "cluster-id", "", "this cluster's ID: the name of its ClusterPeer (an RFC 1123 label). Taken from the about.k8s.io ClusterProperty cluster.clusterset.k8s.io when that exists; the flag must then agree.")
@@ -38,6 +43,9 @@ func run() error {
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints; 0 disables them")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "run only while holding the leader Lease, so several replicas can stand by")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the key Secret's namespace)")
+	flag.StringVar(&coreDNSForward, "coredns-forward", "", "comma-separated addresses (ip or ip:port, port 53 if left out) of the clusterset DNS server, tried in order: the gateways (their --dns-bind-address, :5353 by default) or a Service in front of them. Set: the operator adds a block forwarding --clusterset-zone there to the CoreDNS Corefile; empty: it removes that block")
+	flag.StringVar(&coreDNSConfigMap, "coredns-configmap", "kube-system/coredns", "namespace/name of the CoreDNS ConfigMap (key Corefile) that --coredns-forward edits; empty: never read or write it (no RBAC on it needed)")
+	flag.StringVar(&opts.ClustersetZone, "clusterset-zone", coredns.DefaultZone, "DNS zone that --coredns-forward forwards: the gateways' --dns-zone")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -54,6 +62,19 @@ func run() error {
 	}
 	if opts.KeySecret, err = kubeflag.NamespacedName(keySecret); err != nil {
 		return fmt.Errorf("--key-secret: %w", err)
+	}
+	if opts.CoreDNSForward, err = coredns.ParseUpstreams(coreDNSForward); err != nil {
+		return fmt.Errorf("--coredns-forward: %w", err)
+	}
+	if coreDNSConfigMap != "" {
+		if opts.CoreDNSConfigMap, err = kubeflag.NamespacedName(coreDNSConfigMap); err != nil {
+			return fmt.Errorf("--coredns-configmap: %w", err)
+		}
+	} else if len(opts.CoreDNSForward) > 0 {
+		return errors.New("--coredns-forward needs --coredns-configmap: the ConfigMap to write the forwarding block to")
+	}
+	if opts.ClustersetZone, err = coredns.ParseZone(opts.ClustersetZone); err != nil {
+		return fmt.Errorf("--clusterset-zone: %w", err)
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -103,6 +104,10 @@ func TestStartupFailsClearly(t *testing.T) {
 		{"bad --pod-cidrs", "", []string{"--cluster-id", "x", "--pod-cidrs", "10.0.0.1/8"}, `--pod-cidrs: "10.0.0.1/8" has host bits set (did you mean 10.0.0.0/8?)`},
 		{"bad --service-cidrs", "", []string{"--cluster-id", "x", "--service-cidrs", "10.96.0.0/12,nope"}, `--service-cidrs: "nope" is not a CIDR`},
 		{"bad --key-secret", "", []string{"--cluster-id", "x", "--key-secret", "just-a-name"}, `--key-secret: "just-a-name" is not namespace/name`},
+		{"bad --coredns-forward", "", []string{"--cluster-id", "x", "--coredns-forward", "10.0.0.11:5353,dns.example"}, `--coredns-forward: "dns.example" is not ip or ip:port`},
+		{"bad --coredns-configmap", "", []string{"--cluster-id", "x", "--coredns-configmap", "coredns"}, `--coredns-configmap: "coredns" is not namespace/name`},
+		{"--coredns-forward without a ConfigMap", "", []string{"--cluster-id", "x", "--coredns-forward", "10.0.0.11", "--coredns-configmap", ""}, "--coredns-forward needs --coredns-configmap"},
+		{"bad --clusterset-zone", "", []string{"--cluster-id", "x", "--clusterset-zone", "clusterset_local"}, `--clusterset-zone: zone "clusterset_local": label "clusterset_local" is not 1-63 letters, digits and dashes`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,6 +186,48 @@ func TestOperatorPublishesSelf(t *testing.T) {
 	}
 }
 
+// TestOperatorEditsCorefile runs the binary with --coredns-forward, then
+// without: the forwarding block comes, then goes, leaving the Corefile as
+// it was.
+func TestOperatorEditsCorefile(t *testing.T) {
+	const corefile = ".:53 {\n    errors\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n    forward . /etc/resolv.conf\n    reload\n}\n"
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "coredns-operator-test"}, Data: map[string]string{"Corefile": corefile}}
+	if err := env.Client.Create(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cm) })
+	args := []string{"--cluster-id", "north", "--leader-elect=false", "--coredns-configmap", "kube-system/coredns-operator-test"}
+	get := func() string {
+		out, _ := env.Kubectl("", "get", "configmap", "-n", "kube-system", cm.Name, "-o", "jsonpath={.data.Corefile}")
+		return out
+	}
+
+	o := start(t, append(args, "--coredns-forward", "10.0.0.11:5353,10.0.0.12:5353")...)
+	eventually(t, "forwarding block added", func() error {
+		got := get()
+		for _, want := range []string{corefile + "\n# wirespan: begin clusterset.local", "clusterset.local:53 {", "forward . 10.0.0.11:5353 10.0.0.12:5353 {"} {
+			if !strings.Contains(got, want) {
+				return fmt.Errorf("no %q in\n%s", want, got)
+			}
+		}
+		return nil
+	})
+	if err := o.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := o.exit(t); err != nil {
+		t.Fatalf("operator exit after SIGTERM: %v\n%s", err, out)
+	}
+
+	start(t, args...)
+	eventually(t, "forwarding block removed", func() error {
+		if got := get(); got != corefile {
+			return fmt.Errorf("Corefile is\n%s", got)
+		}
+		return nil
+	})
+}
+
 func setClusterProperty(t *testing.T, value string) {
 	t.Helper()
 	if out, err := env.Kubectl(fmt.Sprintf("apiVersion: about.k8s.io/v1alpha1\nkind: ClusterProperty\nmetadata:\n  name: cluster.clusterset.k8s.io\nspec:\n  value: %s\n", value), "apply", "-f", "-"); err != nil {
@@ -242,25 +289,18 @@ func eventually(t *testing.T, what string, check func() error) {
 
 // syncBuffer collects a process's output safely while it runs.
 type syncBuffer struct {
-	mu  chan struct{}
+	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) lock() {
-	if b.mu == nil {
-		b.mu = make(chan struct{}, 1)
-	}
-	b.mu <- struct{}{}
-}
-
 func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.lock()
-	defer func() { <-b.mu }()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
 func (b *syncBuffer) String() string {
-	b.lock()
-	defer func() { <-b.mu }()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.buf.String()
 }

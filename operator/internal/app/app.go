@@ -1,6 +1,7 @@
 // Package app assembles the operator: it resolves the cluster ID, builds the
 // controller-runtime manager (caches, leader election, probes, metrics) and
-// runs the controllers until the context ends.
+// runs the controllers (ClusterPeer status; the CoreDNS Corefile, unless
+// --coredns-configmap is empty) until the context ends.
 package app
 
 import (
@@ -26,6 +27,7 @@ import (
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/operator/internal/clusterid"
 	"github.com/wirespan/wirespan/operator/internal/controller/clusterpeer"
+	"github.com/wirespan/wirespan/operator/internal/controller/corefile"
 )
 
 // Options configure the operator; main fills them from flags.
@@ -45,6 +47,15 @@ type Options struct {
 	// LeaderElectionNamespace (default: the key Secret's namespace).
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// CoreDNSConfigMap is the CoreDNS ConfigMap whose Corefile gets the
+	// clusterset zone's forwarding block (--coredns-configmap). Zero: the
+	// operator never reads or writes cluster DNS configuration.
+	CoreDNSConfigMap types.NamespacedName
+	// CoreDNSForward are the upstreams the block forwards ClustersetZone
+	// to (--coredns-forward). Empty: the block is removed if present.
+	CoreDNSForward []netip.AddrPort
+	// ClustersetZone is the zone forwarded (--clusterset-zone).
+	ClustersetZone string
 }
 
 // LeaderElectionID names the operator's Lease.
@@ -76,7 +87,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		opts.LeaderElectionNamespace = opts.KeySecret.Namespace
 	}
 	logger.Info("starting", "clusterID", id, "keySecret", opts.KeySecret.String(),
-		"podCIDRsOverride", opts.PodCIDRs, "serviceCIDRsOverride", opts.ServiceCIDRs, "leaderElection", opts.LeaderElection)
+		"podCIDRsOverride", opts.PodCIDRs, "serviceCIDRsOverride", opts.ServiceCIDRs, "leaderElection", opts.LeaderElection,
+		"coreDNSConfigMap", opts.CoreDNSConfigMap.String(), "coreDNSForward", opts.CoreDNSForward)
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
@@ -88,7 +100,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		// Stepping down cleanly on shutdown lets a standby take over at once
 		// instead of waiting out the lease.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOptions(opts.KeySecret),
+		Cache:                         cacheOptions(opts.KeySecret, opts.CoreDNSConfigMap),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -102,6 +114,17 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up ClusterPeer controller: %w", err)
+	}
+	if opts.CoreDNSConfigMap.Name != "" {
+		c := &corefile.Reconciler{
+			Client:    mgr.GetClient(),
+			ConfigMap: opts.CoreDNSConfigMap,
+			Zone:      opts.ClustersetZone,
+			Upstreams: opts.CoreDNSForward,
+		}
+		if err := c.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up Corefile controller: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -127,10 +150,11 @@ func resolveClusterID(ctx context.Context, cfg *rest.Config, scheme *runtime.Sch
 }
 
 // cacheOptions keeps the caches small: only the one key Secret (the operator
-// needs no other Secret and should not hold them in memory), and Nodes cut
-// down to the fields discovery reads.
-func cacheOptions(keySecret types.NamespacedName) cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+// needs no other Secret and should not hold them in memory), only the CoreDNS
+// ConfigMap when there is one, and Nodes cut down to the fields discovery
+// reads.
+func cacheOptions(keySecret, coreDNSConfigMap types.NamespacedName) cache.Options {
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
 			Namespaces: map[string]cache.Config{keySecret.Namespace: {}},
 			Field:      fields.OneTermEqualSelector("metadata.name", keySecret.Name),
@@ -138,6 +162,10 @@ func cacheOptions(keySecret types.NamespacedName) cache.Options {
 		&corev1.Node{}:              {Transform: trimNode},
 		&networkingv1.ServiceCIDR{}: {},
 	}}
+	if coreDNSConfigMap.Name != "" {
+		opts.ByObject[&corev1.ConfigMap{}] = corefile.CacheByObject(coreDNSConfigMap)
+	}
+	return opts
 }
 
 // trimNode drops everything discovery does not read: Node status (images,
