@@ -118,7 +118,7 @@ func (c *Controller) writeDerivedService(ctx context.Context, want *corev1.Servi
 	var have corev1.Service
 	switch err := c.Cache.Get(ctx, key, &have); {
 	case apierrors.IsNotFound(err):
-		created := want.DeepCopy()
+		created := forCreate(want)
 		if err := c.Client.Create(ctx, created); err != nil {
 			return nil, fmt.Errorf("create derived Service %s: %w", key, err)
 		}
@@ -130,7 +130,7 @@ func (c *Controller) writeDerivedService(ctx context.Context, want *corev1.Servi
 		if err := c.Client.Delete(ctx, &have); err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("delete derived Service %s to recreate it: %w", key, err)
 		}
-		created := want.DeepCopy()
+		created := forCreate(want)
 		if err := c.Client.Create(ctx, created); err != nil {
 			return nil, fmt.Errorf("recreate derived Service %s: %w", key, err)
 		}
@@ -142,6 +142,19 @@ func (c *Controller) writeDerivedService(ctx context.Context, want *corev1.Servi
 		}
 	}
 	return have.Spec.ClusterIPs, nil
+}
+
+// forCreate returns a copy of the derived Service to create. A
+// PreferDualStack one lists only its primary family: the API server
+// refuses a listed family that the cluster lacks, PreferDualStack or not,
+// and adds the second family itself where the cluster has both.
+// mcs.ApplyService accepts either outcome as is.
+func forCreate(want *corev1.Service) *corev1.Service {
+	created := want.DeepCopy()
+	if p := created.Spec.IPFamilyPolicy; p != nil && *p == corev1.IPFamilyPolicyPreferDualStack && len(created.Spec.IPFamilies) > 1 {
+		created.Spec.IPFamilies = created.Spec.IPFamilies[:1]
+	}
+	return created
 }
 
 func (c *Controller) deleteDerivedService(ctx context.Context, key serviceKey) error {
@@ -210,7 +223,9 @@ func (c *Controller) importedSlices(ctx context.Context, key serviceKey) ([]*dis
 // removeStale deletes Wirespan's ServiceImports that no cluster exports
 // any more, with their derived Service and EndpointSlices (their owner
 // references would also let the garbage collector do it). An import that
-// still names an unsettled cluster stays until that cluster's set is known.
+// an unsettled cluster may still export (one it names in status.clusters,
+// or whose slices it holds) stays until that cluster's set is known; only
+// the slices of its other clusters (gone, or no longer exporting) go.
 func (c *Controller) removeStale(ctx context.Context, w *world, imports map[serviceKey]mcs.Import) error {
 	var sis mcsv1beta1.ServiceImportList
 	if err := c.Cache.List(ctx, &sis); err != nil {
@@ -223,24 +238,34 @@ func (c *Controller) removeStale(ctx context.Context, w *world, imports map[serv
 		if _, ok := imports[key]; ok || !ours(si.Labels) {
 			continue
 		}
-		if slices.ContainsFunc(si.Status.Clusters, func(cs mcsv1beta1.ClusterStatus) bool { return w.unsettled[cs.Cluster] }) {
-			continue
-		}
 		stale = append(stale, si)
 	}
 	return c.each(len(stale), func(i int) error {
 		si := stale[i]
 		key := serviceKey{Namespace: si.Namespace, Name: si.Name}
-		var errs []error
-		if err := c.deleteDerivedService(ctx, key); err != nil {
-			errs = append(errs, err)
-		}
 		have, err := c.importedSlices(ctx, key)
-		errs = append(errs, err)
+		if err != nil {
+			return err
+		}
+		unsettled := func(cluster string) bool { return w.unsettled[cluster] }
+		guarded := slices.ContainsFunc(si.Status.Clusters, func(cs mcsv1beta1.ClusterStatus) bool { return unsettled(cs.Cluster) }) ||
+			slices.ContainsFunc(have, func(h *discoveryv1.EndpointSlice) bool { return unsettled(h.Labels[mcsv1beta1.LabelSourceCluster]) })
+		var errs []error
+		if !guarded {
+			if err := c.deleteDerivedService(ctx, key); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		for _, h := range have {
+			if guarded && unsettled(h.Labels[mcsv1beta1.LabelSourceCluster]) {
+				continue
+			}
 			if err := c.Client.Delete(ctx, h); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("delete EndpointSlice %s/%s: %w", h.Namespace, h.Name, err))
 			}
+		}
+		if guarded {
+			return errors.Join(errs...)
 		}
 		if err := c.Client.Delete(ctx, si); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete ServiceImport %s: %w", key, err))

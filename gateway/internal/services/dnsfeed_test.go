@@ -1,0 +1,121 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/wirespan/wirespan/gateway/internal/dns"
+	"github.com/wirespan/wirespan/internal/mcs"
+)
+
+// serveDNS runs a DNS server on the harness's store until the test ends
+// and returns a function that resolves a name's A records through it.
+// It returns the addresses, or an error naming the response code.
+func (h *harness) serveDNS() func(name string) ([]string, error) {
+	h.t.Helper()
+	srv, err := dns.NewServer(dns.Config{Addr: "127.0.0.1:0", Store: h.store})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Run(ctx); err != nil {
+			h.t.Errorf("DNS server: %v", err)
+		}
+	}()
+	h.t.Cleanup(func() { cancel(); <-done })
+	c := &mdns.Client{Timeout: 2 * time.Second}
+	return func(name string) ([]string, error) {
+		q := new(mdns.Msg)
+		q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+		resp, _, err := c.Exchange(q, srv.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		if resp.Rcode != mdns.RcodeSuccess {
+			return nil, fmt.Errorf("%s: %s", name, mdns.RcodeToString[resp.Rcode])
+		}
+		var addrs []string
+		for _, rr := range resp.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				addrs = append(addrs, a.A.String())
+			}
+		}
+		slices.Sort(addrs)
+		return addrs, nil
+	}
+}
+
+// resolvesTo checks that name has exactly the A records want.
+func resolvesTo(resolve func(string) ([]string, error), name string, want ...string) error {
+	have, err := resolve(name)
+	if err != nil {
+		return err
+	}
+	slices.Sort(want)
+	if !slices.Equal(have, want) {
+		return fmt.Errorf("%s resolves to %v, want %v", name, have, want)
+	}
+	return nil
+}
+
+func TestDNSFeed(t *testing.T) {
+	h := start(t)
+	resolve := h.serveDNS()
+	created := time.Now().Add(-time.Hour)
+	web := remoteExport("west", h.ns, "web", created, mport("http", 80))
+	web.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("http", 8080)},
+		rep("10.2.0.1", "", "", true, true, false))}
+	db := remoteExport("west", h.ns, "db", created, mport("pg", 5432))
+	db.Type = mcsv1beta1.Headless
+	db.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)},
+		rep("10.2.1.1", "db-0", "", true, true, false),
+		rep("10.2.1.2", "db-1", "", false, true, true))}
+	h.setRemote("west", true, web, db)
+
+	si := h.waitImport(h.ns, "web", withIPs)
+	zone := ".svc.clusterset.local."
+	h.eventually("the clusterset IP in DNS", func() error {
+		return resolvesTo(resolve, "web."+h.ns+zone, si.Spec.IPs...)
+	})
+	// A headless service resolves to its ready endpoints, each by name.
+	h.eventually("the headless service in DNS", func() error {
+		return resolvesTo(resolve, "db."+h.ns+zone, "10.2.1.1")
+	})
+	if err := resolvesTo(resolve, "db-0.west.db."+h.ns+zone, "10.2.1.1"); err != nil {
+		t.Error(err)
+	}
+	if n := h.store.Len(); n != 2 {
+		t.Errorf("the DNS store holds %d services, want 2", n)
+	}
+
+	// An endpoint becomes ready.
+	db.Slices[0].Endpoints[1].Ready = true
+	h.setRemote("west", true, web, db)
+	h.eventually("the new ready endpoint in DNS", func() error {
+		return resolvesTo(resolve, "db-1.west.db."+h.ns+zone, "10.2.1.2")
+	})
+
+	// Withdrawn, the names go.
+	h.setRemote("west", true)
+	h.eventually("names removed", func() error {
+		for _, name := range []string{"web", "db"} {
+			if _, err := resolve(name + "." + h.ns + zone); err == nil {
+				return fmt.Errorf("%s still resolves", name)
+			}
+		}
+		if n := h.store.Len(); n != 0 {
+			return fmt.Errorf("the DNS store holds %d services", n)
+		}
+		return nil
+	})
+}

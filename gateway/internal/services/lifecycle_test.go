@@ -1,0 +1,198 @@
+package services
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/internal/mcs"
+)
+
+// TestImportTypeChange has the oldest export switch between ClusterSetIP
+// and Headless: the derived Service goes and comes back, and the slices
+// lose and regain the label that ties them to it.
+func TestImportTypeChange(t *testing.T) {
+	h := start(t)
+	e := remoteExport("west", h.ns, "svc", time.Now().Add(-time.Hour), mport("tcp", 5000))
+	e.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("tcp", 5000)}, rep("10.2.0.1", "svc-0", "", true, true, false))}
+	sliceLabel := func(want string) func() error {
+		return func() error {
+			by, err := importedSlices(h.ns, "svc")
+			if err != nil {
+				return err
+			}
+			if len(by["west"]) != 1 {
+				return fmt.Errorf("%d slices from west", len(by["west"]))
+			}
+			if have := by["west"][0].Labels[discoveryv1.LabelServiceName]; have != want {
+				return fmt.Errorf("%s=%q, want %q", discoveryv1.LabelServiceName, have, want)
+			}
+			return nil
+		}
+	}
+	isType := func(typ mcsv1beta1.ServiceImportType) func(*mcsv1beta1.ServiceImport) error {
+		return func(si *mcsv1beta1.ServiceImport) error {
+			if si.Spec.Type != typ {
+				return fmt.Errorf("type %s, want %s", si.Spec.Type, typ)
+			}
+			return nil
+		}
+	}
+
+	h.setRemote("west", true, e)
+	h.waitImport(h.ns, "svc", all(isType(mcsv1beta1.ClusterSetIP), withIPs))
+	h.eventually("slices for the derived Service", sliceLabel(mcs.DerivedServiceName("svc")))
+
+	e.Type = mcsv1beta1.Headless
+	h.setRemote("west", true, e)
+	h.waitImport(h.ns, "svc", all(isType(mcsv1beta1.Headless), func(si *mcsv1beta1.ServiceImport) error {
+		if len(si.Spec.IPs) > 0 {
+			return fmt.Errorf("headless import with ips %v", si.Spec.IPs)
+		}
+		return nil
+	}))
+	h.eventually("derived Service removed", func() error {
+		return gone(h.ns, mcs.DerivedServiceName("svc"), &corev1.Service{})
+	})
+	h.eventually("slices for no Service", sliceLabel(""))
+
+	e.Type = mcsv1beta1.ClusterSetIP
+	h.setRemote("west", true, e)
+	h.waitImport(h.ns, "svc", all(isType(mcsv1beta1.ClusterSetIP), withIPs))
+	h.eventually("slices for the derived Service", sliceLabel(mcs.DerivedServiceName("svc")))
+}
+
+// TestLargeRemoteExportIsSliced imports more endpoints from one cluster
+// than one imported EndpointSlice holds.
+func TestLargeRemoteExportIsSliced(t *testing.T) {
+	h := start(t)
+	const n = 2*mcs.MaxEndpointsPerSlice + 50
+	e := remoteExport("west", h.ns, "big", time.Now().Add(-time.Hour), mport("http", 80))
+	var eps []mcs.Endpoint
+	for i := range n {
+		eps = append(eps, rep(fmt.Sprintf("10.2.%d.%d", i/250, 1+i%250), "", "", true, true, false))
+	}
+	e.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("http", 80)}, eps...)}
+	h.setRemote("west", true, e)
+	h.eventually("slices of west", func() error {
+		by, err := importedSlices(h.ns, "big")
+		if err != nil {
+			return err
+		}
+		total, seen := 0, map[string]bool{}
+		for _, s := range by["west"] {
+			if len(s.Endpoints) > mcs.MaxEndpointsPerSlice {
+				return fmt.Errorf("slice %s has %d endpoints", s.Name, len(s.Endpoints))
+			}
+			for _, ep := range s.Endpoints {
+				seen[ep.Addresses[0]] = true
+			}
+			total += len(s.Endpoints)
+		}
+		if len(by["west"]) != 3 || total != n || len(seen) != n {
+			return fmt.Errorf("%d slices with %d endpoints (%d distinct), want 3 with %d", len(by["west"]), total, len(seen), n)
+		}
+		return nil
+	})
+}
+
+// TestUnusableRecordsIgnored has a remote cluster send a record that does
+// not decode and one that names another cluster: both are ignored and
+// counted, and the cluster's good record is imported.
+func TestUnusableRecordsIgnored(t *testing.T) {
+	h := start(t)
+	good := remoteExport("west", h.ns, "good", time.Now().Add(-time.Hour), mport("http", 80))
+	forged := remoteExport("north", h.ns, "forged", time.Now().Add(-time.Hour), mport("http", 80))
+	records := map[string]any{"good": good, "forged": forged, "garbage": "not an export"}
+	ce := gossip.ClusterExports{Exports: map[gossip.ExportKey]gossip.RemoteExport{}, Complete: true}
+	for name, r := range records {
+		rec, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce.Exports[gossip.ExportKey{Namespace: h.ns, Name: name}] = gossip.RemoteExport{Version: 1, Record: rec}
+	}
+	h.exch.mu.Lock()
+	h.exch.remote["west"] = ce
+	h.exch.mu.Unlock()
+	h.ctrl.Wake()
+
+	h.waitImport(h.ns, "good", all(importClusters("west"), withIPs))
+	h.settle()
+	for _, name := range []string{"forged", "garbage"} {
+		if err := gone(h.ns, name, &mcsv1beta1.ServiceImport{}); err != nil {
+			t.Error(err)
+		}
+	}
+	var m dto.Metric
+	if err := h.ctrl.Metrics.badRecords.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	// Counted once each: a record is decoded again only at a new version.
+	if v := m.GetCounter().GetValue(); v != 2 {
+		t.Errorf("unusable records counted %v times, want 2", v)
+	}
+}
+
+// TestDetachedControllerWritesNothing detaches the exchange, as when this
+// gateway stops being the active one: changes wait until it is back.
+func TestDetachedControllerWritesNothing(t *testing.T) {
+	h := start(t)
+	h.setRemote("west", true, remoteExport("west", h.ns, "api", time.Now().Add(-time.Hour), mport("http", 80)))
+	h.waitImport(h.ns, "api", withIPs)
+	h.settle()
+
+	h.ctrl.SetExchange(nil)
+	h.takeWrites()
+	h.exch.mu.Lock()
+	calls := h.exch.calls
+	h.exch.mu.Unlock()
+	h.update(drop("west"))
+	// Nothing may happen; a short wait is the only way to see nothing.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		h.ctrl.Wake()
+	}
+	h.exch.mu.Lock()
+	after := h.exch.calls
+	h.exch.mu.Unlock()
+	if w := h.takeWrites(); len(w) > 0 || after > calls+1 {
+		// One sync may have been under way when the exchange went.
+		t.Errorf("detached, the controller synced %d times and wrote %v", after-calls, w)
+	}
+	if err := get(h.ns, "api", &mcsv1beta1.ServiceImport{}); err != nil {
+		t.Errorf("detached, the import went: %v", err)
+	}
+
+	h.ctrl.SetExchange(h.exch)
+	h.eventually("import removed", func() error { return gone(h.ns, "api", &mcsv1beta1.ServiceImport{}) })
+}
+
+// TestDualStackExportImportedInSingleStackCluster imports a Service that a
+// dual-stack cluster exports (PreferDualStack, IPv4 first) into this
+// single-stack IPv4 cluster: the derived Service gets the one family.
+func TestDualStackExportImportedInSingleStackCluster(t *testing.T) {
+	h := start(t)
+	e := remoteExport("west", h.ns, "dual", time.Now().Add(-time.Hour), mport("http", 80))
+	e.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	h.setRemote("west", true, e)
+	si := h.waitImport(h.ns, "dual", withIPs)
+	if want := []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}; !slices.Equal(si.Spec.IPFamilies, want) {
+		t.Errorf("ServiceImport ipFamilies %v, want %v", si.Spec.IPFamilies, want)
+	}
+	svc, err := derived(h.ns, "dual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := svc.Spec.IPFamilyPolicy; p == nil || *p != corev1.IPFamilyPolicyPreferDualStack ||
+		!slices.Equal(svc.Spec.IPFamilies, []corev1.IPFamily{corev1.IPv4Protocol}) {
+		t.Errorf("derived Service ipFamilyPolicy %v ipFamilies %v, want PreferDualStack [IPv4]", p, svc.Spec.IPFamilies)
+	}
+}
