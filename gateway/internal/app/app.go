@@ -126,7 +126,7 @@ type syncer struct {
 	// stops the clusterset DNS server, which runs as long.
 	services *services.Controller
 	dnsStop  func()
-	joining    chan struct{}
+	joining  chan struct{}
 	// written is when each remote peer's status was last written, so
 	// tunnel figures alone are written at most every StatusPeriod.
 	written map[string]time.Time
