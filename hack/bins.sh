@@ -138,9 +138,11 @@ all_present() {
 
 link_assets() {
 	mkdir -p "$assets"
-	for bin in "${kube_bins[@]}"; do ln -sfn "$kube_dir/$bin" "$assets/$bin"; done
-	ln -sfn "$etcd_dir/etcd" "$assets/etcd"
-	ln -sfn "$coredns_dir/coredns" "$assets/coredns"
+	# Relative links: the cache stays valid when its folder is moved,
+	# copied or linked from another checkout.
+	for bin in "${kube_bins[@]}"; do ln -sfn "../$(basename "$kube_dir")/$bin" "$assets/$bin"; done
+	ln -sfn "../$(basename "$etcd_dir")/etcd" "$assets/etcd"
+	ln -sfn "../$(basename "$coredns_dir")/coredns" "$assets/coredns"
 }
 
 mkdir -p "$cache"

@@ -84,10 +84,15 @@ func conflictProperties(clashes map[string][]portClash) []property {
 		// backends. The import takes the oldest export's families, so an
 		// export conflicts when it lacks one of them; one with more
 		// families, or the same in another order, is reached by all.
-		reason:  mcsv1beta1.ServiceExportReasonIPFamilyConflict,
-		name:    "IP families",
-		differs: func(o, e *Export) bool { return !coversFamilies(e.IPFamilies, o.IPFamilies) },
-		show:    func(e *Export) string { return familiesText(e.IPFamilies) },
+		// Not for a Headless import, which allocates no IP: the API server
+		// gives a selector-less headless Service both families even in a
+		// single-stack cluster, so its families say nothing.
+		reason: mcsv1beta1.ServiceExportReasonIPFamilyConflict,
+		name:   "IP families",
+		differs: func(o, e *Export) bool {
+			return o.Type != mcsv1beta1.Headless && !coversFamilies(e.IPFamilies, o.IPFamilies)
+		},
+		show: func(e *Export) string { return familiesText(e.IPFamilies) },
 	}, {
 		reason:  mcsv1beta1.ServiceExportReasonSessionAffinityConflict,
 		name:    "session affinity",

@@ -115,6 +115,8 @@ func TestMergeConflicts(t *testing.T) {
 		{"dual stack oldest, single stack newer", func(e *Export) { e.IPFamilies = []corev1.IPFamily{v4} },
 			func(e *Export) { e.IPFamilies = []corev1.IPFamily{v4, v6} },
 			R(mcsv1beta1.ServiceExportReasonIPFamilyConflict), []string{"[IPv4, IPv6]"}},
+		{"headless: IP families say nothing", func(e *Export) { e.Type = mcsv1beta1.Headless; e.IPFamilies = []corev1.IPFamily{v4} },
+			func(e *Export) { e.Type = mcsv1beta1.Headless; e.IPFamilies = []corev1.IPFamily{v4, v6} }, nil, nil},
 		{"dual stack newer is reached over IPv4", func(e *Export) { e.IPFamilies = []corev1.IPFamily{v6, v4} }, nil, nil, nil},
 		{"same families in another order", func(e *Export) { e.IPFamilies = []corev1.IPFamily{v6, v4} },
 			func(e *Export) { e.IPFamilies = []corev1.IPFamily{v4, v6} }, nil, nil},
