@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -50,12 +51,13 @@ func newExportState(now time.Time) exportState {
 // each record is opaque JSON of at most MaxExportSize bytes. Only what
 // changed since the last call is sent, at once, to every member; the whole
 // set is part of every later push/pull. Records that are not valid are left
-// out (the previous version of them stays) and reported in the error.
+// out (the previous version of them stays) and reported in a
+// *RefusedExportsError, by key; the others are published.
 //
 // Until the first call Gossip says nothing about our exports, so remote
 // clusters keep what they knew: call it once the caller's view is complete.
 func (g *Gossip) SetExports(records map[ExportKey]json.RawMessage) error {
-	var bad []error
+	refused := map[ExportKey]error{}
 	g.mu.Lock()
 	if g.shutdown {
 		g.mu.Unlock()
@@ -67,7 +69,7 @@ func (g *Gossip) SetExports(records map[ExportKey]json.RawMessage) error {
 	for k, rec := range records {
 		it := exportItem{Key: k, Version: ver, Data: bytes.Clone(rec)}
 		if err := it.validate(true); err != nil {
-			bad = append(bad, fmt.Errorf("export %s: %w", k, err))
+			refused[k] = err
 			continue
 		}
 		if cur, ok := e.local[k]; ok && bytes.Equal(cur.Data, rec) {
@@ -91,10 +93,24 @@ func (g *Gossip) SetExports(records map[ExportKey]json.RawMessage) error {
 	if changed {
 		g.wake()
 	}
-	if err := errors.Join(bad...); err != nil {
-		return fmt.Errorf("set exports: %w", err)
+	if len(refused) > 0 {
+		return &RefusedExportsError{Refused: refused}
 	}
 	return nil
+}
+
+// RefusedExportsError names the records SetExports refused and why; the
+// others were published.
+type RefusedExportsError struct {
+	Refused map[ExportKey]error
+}
+
+func (e *RefusedExportsError) Error() string {
+	var parts []string
+	for _, k := range slices.SortedFunc(maps.Keys(e.Refused), compareKeys) {
+		parts = append(parts, fmt.Sprintf("export %s: %v", k, e.Refused[k]))
+	}
+	return "set exports: " + strings.Join(parts, "; ")
 }
 
 // ClusterExports is what one remote cluster exports.

@@ -218,8 +218,11 @@ func TestGossipExports(t *testing.T) {
 	}
 	// Invalid records are refused, the rest goes out.
 	err := a.SetExports(map[ExportKey]json.RawMessage{key("shop", "web"): rec("3"), key("shop", "bad"): json.RawMessage(`{`), key("Bad", "x"): rec("4")})
-	if err == nil || !strings.Contains(err.Error(), "shop/bad") || !strings.Contains(err.Error(), "Bad/x") {
-		t.Errorf("SetExports with invalid records = %v, want an error naming both", err)
+	var refused *RefusedExportsError
+	if !errors.As(err, &refused) || len(refused.Refused) != 2 ||
+		refused.Refused[key("shop", "bad")] == nil || refused.Refused[key("Bad", "x")] == nil ||
+		!strings.Contains(err.Error(), "shop/bad") || !strings.Contains(err.Error(), "Bad/x") {
+		t.Errorf("SetExports with invalid records = %v, want an error naming both, and only them", err)
 	}
 }
 

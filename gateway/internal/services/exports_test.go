@@ -14,6 +14,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/internal/mcs"
 )
 
@@ -130,6 +131,27 @@ func TestExportRefusedByGossipFails(t *testing.T) {
 	h.exch.refuse = nil
 	h.exch.mu.Unlock()
 	h.ctrl.Wake()
+	h.waitConditions(h.ns, "web", exportedOK...)
+}
+
+// TestExportRefusedRecordFailsAlone: gossip refuses one record by key; only
+// that ServiceExport says Failed, the other is Exported.
+func TestExportRefusedRecordFailsAlone(t *testing.T) {
+	h := start(t)
+	h.exch.mu.Lock()
+	h.exch.refuse = &gossip.RefusedExportsError{Refused: map[gossip.ExportKey]error{
+		{Namespace: h.ns, Name: "big"}: errors.New("record of 300000 bytes, limit 262144"),
+	}}
+	h.exch.mu.Unlock()
+	for _, name := range []string{"big", "web"} {
+		h.create(newService(h.ns, name, tcp("http", 80, 80)))
+		h.create(newExport(h.ns, name))
+	}
+	h.waitConditions(h.ns, "big",
+		cond{valid, isTrue, mcsv1beta1.ServiceExportReasonValid, ""},
+		cond{ready, isFalse, mcsv1beta1.ServiceExportReasonFailed, "300000 bytes"},
+		cond{conflict, isFalse, mcsv1beta1.ServiceExportReasonNoConflicts, ""},
+	)
 	h.waitConditions(h.ns, "web", exportedOK...)
 }
 

@@ -217,15 +217,28 @@ func readyCondition(l *localExport, published error, generation int64) metav1.Co
 	case l.limit != nil:
 		cond.Status, cond.Reason = metav1.ConditionFalse, string(mcsv1beta1.ServiceExportReasonFailed)
 		cond.Message = "not exported: " + l.limit.Error()
-	case published != nil:
-		// SetExports names the exports it refused; others went out.
+	case refusal(published, l.se) != nil:
 		cond.Status, cond.Reason = metav1.ConditionFalse, string(mcsv1beta1.ServiceExportReasonFailed)
-		cond.Message = "gossip refused some exports: " + published.Error()
+		cond.Message = "not exported: gossip refused the record: " + refusal(published, l.se).Error()
 	default:
 		cond.Status, cond.Reason = metav1.ConditionTrue, string(mcsv1beta1.ServiceExportReasonExported)
 		cond.Message = "exported to the clusterset"
 	}
 	return cond
+}
+
+// refusal is why gossip did not publish se's record: the reason SetExports
+// gave for that record, or its whole error when it names no records (every
+// record then failed); nil if it was published.
+func refusal(published error, se *mcsv1beta1.ServiceExport) error {
+	if published == nil {
+		return nil
+	}
+	var refused *gossip.RefusedExportsError
+	if errors.As(published, &refused) {
+		return refused.Refused[gossip.ExportKey{Namespace: se.Namespace, Name: se.Name}]
+	}
+	return published
 }
 
 // conditionsEqual compares conditions ignoring LastTransitionTime, which
