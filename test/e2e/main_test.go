@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirespan/wirespan/internal/poll"
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
@@ -224,17 +225,4 @@ func kubectlIn(t *testing.T, cluster string, args ...string) string {
 	return string(out)
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
+var eventually = poll.Until

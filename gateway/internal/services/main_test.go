@@ -28,6 +28,7 @@ import (
 
 	"github.com/wirespan/wirespan/gateway/internal/dns"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/internal/poll"
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
@@ -272,21 +273,10 @@ func metaItems(l client.ObjectList) ([]client.Object, error) {
 // waitFor bounds every wait for the controller.
 const waitFor = 10 * time.Second
 
-// eventually retries check until it returns nil, failing the test with
-// its last error after waitFor.
+// eventually waits until check returns nil, at most waitFor.
 func (h *harness) eventually(what string, check func() error) {
 	h.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%s: still not true after %v: %v", what, waitFor, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(h.t, waitFor, what, check)
 }
 
 // create creates obj, failing the test on error.

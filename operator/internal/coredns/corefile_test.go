@@ -4,33 +4,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/wirespan/wirespan/operator/internal/coredns/corefiletest"
 )
 
-// kubeadm is the Corefile kubeadm installs (v1.28 and later).
-const kubeadm = `.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-`
+// kubeadm is the Corefile kubeadm installs.
+const kubeadm = corefiletest.Kubeadm
 
 // k3s is the head of k3s's Corefile: a top-level import of custom server
 // blocks, and a root key without a port.

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/wirespan/wirespan/internal/poll"
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
@@ -116,20 +117,10 @@ func getConfigMap(t *testing.T, key types.NamespacedName) *corev1.ConfigMap {
 	return &cm
 }
 
-// eventually retries check until it returns nil or 30 s pass.
+// eventually waits until check returns nil, at most 30 s.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, what, check)
 }
 
 // corefileIs waits until the ConfigMap's Corefile is want.

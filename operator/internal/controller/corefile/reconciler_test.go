@@ -10,33 +10,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/wirespan/wirespan/operator/internal/coredns"
+	"github.com/wirespan/wirespan/operator/internal/coredns/corefiletest"
 )
 
 // kubeadm is the Corefile kubeadm installs.
-const kubeadm = `.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-`
+const kubeadm = corefiletest.Kubeadm
 
 var (
 	gw1 = netip.MustParseAddrPort("10.0.0.11:5353")
