@@ -107,14 +107,21 @@ func TestTunnelsComeUpBetweenEveryPair(t *testing.T) {
 			if c.Name == o.Name {
 				continue
 			}
-			p, err := peerIn(t, c.Name, o.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tun := p.Status.Tunnel
-			if tun == nil || tun.LastHandshakeTime == "" || tun.RxBytes == 0 || tun.TxBytes == 0 || tun.Endpoint == "" || tun.Latency == "" {
-				t.Errorf("%s's view of %s: tunnel figures missing: %+v", c.Name, o.Name, tun)
-			}
+			// Tunnel figures alone are written every --status-period
+			// (10 s), and latency needs a gossip probe of that member: they
+			// may come a little after Connected.
+			var p remotePeer
+			eventually(t, 30*time.Second, fmt.Sprintf("%s's view of %s: tunnel figures", c.Name, o.Name), func() error {
+				var err error
+				if p, err = peerIn(t, c.Name, o.Name); err != nil {
+					return err
+				}
+				tun := p.Status.Tunnel
+				if tun == nil || tun.LastHandshakeTime == "" || tun.RxBytes == 0 || tun.TxBytes == 0 || tun.Endpoint == "" || tun.Latency == "" {
+					return fmt.Errorf("missing: %+v", tun)
+				}
+				return nil
+			})
 			if len(p.Status.Gateways) != 1 || !p.Status.Gateways[0].Active || p.Status.Gateways[0].Node != o.Nodes[0].Name {
 				t.Errorf("%s's view of %s: gateways %+v, want %s active", c.Name, o.Name, p.Status.Gateways, o.Nodes[0].Name)
 			}
