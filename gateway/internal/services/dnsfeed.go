@@ -3,51 +3,114 @@ package services
 import (
 	"net/netip"
 	"reflect"
+	"sync"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/wirespan/wirespan/gateway/internal/dns"
 	"github.com/wirespan/wirespan/internal/mcs"
 )
 
+// kept is what a sync left in place for clusters whose set of exports is
+// not known yet (unsettled: a gateway restarted and no snapshot has
+// arrived). DNS keeps answering from it, so that names do not vanish for
+// the seconds until the snapshot comes.
+type kept struct {
+	mu sync.Mutex
+	// imports are ServiceImports that no settled cluster exports but that
+	// stay for an unsettled one.
+	imports map[serviceKey]*mcsv1beta1.ServiceImport
+	// slices are imported EndpointSlices of unsettled clusters that stay,
+	// by service.
+	slices map[serviceKey][]*discoveryv1.EndpointSlice
+}
+
+func (k *kept) addImport(key serviceKey, si *mcsv1beta1.ServiceImport) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.imports == nil {
+		k.imports = map[serviceKey]*mcsv1beta1.ServiceImport{}
+	}
+	k.imports[key] = si
+}
+
+func (k *kept) addSlice(key serviceKey, s *discoveryv1.EndpointSlice) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.slices == nil {
+		k.slices = map[serviceKey][]*discoveryv1.EndpointSlice{}
+	}
+	k.slices[key] = append(k.slices[key], s)
+}
+
 // dnsService is what DNS serves for one import: a ClusterSetIP import by
-// its clusterset IPs, a headless one by the endpoints of every exporting
-// cluster (the DNS server answers only the ready ones).
-func dnsService(key serviceKey, imp mcs.Import, exports []mcs.Export, ips []string) dns.Service {
-	svc := dns.Service{Namespace: key.Namespace, Name: key.Name, Headless: imp.Spec.Type == mcsv1beta1.Headless}
+// its clusterset IPs, a headless one by its endpoints (the DNS server
+// answers only the ready ones).
+func dnsService(key serviceKey, spec mcsv1beta1.ServiceImportSpec, ips []string, endpoints []dns.Endpoint) dns.Service {
+	svc := dns.Service{Namespace: key.Namespace, Name: key.Name, Headless: spec.Type == mcsv1beta1.Headless}
 	for _, ip := range ips {
 		if a, err := netip.ParseAddr(ip); err == nil {
 			svc.IPs = append(svc.IPs, a)
 		}
 	}
-	for _, p := range imp.Spec.Ports {
+	for _, p := range spec.Ports {
 		svc.Ports = append(svc.Ports, dns.Port{Name: p.Name, Protocol: string(p.Protocol), Port: uint16(p.Port)})
 	}
 	if svc.Headless {
-		for _, e := range exports {
-			for _, s := range e.Slices {
-				for _, ep := range s.Endpoints {
-					d := dns.Endpoint{Cluster: e.Cluster, Hostname: ep.Hostname, Ready: ep.Ready}
-					for _, a := range ep.Addresses {
-						if addr, err := netip.ParseAddr(a); err == nil {
-							d.Addrs = append(d.Addrs, addr)
-						}
-					}
-					svc.Endpoints = append(svc.Endpoints, d)
-				}
-			}
-		}
+		svc.Endpoints = endpoints
 	}
 	return svc
 }
 
+// exportEndpoints are the endpoints of every exporting cluster.
+func exportEndpoints(exports []mcs.Export) []dns.Endpoint {
+	var out []dns.Endpoint
+	for _, e := range exports {
+		for _, s := range e.Slices {
+			for _, ep := range s.Endpoints {
+				out = append(out, dnsEndpoint(e.Cluster, ep.Hostname, ep.Ready, ep.Addresses))
+			}
+		}
+	}
+	return out
+}
+
+// sliceEndpoints are the endpoints of imported EndpointSlices, each of the
+// cluster its source-cluster label names.
+func sliceEndpoints(slices []*discoveryv1.EndpointSlice) []dns.Endpoint {
+	var out []dns.Endpoint
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			hostname := ""
+			if ep.Hostname != nil {
+				hostname = *ep.Hostname
+			}
+			out = append(out, dnsEndpoint(s.Labels[mcsv1beta1.LabelSourceCluster], hostname, ready, ep.Addresses))
+		}
+	}
+	return out
+}
+
+func dnsEndpoint(cluster, hostname string, ready bool, addrs []string) dns.Endpoint {
+	d := dns.Endpoint{Cluster: cluster, Hostname: hostname, Ready: ready}
+	for _, a := range addrs {
+		if addr, err := netip.ParseAddr(a); err == nil {
+			d.Addrs = append(d.Addrs, addr)
+		}
+	}
+	return d
+}
+
 // feedDNS hands the DNS store every import that this cluster has a
-// ServiceImport for, setting only what changed since the last sync.
+// ServiceImport for, and every import kept for an unsettled cluster,
+// setting only what changed since the last sync.
 func (c *Controller) feedDNS(w *world, imports map[serviceKey]mcs.Import, ips map[serviceKey][]string) {
 	if c.DNS == nil {
 		return
 	}
-	next := make(map[serviceKey]dns.Service, len(imports))
+	next := make(map[serviceKey]dns.Service, len(imports)+len(w.kept.imports))
 	for key, imp := range imports {
 		if imp.Spec.Type == mcsv1beta1.ClusterSetIP && len(ips[key]) == 0 {
 			continue // no VIP yet (or namespace absent): nothing to answer
@@ -55,8 +118,16 @@ func (c *Controller) feedDNS(w *world, imports map[serviceKey]mcs.Import, ips ma
 		if imp.Spec.Type == mcsv1beta1.Headless && !c.namespaceHasImport(key) {
 			continue
 		}
-		svc := dnsService(key, imp, w.exports[key], ips[key])
-		next[key] = svc
+		eps := append(exportEndpoints(w.exports[key]), sliceEndpoints(w.kept.slices[key])...)
+		next[key] = dnsService(key, imp.Spec, ips[key], eps)
+	}
+	for key, si := range w.kept.imports {
+		if si.Spec.Type == mcsv1beta1.ClusterSetIP && len(si.Spec.IPs) == 0 {
+			continue
+		}
+		next[key] = dnsService(key, si.Spec, si.Spec.IPs, sliceEndpoints(w.kept.slices[key]))
+	}
+	for key, svc := range next {
 		if old, ok := c.dnsLast[key]; !ok || !reflect.DeepEqual(old, svc) {
 			c.DNS.Set(svc)
 		}

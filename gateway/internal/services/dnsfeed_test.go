@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -117,5 +118,56 @@ func TestDNSFeed(t *testing.T) {
 			return fmt.Errorf("the DNS store holds %d services", n)
 		}
 		return nil
+	})
+}
+
+// TestDNSKeepsNamesOfUnsettledClusters: while a cluster's set of exports
+// is not known (this gateway restarted, or that cluster's did, and no
+// snapshot has arrived), what was imported from it stays, and so do its
+// names in DNS: a restart must not make names NXDOMAIN for a moment.
+func TestDNSKeepsNamesOfUnsettledClusters(t *testing.T) {
+	h := start(t)
+	resolve := h.serveDNS()
+	created := time.Now().Add(-time.Hour)
+	web := remoteExport("west", h.ns, "web", created, mport("http", 80))
+	web.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("http", 8080)},
+		rep("10.2.0.1", "", "", true, true, false))}
+	db := func(cluster, addr, hostname string) mcs.Export {
+		e := remoteExport(cluster, h.ns, "db", created, mport("pg", 5432))
+		e.Type = mcsv1beta1.Headless
+		e.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)},
+			rep(addr, hostname, "", true, true, false))}
+		return e
+	}
+	h.update(set("west", true, web, db("west", "10.2.1.1", "db-0")), set("north", true, db("north", "10.3.1.1", "db-0")))
+	si := h.waitImport(h.ns, "web", withIPs)
+	zone := ".svc.clusterset.local."
+	names := func() error {
+		return errors.Join(
+			resolvesTo(resolve, "web."+h.ns+zone, si.Spec.IPs...),
+			resolvesTo(resolve, "db."+h.ns+zone, "10.2.1.1", "10.3.1.1"),
+			resolvesTo(resolve, "db-0.west.db."+h.ns+zone, "10.2.1.1"),
+			resolvesTo(resolve, "db-0.north.db."+h.ns+zone, "10.3.1.1"))
+	}
+	h.eventually("every name in DNS", names)
+
+	// West is back without a snapshot: web is kept only for west, db is
+	// still exported by north and keeps west's endpoints too.
+	h.update(set("west", false))
+	h.settle()
+	if err := names(); err != nil {
+		t.Error("while west is unsettled:", err)
+	}
+
+	// West's set is known and empty: its names go, north's stay.
+	h.setRemote("west", true)
+	h.eventually("west's names removed", func() error {
+		if _, err := resolve("web." + h.ns + zone); err == nil {
+			return errors.New("web still resolves")
+		}
+		if _, err := resolve("db-0.west.db." + h.ns + zone); err == nil {
+			return errors.New("db-0.west still resolves")
+		}
+		return resolvesTo(resolve, "db."+h.ns+zone, "10.3.1.1")
 	})
 }

@@ -103,7 +103,7 @@ func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Im
 			errs = append(errs, fmt.Errorf("update status of ServiceImport %s: %w", key, err))
 		}
 	}
-	if err := c.writeSlices(ctx, key, mcs.EndpointSlices(imp, w.exports[key], key.Namespace, key.Name), owner, w.unsettled); err != nil {
+	if err := c.writeSlices(ctx, key, mcs.EndpointSlices(imp, w.exports[key], key.Namespace, key.Name), owner, w); err != nil {
 		errs = append(errs, err)
 	}
 	return want.Spec.IPs, errors.Join(errs...)
@@ -170,8 +170,9 @@ func (c *Controller) deleteDerivedService(ctx context.Context, key serviceKey) e
 }
 
 // writeSlices makes the imported EndpointSlices of one service equal to
-// want, except that slices from unsettled clusters are not removed.
-func (c *Controller) writeSlices(ctx context.Context, key serviceKey, want []*discoveryv1.EndpointSlice, owner metav1.OwnerReference, unsettled map[string]bool) error {
+// want, except that slices from unsettled clusters are not removed (they
+// are recorded in w.kept).
+func (c *Controller) writeSlices(ctx context.Context, key serviceKey, want []*discoveryv1.EndpointSlice, owner metav1.OwnerReference, w *world) error {
 	have, err := c.importedSlices(ctx, key)
 	if err != nil {
 		return err
@@ -195,7 +196,11 @@ func (c *Controller) writeSlices(ctx context.Context, key serviceKey, want []*di
 		}
 	}
 	for _, h := range have {
-		if wanted[h.Name] || unsettled[h.Labels[mcsv1beta1.LabelSourceCluster]] {
+		if wanted[h.Name] {
+			continue
+		}
+		if w.unsettled[h.Labels[mcsv1beta1.LabelSourceCluster]] {
+			w.kept.addSlice(key, h)
 			continue
 		}
 		if err := c.Client.Delete(ctx, h); err != nil && !apierrors.IsNotFound(err) {
@@ -258,6 +263,7 @@ func (c *Controller) removeStale(ctx context.Context, w *world, imports map[serv
 		}
 		for _, h := range have {
 			if guarded && unsettled(h.Labels[mcsv1beta1.LabelSourceCluster]) {
+				w.kept.addSlice(key, h)
 				continue
 			}
 			if err := c.Client.Delete(ctx, h); err != nil && !apierrors.IsNotFound(err) {
@@ -265,6 +271,7 @@ func (c *Controller) removeStale(ctx context.Context, w *world, imports map[serv
 			}
 		}
 		if guarded {
+			w.kept.addImport(key, si)
 			return errors.Join(errs...)
 		}
 		if err := c.Client.Delete(ctx, si); err != nil && !apierrors.IsNotFound(err) {

@@ -42,6 +42,9 @@ type world struct {
 	unsettled map[string]bool
 	// published is the error of handing our exports to gossip.
 	published error
+	// kept is what writing the imports left in place for unsettled
+	// clusters.
+	kept kept
 }
 
 func (c *Controller) sync(ctx context.Context, exch Exchange) error {
