@@ -43,6 +43,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dns"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/gateway/internal/services"
+	"github.com/wirespan/wirespan/internal/mcs"
 )
 
 // Run runs the gateway until ctx is done. On the way out it leaves the
@@ -291,6 +292,7 @@ func (s *syncer) runGossip(w *world, plan agent.Plan) error {
 		local.PodCIDRs = parseLoose(w.self.Status.PodCIDRs)
 		local.ServiceCIDRs = parseLoose(w.self.Status.ServiceCIDRs)
 	}
+	s.services.SetServiceFamilies(mcs.FamiliesOf(local.ServiceCIDRs))
 	if err := s.gossip.SetLocal(local); err != nil {
 		return fmt.Errorf("publish this cluster's state: %w", err)
 	}

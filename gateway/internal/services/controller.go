@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,9 @@ type Controller struct {
 	dnsLast map[serviceKey]dns.Service
 	// present are the namespaces that exist here, as of the last sync.
 	present map[string]bool
+	// families are this cluster's Service IP families (SetServiceFamilies);
+	// empty while unknown.
+	families []corev1.IPFamily
 }
 
 type remoteKey struct {
@@ -78,6 +82,25 @@ func (c *Controller) SetExchange(e Exchange) {
 	if changed {
 		c.Wake()
 	}
+}
+
+// SetServiceFamilies tells the controller which IP families this
+// cluster's Services can have (from its Service ranges), so that imports
+// get clusterset IPs only in those; it syncs again if they changed.
+func (c *Controller) SetServiceFamilies(families []corev1.IPFamily) {
+	c.mu.Lock()
+	changed := !slices.Equal(c.families, families)
+	c.families = slices.Clone(families)
+	c.mu.Unlock()
+	if changed {
+		c.Wake()
+	}
+}
+
+func (c *Controller) serviceFamilies() []corev1.IPFamily {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.families
 }
 
 func (c *Controller) exchange() Exchange {

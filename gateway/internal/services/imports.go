@@ -32,6 +32,7 @@ func (c *Controller) writeImports(ctx context.Context, w *world, imports map[ser
 		}
 	}
 	c.present = present
+	families := c.serviceFamilies()
 	keys := sortedKeys(imports)
 	var (
 		mu  sync.Mutex
@@ -42,7 +43,12 @@ func (c *Controller) writeImports(ctx context.Context, w *world, imports map[ser
 		if !present[key.Namespace] {
 			return nil
 		}
-		got, err := c.writeImport(ctx, key, imports[key], w)
+		imp, addressable := mcs.ForFamilies(imports[key], families)
+		if !addressable {
+			c.Log.V(1).Info("An import has no IP family this cluster's Services have: no clusterset IP", "service", key.String(),
+				"importFamilies", imp.Spec.IPFamilies, "clusterFamilies", families)
+		}
+		got, err := c.writeImport(ctx, key, imp, addressable, w)
 		if len(got) > 0 {
 			mu.Lock()
 			ips[key] = got
@@ -53,8 +59,10 @@ func (c *Controller) writeImports(ctx context.Context, w *world, imports map[ser
 	return ips, errors.Join(err, c.removeStale(ctx, w, imports))
 }
 
-// writeImport writes one import and returns its clusterset IPs.
-func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Import, w *world) ([]string, error) {
+// writeImport writes one import and returns its clusterset IPs. An import
+// that is not addressable here (no IP family in common with this cluster)
+// gets a ServiceImport and EndpointSlices but no derived Service.
+func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Import, addressable bool, w *world) ([]string, error) {
 	want := mcs.ServiceImport(imp, key.Namespace, key.Name)
 	var si mcsv1beta1.ServiceImport
 	switch err := c.Cache.Get(ctx, key, &si); {
@@ -79,7 +87,7 @@ func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Im
 
 	var ips []string
 	var svcErr error
-	if derived := mcs.DerivedService(imp, key.Namespace, key.Name); derived != nil {
+	if derived := mcs.DerivedService(imp, key.Namespace, key.Name); derived != nil && addressable {
 		derived.OwnerReferences = []metav1.OwnerReference{owner}
 		ips, svcErr = c.writeDerivedService(ctx, derived)
 	} else {

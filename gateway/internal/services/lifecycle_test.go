@@ -3,10 +3,12 @@ package services
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -132,12 +134,8 @@ func TestUnusableRecordsIgnored(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	var m dto.Metric
-	if err := h.ctrl.Metrics.badRecords.Write(&m); err != nil {
-		t.Fatal(err)
-	}
 	// Counted once each: a record is decoded again only at a new version.
-	if v := m.GetCounter().GetValue(); v != 2 {
+	if v := counterValue(t, h.ctrl.Metrics.badRecords); v != 2 {
 		t.Errorf("unusable records counted %v times, want 2", v)
 	}
 }
@@ -195,4 +193,48 @@ func TestDualStackExportImportedInSingleStackCluster(t *testing.T) {
 		!slices.Equal(svc.Spec.IPFamilies, []corev1.IPFamily{corev1.IPv4Protocol}) {
 		t.Errorf("derived Service ipFamilyPolicy %v ipFamilies %v, want PreferDualStack [IPv4]", p, svc.Spec.IPFamilies)
 	}
+}
+
+// TestImportsTakeTheClustersFamilies imports into this IPv4-only cluster
+// (the envtest apiserver's Service range is IPv4) a dual-stack Service
+// exported IPv6 first, which gets an IPv4 clusterset IP, and an IPv6-only
+// one, which can have none: it is imported without a derived Service, and
+// no sync fails over it.
+func TestImportsTakeTheClustersFamilies(t *testing.T) {
+	h := start(t)
+	h.ctrl.SetServiceFamilies([]corev1.IPFamily{corev1.IPv4Protocol})
+	created := time.Now().Add(-time.Hour)
+	dual := remoteExport("west", h.ns, "dual", created, mport("http", 80))
+	dual.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}
+	only6 := remoteExport("west", h.ns, "only6", created, mport("http", 80))
+	only6.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+	h.setRemote("west", true, dual, only6)
+
+	si := h.waitImport(h.ns, "dual", withIPs)
+	if want := []corev1.IPFamily{corev1.IPv4Protocol}; !slices.Equal(si.Spec.IPFamilies, want) {
+		t.Errorf("ServiceImport ipFamilies %v, want %v", si.Spec.IPFamilies, want)
+	}
+	if len(si.Spec.IPs) != 1 || !netip.MustParseAddr(si.Spec.IPs[0]).Is4() {
+		t.Errorf("ServiceImport ips %v, want one IPv4 address", si.Spec.IPs)
+	}
+	h.waitImport(h.ns, "only6", importClusters("west"))
+	h.settle()
+	if err := gone(h.ns, mcs.DerivedServiceName("only6"), &corev1.Service{}); err != nil {
+		t.Error("IPv6-only import:", err)
+	}
+	if si := h.waitImport(h.ns, "only6", importClusters("west")); len(si.Spec.IPs) != 0 {
+		t.Errorf("IPv6-only import has ips %v", si.Spec.IPs)
+	}
+	if n := counterValue(t, h.ctrl.Metrics.syncErrors); n != 0 {
+		t.Errorf("%v syncs failed", n)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
