@@ -120,21 +120,24 @@ func BenchmarkNewNodeCIDR(b *testing.B) {
 	b.ReportMetric(ref.Seconds()/n, "s/ref-api-roundtrip")
 }
 
-// peeredLab is a fresh two-cluster lab with the ClusterPeer folder applied
-// and a pod of c1 already answered by a pod of c2.
-func peeredLab(b *testing.B) *labStatus {
+// peeredLab is a fresh lab (freshLab(upArgs)) with the ClusterPeer folder
+// applied and a pod of c1 already answered by a pod of every other
+// cluster.
+func peeredLab(b *testing.B, upArgs ...string) *labStatus {
 	b.Helper()
-	st := freshLab(b)
+	st := freshLab(b, upArgs...)
 	if out, err := lab("apply", st.ClusterPeersDir); err != nil {
 		b.Fatal(err, out)
 	}
-	c1, c2 := st.Clusters[0], st.Clusters[1]
-	wait, err := firstReply(c1.Pods[0].Netns, c2.Pods[0].IP, 60*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := wait(); err != nil {
-		b.Fatal(err)
+	c1 := st.Clusters[0]
+	for _, other := range st.Clusters[1:] {
+		wait, err := firstReply(c1.Pods[0].Netns, other.Pods[0].IP, 60*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := wait(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return st
 }

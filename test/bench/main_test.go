@@ -98,9 +98,10 @@ func lab(args ...string) (string, error) {
 type labStatus struct {
 	ClusterPeersDir string `json:"clusterPeersDir"`
 	Clusters        []struct {
-		Name       string `json:"name"`
-		Kubeconfig string `json:"kubeconfig"`
-		ClusterDNS string `json:"clusterDNS"`
+		Name       string   `json:"name"`
+		Kubeconfig string   `json:"kubeconfig"`
+		ClusterDNS string   `json:"clusterDNS"`
+		PodCIDRs   []string `json:"podCIDRs"`
 		Nodes      []struct {
 			Name  string `json:"name"`
 			Netns string `json:"netns"`
@@ -111,13 +112,24 @@ type labStatus struct {
 			Netns string `json:"netns"`
 		} `json:"pods"`
 	} `json:"clusters"`
+	Processes []labProcess `json:"processes"`
 }
 
-// freshLab brings up a new two-cluster lab, not yet peered.
-func freshLab(b *testing.B) *labStatus {
+// labProcess is a process the lab started.
+type labProcess struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+}
+
+// freshLab brings up a new lab, not yet peered: two clusters, or as the
+// `wirespan-lab up` flags upArgs say.
+func freshLab(b *testing.B, upArgs ...string) *labStatus {
 	b.Helper()
 	_, _ = lab("down")
-	if out, err := lab("up", "--clusters", clusters); err != nil {
+	if len(upArgs) == 0 {
+		upArgs = []string{"--clusters", clusters}
+	}
+	if out, err := lab(append([]string{"up"}, upArgs...)...); err != nil {
 		b.Fatal(err, out)
 	}
 	b.Cleanup(func() { _, _ = lab("down") })

@@ -43,7 +43,11 @@ type Controller struct {
 	DNS *dns.Store
 	// Resync is how often everything is recomputed without a change.
 	Resync time.Duration
-	// Workers bounds concurrent API writes.
+	// Workers bounds concurrent API writes (default 32). Imports are
+	// written one Service at a time, each a few sequential writes, so
+	// the write rate is Workers over the API server's latency, which is
+	// hundreds of milliseconds on a busy API server; the client's QPS
+	// limit (--kube-api-qps) caps it either way.
 	Workers int
 	Metrics *Metrics
 
@@ -53,7 +57,9 @@ type Controller struct {
 	// decoded caches remote records decoded from JSON, by cluster and
 	// Service, with the version they were decoded from.
 	decoded map[remoteKey]decodedExport
-	// dnsLast is what DNS was last given, by service.
+	// dnsLast is what DNS was last given, by service; dnsMu guards it,
+	// since imports are fed to DNS as they are written, concurrently.
+	dnsMu   sync.Mutex
 	dnsLast map[serviceKey]dns.Service
 	// present are the namespaces that exist here, as of the last sync.
 	present map[string]bool
@@ -142,7 +148,7 @@ func watched() []client.Object {
 func (c *Controller) Start(ctx context.Context) error {
 	c.init()
 	if c.Workers <= 0 {
-		c.Workers = 8
+		c.Workers = 32
 	}
 	if c.Resync <= 0 {
 		c.Resync = 30 * time.Second

@@ -103,23 +103,60 @@ func dnsEndpoint(cluster, hostname string, ready bool, addrs []string) dns.Endpo
 	return d
 }
 
+// dnsFor is what DNS should serve for an import this cluster has, given
+// its clusterset IPs; false if nothing yet (no VIP, or no namespace).
+func (c *Controller) dnsFor(w *world, key serviceKey, imp mcs.Import, ips []string) (dns.Service, bool) {
+	if imp.Spec.Type == mcsv1beta1.ClusterSetIP && len(ips) == 0 {
+		return dns.Service{}, false
+	}
+	if imp.Spec.Type == mcsv1beta1.Headless && !c.namespaceHasImport(key) {
+		return dns.Service{}, false
+	}
+	w.kept.mu.Lock()
+	kept := w.kept.slices[key]
+	w.kept.mu.Unlock()
+	return dnsService(key, imp.Spec, ips, append(exportEndpoints(w.exports[key]), sliceEndpoints(kept)...)), true
+}
+
+// feedOne hands DNS one import as soon as it is written, so that a name
+// does not wait for the rest of a long sync (thousands of imports at
+// once take minutes of API writes). feedDNS completes the picture at the
+// end of the sync.
+func (c *Controller) feedOne(w *world, key serviceKey, imp mcs.Import, ips []string) {
+	if c.DNS == nil {
+		return
+	}
+	if svc, ok := c.dnsFor(w, key, imp, ips); ok {
+		c.setDNS(key, svc)
+	}
+}
+
+// setDNS gives DNS one service unless it already has it as it is.
+func (c *Controller) setDNS(key serviceKey, svc dns.Service) {
+	c.dnsMu.Lock()
+	defer c.dnsMu.Unlock()
+	if old, ok := c.dnsLast[key]; ok && reflect.DeepEqual(old, svc) {
+		return
+	}
+	c.DNS.Set(svc)
+	if c.dnsLast == nil {
+		c.dnsLast = map[serviceKey]dns.Service{}
+	}
+	c.dnsLast[key] = svc
+}
+
 // feedDNS hands the DNS store every import that this cluster has a
 // ServiceImport for, and every import kept for an unsettled cluster,
-// setting only what changed since the last sync.
+// setting only what changed, and removes the rest.
 func (c *Controller) feedDNS(w *world, imports map[serviceKey]mcs.Import, ips map[serviceKey][]string) {
 	if c.DNS == nil {
 		return
 	}
 	next := make(map[serviceKey]dns.Service, len(imports)+len(w.kept.imports))
 	for key, imp := range imports {
-		if imp.Spec.Type == mcsv1beta1.ClusterSetIP && len(ips[key]) == 0 {
-			continue // no VIP yet (or namespace absent): nothing to answer
+		if svc, ok := c.dnsFor(w, key, imp, ips[key]); ok {
+			next[key] = svc
 		}
-		if imp.Spec.Type == mcsv1beta1.Headless && !c.namespaceHasImport(key) {
-			continue
-		}
-		eps := append(exportEndpoints(w.exports[key]), sliceEndpoints(w.kept.slices[key])...)
-		next[key] = dnsService(key, imp.Spec, ips[key], eps)
 	}
 	for key, si := range w.kept.imports {
 		if si.Spec.Type == mcsv1beta1.ClusterSetIP && len(si.Spec.IPs) == 0 {
@@ -128,16 +165,16 @@ func (c *Controller) feedDNS(w *world, imports map[serviceKey]mcs.Import, ips ma
 		next[key] = dnsService(key, si.Spec, si.Spec.IPs, sliceEndpoints(w.kept.slices[key]))
 	}
 	for key, svc := range next {
-		if old, ok := c.dnsLast[key]; !ok || !reflect.DeepEqual(old, svc) {
-			c.DNS.Set(svc)
-		}
+		c.setDNS(key, svc)
 	}
+	c.dnsMu.Lock()
+	defer c.dnsMu.Unlock()
 	for key := range c.dnsLast {
 		if _, ok := next[key]; !ok {
 			c.DNS.Delete(key.Namespace, key.Name)
+			delete(c.dnsLast, key)
 		}
 	}
-	c.dnsLast = next
 }
 
 // namespaceHasImport reports whether the import's namespace exists here,

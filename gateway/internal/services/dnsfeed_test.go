@@ -171,3 +171,27 @@ func TestDNSKeepsNamesOfUnsettledClusters(t *testing.T) {
 		return resolvesTo(resolve, "db."+h.ns+zone, "10.3.1.1")
 	})
 }
+
+// TestDNSDoesNotWaitForTheWholeSync: an import's name is served as soon as
+// that import is written, not when the sync that writes thousands of
+// them ends. Here the creation of one ServiceImport hangs; the other
+// import's name resolves meanwhile.
+func TestDNSDoesNotWaitForTheWholeSync(t *testing.T) {
+	h := start(t)
+	resolve := h.serveDNS()
+	release := h.hold("slow")
+	created := time.Now().Add(-time.Hour)
+	h.setRemote("west", true,
+		remoteExport("west", h.ns, "slow", created, mport("http", 80)),
+		remoteExport("west", h.ns, "fast", created, mport("http", 80)))
+	si := h.waitImport(h.ns, "fast", withIPs)
+	zone := ".svc.clusterset.local."
+	h.eventually("fast in DNS while slow is still being written", func() error {
+		return resolvesTo(resolve, "fast."+h.ns+zone, si.Spec.IPs...)
+	})
+	release()
+	slow := h.waitImport(h.ns, "slow", withIPs)
+	h.eventually("slow in DNS", func() error {
+		return resolvesTo(resolve, "slow."+h.ns+zone, slow.Spec.IPs...)
+	})
+}

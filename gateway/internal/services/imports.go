@@ -54,6 +54,7 @@ func (c *Controller) writeImports(ctx context.Context, w *world, imports map[ser
 			ips[key] = got
 			mu.Unlock()
 		}
+		c.feedOne(w, key, imp, got)
 		return err
 	})
 	return ips, errors.Join(err, c.removeStale(ctx, w, imports))

@@ -101,6 +101,34 @@ type harness struct {
 	mu sync.Mutex
 	// writes are the controller's API writes, as "verb kind ns/name".
 	writes []string
+	// held are objects by name whose creation waits until the channel is
+	// closed (hold).
+	held map[string]chan struct{}
+}
+
+// hold makes the controller's creation of any object named name wait
+// until the returned release is called (at the latest when the test ends).
+func (h *harness) hold(name string) (release func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held == nil {
+		h.held = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	h.held[name] = ch
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	h.t.Cleanup(release)
+	return release
+}
+
+func (h *harness) waitIfHeld(name string) {
+	h.mu.Lock()
+	ch := h.held[name]
+	h.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 var nsCounter atomic.Int32
@@ -146,6 +174,7 @@ func (h *harness) recordingClient() client.Client {
 	}
 	return interceptor.NewClient(k8s, interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			h.waitIfHeld(obj.GetName())
 			record("create", obj)
 			return c.Create(ctx, obj, opts...)
 		},
