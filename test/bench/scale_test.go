@@ -133,7 +133,7 @@ func BenchmarkScale(b *testing.B) {
 	b.Logf("created %d ServiceExports in %s", scaleServices, exportsCreated.Round(time.Millisecond))
 	ips := make([]map[string][]string, len(cls))
 	for i, c := range cls {
-		got, err := waitImports(ctx, c.cs, c.dyn, 20*time.Minute, func(msg string) { b.Logf("%s: %s after %s", c.name, msg, time.Since(start).Round(time.Second)) })
+		got, err := waitImports(ctx, c.cs, c.dyn, 45*time.Minute, func(msg string) { b.Logf("%s: %s after %s", c.name, msg, time.Since(start).Round(time.Second)) })
 		if err != nil {
 			b.Fatalf("%s: %v", c.name, err)
 		}
