@@ -35,6 +35,7 @@ func run() error {
 	opts := app.Options{Agent: app.DefaultAgentConfig()}
 	var (
 		keySecret, mode, wgMode, tunnelCIDR string
+		dnsService                          string
 		zapOpts                             = zap.Options{}
 	)
 	a := &opts.Agent
@@ -62,6 +63,8 @@ func run() error {
 	fs.DurationVar(&opts.Resync, "resync-period", 5e9, "how often the data plane is checked and repaired even without changes")
 	fs.StringVar(&opts.DNSAddr, "dns-bind-address", ":5353", "address (UDP and TCP) of the clusterset DNS server on the active gateway; the cluster DNS forwards the zone here; empty disables it")
 	fs.StringVar(&opts.DNSZone, "dns-zone", "clusterset.local", "DNS zone of multi-cluster services (KEP-1645 names clusterset.local)")
+	fs.StringVar(&dnsService, "dns-service", "", "namespace/name of a Service without selector in front of the clusterset DNS server: the active gateway writes its own address into the Service's EndpointSlice while it serves DNS (the chart's DNS Service); empty: none")
+	fs.StringVar(&opts.SysctlDir, "sysctl-dir", "/proc/sys", "where the kernel's /proc/sys is: a container's /proc/sys is read-only, so the chart mounts the host's /proc/sys/net writable at /host/proc/sys/net")
 	fs.DurationVar(&opts.ExportTTL, "export-ttl", 30e9, "how long a cluster's exported endpoints stay imported after its last gateway left the gossip pool")
 	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
@@ -100,6 +103,11 @@ func run() error {
 	}
 	if opts.KeySecret, err = kubeflag.NamespacedName(keySecret); err != nil {
 		return fmt.Errorf("--key-secret: %w", err)
+	}
+	if dnsService != "" {
+		if opts.DNSService, err = kubeflag.NamespacedName(dnsService); err != nil {
+			return fmt.Errorf("--dns-service: %w", err)
+		}
 	}
 	if err := opts.Validate(); err != nil {
 		return err

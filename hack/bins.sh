@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes, etcd and CoreDNS binaries from the Go module proxy and
+# Builds the pinned Kubernetes, etcd, CoreDNS and Helm binaries from the Go module proxy and
 # caches them by version under .cache/bins/:
 #
 #   .cache/bins/kubernetes-<KUBE_VERSION>/{kube-apiserver,kube-controller-manager,kubectl,kube-proxy}
 #   .cache/bins/etcd-<ETCD_VERSION>/etcd
 #   .cache/bins/coredns-<COREDNS_VERSION>/coredns
+#   .cache/bins/helm-<HELM_VERSION>/helm
 #   .cache/bins/assets/   symlinks to all of them: envtest's BinaryAssetsDirectory
 #
 # Each binary is built only when missing, so adding one to the list builds
@@ -17,9 +18,9 @@
 # v0.<minor>.<patch> release instead. The list is read from the go.mod of the
 # pinned release, so a version bump needs no edit here.
 #
-# etcd and CoreDNS have no such replace directives; they are built through a
-# wrapper module that just requires them, which resolves to the versions
-# their own go.mod lists.
+# etcd, CoreDNS and Helm have no such replace directives; they are built
+# through a wrapper module that just requires them, which resolves to the
+# versions their own go.mod lists.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +31,7 @@ cache="$root/.cache/bins"
 kube_dir="$cache/kubernetes-$KUBE_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 coredns_dir="$cache/coredns-$COREDNS_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION"
 assets="$cache/assets"
 kube_bins=(kube-apiserver kube-controller-manager kubectl kube-proxy)
 
@@ -100,10 +102,11 @@ build_kubernetes() {
 	done
 }
 
-# build_module NAME VERSION DIR MODULE LDFLAGS [NOTE]: a binary whose main
-# package is MODULE's root, built through a wrapper module pinning VERSION.
+# build_module NAME VERSION DIR MODULE LDFLAGS [NOTE [PACKAGE]]: a binary
+# whose main package is PACKAGE (default: MODULE's root), built through a
+# wrapper module pinning MODULE at VERSION.
 build_module() {
-	local name=$1 version=$2 dir=$3 module=$4 ldflags=$5 note=${6:-}
+	local name=$1 version=$2 dir=$3 module=$4 ldflags=$5 note=${6:-} pkg=${7:-$4}
 	if all_present "$dir" "$name"; then
 		log "$name $version: cached in ${dir#"$root"/}"
 		return
@@ -112,7 +115,7 @@ build_module() {
 	mkdir -p "$dir.tmp"
 	write_wrapper "$work" "$name" "$module" "$version"
 	log "building $name $version$note..."
-	(cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$dir.tmp/$name" "$module")
+	(cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$dir.tmp/$name" "$pkg")
 	log "built $name in $((SECONDS - start))s"
 	rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
@@ -130,6 +133,15 @@ build_coredns() {
 		" (default plugin.cfg: kubernetes, forward, template, cache, ...)"
 }
 
+build_helm() {
+	# Helm's Makefile sets these for a release build; without them
+	# `helm version` says v4.<minor> with "unreleased" metadata.
+	local v=helm.sh/helm/v4/internal/version
+	build_module helm "$HELM_VERSION" "$helm_dir" helm.sh/helm/v4 \
+		"-s -w -X $v.version=$HELM_VERSION -X $v.metadata= -X $v.gitTreeState=clean" \
+		" (the chart's lint and template tests)" helm.sh/helm/v4/cmd/helm
+}
+
 all_present() {
 	local dir=$1 bin
 	shift
@@ -143,11 +155,13 @@ link_assets() {
 	for bin in "${kube_bins[@]}"; do ln -sfn "../$(basename "$kube_dir")/$bin" "$assets/$bin"; done
 	ln -sfn "../$(basename "$etcd_dir")/etcd" "$assets/etcd"
 	ln -sfn "../$(basename "$coredns_dir")/coredns" "$assets/coredns"
+	ln -sfn "../$(basename "$helm_dir")/helm" "$assets/helm"
 }
 
 mkdir -p "$cache"
 build_etcd
 build_kubernetes
 build_coredns
+build_helm
 link_assets
-log "ready: $("$assets/kubectl" version --client 2>/dev/null | head -n1); $("$assets/etcd" --version | head -n1); $("$assets/coredns" -version | head -n1)"
+log "ready: $("$assets/kubectl" version --client 2>/dev/null | head -n1); $("$assets/etcd" --version | head -n1); $("$assets/coredns" -version | head -n1); helm $("$assets/helm" version --template '{{.Version}}')"

@@ -14,7 +14,7 @@ import (
 )
 
 func main() {
-	out := flag.String("out", "charts/wirespan/crds", "folder to write the CRDs into")
+	out := flag.String("out", "charts/wirespan/files/crds", "folder to write the CRDs into")
 	flag.Parse()
 	for name, body := range map[string][]byte{
 		"multicluster.x-k8s.io_serviceexports.yaml": crd.ServiceExportCRD,

@@ -81,7 +81,7 @@ func Start(opts Options) (*Env, error) {
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     append([]string{filepath.Join(root, "charts", "wirespan", "crds")}, opts.ExtraCRDPaths...),
+		CRDDirectoryPaths:     append([]string{filepath.Join(root, "charts", "wirespan", "files", "crds")}, opts.ExtraCRDPaths...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}

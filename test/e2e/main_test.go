@@ -3,9 +3,11 @@
 // command and real clients (kubectl, dig), as a user would.
 //
 // One lab (instance 1, three clusters, c3 behind NAT) serves the whole
-// package; a test that needs a lab of its own uses another instance. When
-// a test fails, the lab's logs are kept under .cache/e2e-logs/ and the
-// path is printed.
+// package; a test that needs a lab of its own uses another instance. The
+// lab runs Wirespan with the Helm chart's RBAC and flags, so the run also
+// fails if an operator or gateway log shows a request the API server
+// refused. When a test fails, the lab's logs are kept under
+// .cache/e2e-logs/ and the path is printed.
 package e2e
 
 import (
@@ -117,11 +119,44 @@ func runMain(m *testing.M) (code int) {
 		return 1
 	}
 	code = m.Run()
+	// The lab runs Wirespan with exactly the chart's RBAC. A missing
+	// permission does not always fail a test (a controller retries, a
+	// cache waits), but it is always logged: fail the run on it.
+	if refused := forbiddenInLogs(sharedDir); len(refused) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: the API server refused Wirespan a request (the chart's RBAC lacks a permission):\n%s\n",
+			strings.Join(refused, "\n"))
+		code = 1
+	}
 	if code != 0 {
 		keepLogs(sharedDir)
 	}
 	down()
 	return code
+}
+
+// forbiddenInLogs returns the lines of the operators' and gateways' logs
+// in which the API server refused a request (client-go and
+// controller-runtime log the server's "... is forbidden: User ... cannot
+// ..." message), prefixed with the log's name.
+func forbiddenInLogs(stateDir string) []string {
+	logs, err := filepath.Glob(filepath.Join(stateDir, "logs", "*-wirespan-*.log"))
+	if err != nil || len(logs) == 0 {
+		return []string{fmt.Sprintf("no operator or gateway logs in %s: %v", stateDir, err)}
+	}
+	var refused []string
+	for _, log := range logs {
+		raw, err := os.ReadFile(log)
+		if err != nil {
+			refused = append(refused, err.Error())
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.Contains(strings.ToLower(line), "forbidden") {
+				refused = append(refused, filepath.Base(log)+": "+line)
+			}
+		}
+	}
+	return refused
 }
 
 // keepLogs copies a lab's logs to .cache/e2e-logs/<time>/ and says where.

@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			return err
 		}
 	}
-	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: logger.WithName("kernel")})
+	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: logger.WithName("kernel"), SysctlDir: opts.SysctlDir})
 	if err != nil {
 		return err
 	}
@@ -87,6 +87,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		metrics: newMetrics(crmetrics.Registry),
 		poke:    make(chan struct{}, 1),
 		written: map[string]time.Time{},
+		dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
+			log: logger.WithName("dns-endpoint")},
 	}
 	s.services = &services.Controller{
 		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
@@ -128,6 +130,8 @@ type syncer struct {
 	services *services.Controller
 	dnsStop  func()
 	joining  chan struct{}
+	// dnsEndpoint points the DNS Service at this node while it serves DNS.
+	dnsEndpoint *dnsEndpoint
 	// written is when each remote peer's status was last written, so
 	// tunnel figures alone are written at most every StatusPeriod.
 	written map[string]time.Time
@@ -233,12 +237,16 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	s.healthMu.Unlock()
 	if plan.Role != agent.RoleGateway {
 		s.stopGossip()
+		if err := s.dnsEndpoint.withdraw(ctx, s.opts.NodeName); err != nil {
+			s.log.Error(err, "withdraw this node from the DNS Service")
+		}
 		s.metrics.reset()
 		return nil
 	}
 	if err := s.runGossip(w, plan); err != nil {
 		return err
 	}
+	s.publishDNS(ctx, w)
 	return s.report(ctx, w, plan)
 }
 
@@ -419,7 +427,7 @@ func connectedTrue(conds []metav1.Condition) bool {
 // links, routes, rules, neighbor entries and nftables table. Sysctls stay
 // as they are.
 func Teardown(opts Options, log logr.Logger) ([]string, error) {
-	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: log})
+	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: log, SysctlDir: opts.SysctlDir})
 	if err != nil {
 		return nil, err
 	}
@@ -452,4 +460,23 @@ func (s *syncer) startDNS() error {
 	s.log.Info("clusterset DNS server started", "addr", srv.Addr(), "zone", s.opts.DNSZone)
 	s.dnsStop = func() { cancel(); <-done }
 	return nil
+}
+
+// publishDNS points the DNS Service (--dns-service) at this gateway's DNS
+// server once it runs. A failure is logged and retried at the next sync; it
+// does not make the data plane unready.
+func (s *syncer) publishDNS(ctx context.Context, w *world) {
+	if s.dnsStop == nil {
+		return
+	}
+	addr, err := netip.ParseAddrPort(defaultHost(s.opts.DNSAddr))
+	if err != nil {
+		return // Validate refused it already
+	}
+	if addr.Addr().IsUnspecified() {
+		addr = netip.AddrPortFrom(w.in.Node.IP, addr.Port())
+	}
+	if err := s.dnsEndpoint.publish(ctx, s.opts.NodeName, addr, time.Now()); err != nil {
+		s.log.Error(err, "publish this gateway in the DNS Service")
+	}
 }

@@ -33,6 +33,11 @@ type Options struct {
 	// DNSAddr is where the active gateway serves DNSZone; empty: nowhere.
 	DNSAddr string
 	DNSZone string
+	// DNSService is a selector-less Service whose EndpointSlice the active
+	// gateway points at itself while it serves DNS; zero: none.
+	DNSService types.NamespacedName
+	// SysctlDir is where the kernel's /proc/sys is (linux.Options).
+	SysctlDir string
 	// ExportTTL: see gossip.Config.ExportTTL.
 	ExportTTL time.Duration
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
@@ -107,6 +112,8 @@ func (o Options) Validate() error {
 		if o.DNSZone == "" {
 			errs = append(errs, errors.New("--dns-zone is empty"))
 		}
+	} else if o.DNSService.Name != "" {
+		errs = append(errs, errors.New("--dns-service needs --dns-bind-address: with no DNS server there is nothing to publish"))
 	}
 	return errors.Join(errs...)
 }

@@ -33,6 +33,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 		{func(o *Options) { o.Agent.Table = 254 }, "--route-table"},
 		{func(o *Options) { o.Agent.RulePriority = 32766 }, "--rule-priority"},
 		{func(o *Options) { o.Agent.VXLANVNI = 1 << 24 }, "--vxlan-vni"},
+		{func(o *Options) { o.DNSAddr, o.DNSService.Name = "", "wirespan-dns" }, "--dns-service"},
 	} {
 		o := valid()
 		tc.change(&o)

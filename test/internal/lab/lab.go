@@ -32,8 +32,10 @@ type Bins struct {
 	// Lab is this program; it is copied into the state folder because the
 	// echo servers run it, and `go run` deletes its binary on exit.
 	Lab string
-	// CRDs is the folder of Wirespan's CRDs, applied to every cluster.
-	CRDs string
+	// Helm renders Chart, Wirespan's Helm chart, for every cluster: the
+	// lab applies its CRDs, ServiceAccounts, RBAC and Services, and runs
+	// the operator and gateways with its flags and permissions (chart.go).
+	Helm, Chart string
 }
 
 // programs are the names of the executables the lab starts: `down` stops
@@ -59,7 +61,8 @@ func DefaultBins(root string) Bins {
 		Operator:          filepath.Join(root, "bin", "wirespan-operator"),
 		Gateway:           filepath.Join(root, "bin", "wirespan-gateway"),
 		Lab:               self,
-		CRDs:              filepath.Join(root, "charts", "wirespan", "crds"),
+		Helm:              filepath.Join(assets, "helm"),
+		Chart:             filepath.Join(root, "charts", "wirespan"),
 	}
 }
 
@@ -76,6 +79,9 @@ type Lab struct {
 // Paths inside the state folder.
 func (l *Lab) clusterDir(c string) string { return filepath.Join(l.Dir, c) }
 func (l *Lab) kubeconfig(c string) string { return filepath.Join(l.Dir, c, "admin.kubeconfig") }
+func (l *Lab) saKubeconfig(c, serviceAccount string) string {
+	return filepath.Join(l.Dir, c, serviceAccount+".kubeconfig")
+}
 func (l *Lab) logFile(name string) string { return filepath.Join(l.Dir, "logs", name+".log") }
 func (l *Lab) labCopy() string            { return filepath.Join(l.Dir, "bin", "wirespan-lab") }
 func (l *Lab) gitopsDir() string          { return filepath.Join(l.Dir, "gitops") }
@@ -135,7 +141,7 @@ func (l *Lab) preflight(p *plan.Plan) error {
 	}
 	for what, path := range map[string]string{
 		"etcd": l.Bins.Etcd, "kube-apiserver": l.Bins.APIServer, "kube-controller-manager": l.Bins.ControllerManager,
-		"kubectl": l.Bins.Kubectl, "kube-proxy": l.Bins.KubeProxy, "coredns": l.Bins.CoreDNS,
+		"kubectl": l.Bins.Kubectl, "kube-proxy": l.Bins.KubeProxy, "coredns": l.Bins.CoreDNS, "helm": l.Bins.Helm,
 	} {
 		if _, err := os.Stat(path); err != nil {
 			return fmt.Errorf("%s not found at %s: run `make bins` (it builds the pinned control-plane binaries)", what, path)
@@ -146,8 +152,8 @@ func (l *Lab) preflight(p *plan.Plan) error {
 			return fmt.Errorf("%s not found at %s: run `make build`", what, path)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(l.Bins.CRDs, "wirespan.io_clusterpeers.yaml")); err != nil {
-		return fmt.Errorf("the CRDs of Wirespan are not in %s: %w", l.Bins.CRDs, err)
+	if _, err := os.Stat(filepath.Join(l.Bins.Chart, "Chart.yaml")); err != nil {
+		return fmt.Errorf("the Helm chart of Wirespan is not in %s: %w", l.Bins.Chart, err)
 	}
 	return nil
 }

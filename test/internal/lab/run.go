@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/wirespan/wirespan/test/internal/lab/network"
 	"github.com/wirespan/wirespan/test/internal/lab/objects"
@@ -33,6 +35,7 @@ type run struct {
 	state *state
 
 	privateKeys   map[string]string
+	charts        map[string]*chartRender
 	clients       map[string]*kubernetes.Clientset
 	apiservers    map[string]*proc.Process
 	operatorProcs map[string]*proc.Process
@@ -173,14 +176,21 @@ func (r *run) controllerManagers(context.Context) (string, error) {
 }
 
 func (r *run) objects(ctx context.Context) (string, error) {
+	r.charts = map[string]*chartRender{}
+	for _, c := range r.plan.Clusters {
+		chart, err := r.lab.renderChart(ctx, c)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", c.Name, err)
+		}
+		r.charts[c.Name] = chart
+	}
 	err := parallel(r.plan, func(c plan.Cluster) error {
 		cs := r.clients[c.Name]
-		if out, err := exec.CommandContext(ctx, r.lab.Bins.Kubectl, "--kubeconfig", r.lab.kubeconfig(c.Name),
-			"apply", "-f", r.lab.Bins.CRDs).CombinedOutput(); err != nil {
-			return fmt.Errorf("apply Wirespan's CRDs: %w: %s", err, out)
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ReleaseNamespace}}, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create namespace %s: %w", ReleaseNamespace, err)
 		}
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: objects.KeySecretNamespace}}, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create namespace %s: %w", objects.KeySecretNamespace, err)
+		if err := r.installChart(ctx, c); err != nil {
+			return err
 		}
 		if _, err := cs.CoreV1().Secrets(objects.KeySecretNamespace).Create(ctx,
 			objects.KeySecret(r.privateKeys[c.Name], r.state.PublicKeys[c.Name]), metav1.CreateOptions{}); err != nil {
@@ -217,25 +227,43 @@ func (r *run) objects(ctx context.Context) (string, error) {
 		return nil
 	})
 	c := r.plan.Clusters[0]
-	return fmt.Sprintf("per cluster %d Nodes, %d Pods, Services %s and %s/%s", len(c.Nodes), len(c.Pods),
+	return fmt.Sprintf("the chart's CRDs, ServiceAccounts, RBAC and Services; per cluster %d Nodes, %d Pods, Services %s and %s/%s", len(c.Nodes), len(c.Pods),
 		plan.EchoServiceName, plan.SystemNamespace, plan.DNSServiceName), err
+}
+
+// installChart applies what the chart renders for c, except its workloads,
+// and gives the operator and the gateways kubeconfigs with tokens of the
+// chart's ServiceAccounts: they run with the chart's permissions only.
+func (r *run) installChart(ctx context.Context, c plan.Cluster) error {
+	chart := r.charts[c.Name]
+	apply := exec.CommandContext(ctx, r.lab.Bins.Kubectl, "--kubeconfig", r.lab.kubeconfig(c.Name), "apply", "-f", "-")
+	apply.Stdin = bytes.NewReader(chart.apply)
+	if out, err := apply.CombinedOutput(); err != nil {
+		return fmt.Errorf("apply the chart's objects: %w: %s", err, out)
+	}
+	for _, sa := range []string{chart.operator.serviceAccount, chart.gateway.serviceAccount} {
+		// A year: a lab may be left running, and tokens are not refreshed.
+		req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(365 * 24 * 3600))}}
+		tok, err := r.clients[c.Name].CoreV1().ServiceAccounts(ReleaseNamespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("token for ServiceAccount %s/%s: %w", ReleaseNamespace, sa, err)
+		}
+		if err := pki.TokenKubeconfig(r.lab.kubeconfig(c.Name), r.lab.saKubeconfig(c.Name, sa), "system:serviceaccount:"+ReleaseNamespace+":"+sa, tok.Status.Token); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // corefile is the cluster DNS configuration: the kubernetes plugin against
 // the cluster's own API server, and clusterset.local forwarded to the
-// clusterset DNS server of the gateways, the active one first. There is no
-// upstream: the lab has no way out, so other names fail fast instead of
+// chart's DNS Service, which the active gateway points at itself. There is
+// no upstream: the lab has no way out, so other names fail fast instead of
 // timing out.
 func (r *run) corefile(c plan.Cluster) string {
-	var upstreams []string
-	for _, n := range c.Gateways() {
-		upstreams = append(upstreams, net.JoinHostPort(n.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)))
-	}
 	return fmt.Sprintf(`%[3]s:53 {
     errors
-    forward . %[4]s {
-        policy sequential
-    }
+    forward . %[4]s
 }
 .:53 {
     errors
@@ -247,7 +275,7 @@ func (r *run) corefile(c plan.Cluster) string {
     }
     loadbalance
 }
-`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, strings.Join(upstreams, " "))
+`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, c.ClustersetDNSIP)
 }
 
 func (r *run) workloads(context.Context) (string, error) {
@@ -298,10 +326,14 @@ func (r *run) kubeProxies(context.Context) (string, error) {
 func (r *run) operators(ctx context.Context) (string, error) {
 	r.operatorProcs = map[string]*proc.Process{}
 	for _, c := range r.plan.Clusters {
-		p, err := r.start(c.Name+"-wirespan-operator", "", r.lab.Bins.Operator,
-			"--kubeconfig", r.lab.kubeconfig(c.Name), "--cluster-id", c.Name,
+		// The chart's flags, then what differs for a process on the lab's
+		// host: the last of a repeated flag wins.
+		op := r.charts[c.Name].operator
+		args := append([]string{r.lab.Bins.Operator}, op.args...)
+		args = append(args, "--kubeconfig", r.lab.saKubeconfig(c.Name, op.serviceAccount),
 			"--metrics-bind-address", net.JoinHostPort(c.APIServerIP.String(), strconv.Itoa(c.OperatorMetricsPort)),
 			"--health-probe-bind-address", net.JoinHostPort(c.APIServerIP.String(), strconv.Itoa(c.OperatorProbePort)))
+		p, err := r.start(c.Name+"-wirespan-operator", "", args...)
 		if err != nil {
 			return "", err
 		}
@@ -443,13 +475,20 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 	var probes []probe
 	for _, c := range r.plan.Clusters {
 		for _, node := range c.Nodes {
-			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, r.lab.Bins.Gateway,
-				"--kubeconfig", r.lab.kubeconfig(c.Name), "--cluster-id", c.Name, "--node-name", node.Name,
-				"--interface", node.WireGuard, "--wireguard", "userspace",
+			// The chart's flags, then what a process in a node namespace of
+			// the lab needs instead (the last of a repeated flag wins): the
+			// node's name (the DaemonSet's NODE_NAME), a unique interface
+			// name, the userspace device, the real /proc/sys, loopback
+			// endpoints.
+			gw := r.charts[c.Name].gateway
+			args := append([]string{r.lab.Bins.Gateway}, gw.args...)
+			args = append(args, "--kubeconfig", r.lab.saKubeconfig(c.Name, gw.serviceAccount), "--node-name", node.Name,
+				"--interface", node.WireGuard, "--wireguard", "userspace", "--sysctl-dir", "/proc/sys",
 				"--dns-bind-address", net.JoinHostPort(node.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)),
 				"--export-ttl", plan.ExportTTL.String(),
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
 				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)))
+			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, args...)
 			if err != nil {
 				return "", err
 			}

@@ -36,6 +36,10 @@ type Options struct {
 	// Log receives what the embedded WireGuard devices report and the
 	// choices the Kernel makes. The zero value discards.
 	Log logr.Logger
+	// SysctlDir is where the kernel's /proc/sys is; empty means /proc/sys.
+	// A container's /proc/sys is read-only, so a gateway in a Pod gets the
+	// host's /proc/sys/net mounted writable elsewhere and is told here.
+	SysctlDir string
 }
 
 // Kernel implements dataplane.Kernel for one network namespace.
@@ -45,6 +49,8 @@ type Kernel struct {
 	wg   *wgctrl.Client
 	log  logr.Logger
 	mode WireGuardMode
+	// sysctlDir is Options.SysctlDir, defaulted.
+	sysctlDir string
 
 	// mu serializes all operations: none is frequent, and serializing keeps
 	// the userspace device bookkeeping and the netlink handle simple.
@@ -74,7 +80,11 @@ func New(opts Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{ns: ns, log: opts.Log, mode: mode, devices: map[string]*userspaceDevice{}}
+	sysctlDir := opts.SysctlDir
+	if sysctlDir == "" {
+		sysctlDir = "/proc/sys"
+	}
+	k := &Kernel{ns: ns, log: opts.Log, mode: mode, sysctlDir: sysctlDir, devices: map[string]*userspaceDevice{}}
 	if ns.current() {
 		k.nl, err = netlink.NewHandle()
 	} else {

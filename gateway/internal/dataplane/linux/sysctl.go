@@ -14,7 +14,7 @@ func (k *Kernel) Sysctl(name string) (string, error) {
 		return "", err
 	}
 	defer k.mu.Unlock()
-	path, err := sysctlPath(name)
+	path, err := k.sysctlPath(name)
 	if err != nil {
 		return "", err
 	}
@@ -37,7 +37,7 @@ func (k *Kernel) SetSysctl(name, value string) error {
 		return err
 	}
 	defer k.mu.Unlock()
-	path, err := sysctlPath(name)
+	path, err := k.sysctlPath(name)
 	if err != nil {
 		return err
 	}
@@ -58,12 +58,12 @@ func (k *Kernel) SetSysctl(name, value string) error {
 	return nil
 }
 
-// sysctlPath maps "net/ipv4/ip_forward" to its file, refusing names that
-// would leave /proc/sys.
-func sysctlPath(name string) (string, error) {
+// sysctlPath maps "net/ipv4/ip_forward" to its file under the sysctl
+// folder (/proc/sys), refusing names that would leave it.
+func (k *Kernel) sysctlPath(name string) (string, error) {
 	clean := filepath.Clean("/" + name)
 	if name == "" || clean != "/"+name {
 		return "", fmt.Errorf("sysctl %q: not a path under /proc/sys", name)
 	}
-	return "/proc/sys" + clean, nil
+	return filepath.Join(k.sysctlDir, clean), nil
 }

@@ -148,3 +148,26 @@ func mustKeyBlock(k *ecdsa.PrivateKey) *pem.Block {
 	}
 	return &pem.Block{Type: "EC PRIVATE KEY", Bytes: der}
 }
+
+// TokenKubeconfig writes a kubeconfig at path for the cluster of the
+// kubeconfig at base that authenticates with a bearer token, such as a
+// ServiceAccount's, instead of base's certificate.
+func TokenKubeconfig(base, path, user, token string) error {
+	kc, err := clientcmd.LoadFromFile(base)
+	if err != nil {
+		return fmt.Errorf("read kubeconfig: %w", err)
+	}
+	current, ok := kc.Contexts[kc.CurrentContext]
+	if !ok || kc.Clusters[current.Cluster] == nil {
+		return fmt.Errorf("%s has no current context with a cluster", base)
+	}
+	out := clientcmdapi.NewConfig()
+	out.Clusters[current.Cluster] = kc.Clusters[current.Cluster]
+	out.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	out.Contexts[kc.CurrentContext] = &clientcmdapi.Context{Cluster: current.Cluster, AuthInfo: user}
+	out.CurrentContext = kc.CurrentContext
+	if err := clientcmd.WriteToFile(*out, path); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return nil
+}

@@ -75,7 +75,11 @@ type Cluster struct {
 	// apiserver gives the `kubernetes` Service.
 	KubernetesServiceIP netip.Addr
 	DNSServiceIP        netip.Addr
-	Underlay            netip.Prefix
+	// ClustersetDNSIP is the ClusterIP of the chart's DNS Service, in
+	// front of the active gateway's clusterset DNS server; CoreDNS
+	// forwards ClustersetDomain there.
+	ClustersetDNSIP netip.Addr
+	Underlay        netip.Prefix
 	// UnderlayGateway is the router's address on the underlay bridge.
 	UnderlayGateway netip.Addr
 	// Bridge is the underlay bridge, in the router namespace.
@@ -104,7 +108,8 @@ type Node struct {
 }
 
 // GatewayDNSPort is where the active gateway serves ClustersetDomain, on
-// the node's underlay address; CoreDNS forwards the zone there.
+// the node's underlay address; the chart's DNS Service (ClustersetDNSIP,
+// port 53) sends the zone there.
 const GatewayDNSPort = 5353
 
 // ClustersetDomain is the zone of multi-cluster services (KEP-1645).
@@ -239,6 +244,7 @@ func newCluster(prefix string, c Config, i int) Cluster {
 		ServiceCIDR:         netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 100 + num, 0, 0}), 16),
 		KubernetesServiceIP: netip.AddrFrom4([4]byte{10, 100 + num, 0, 1}),
 		DNSServiceIP:        netip.AddrFrom4([4]byte{10, 100 + num, 0, 10}),
+		ClustersetDNSIP:     netip.AddrFrom4([4]byte{10, 100 + num, 0, 53}),
 		Underlay:            netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 28, num, 0}), 24),
 		UnderlayGateway:     netip.AddrFrom4([4]byte{172, 28, num, 1}),
 		Bridge:              "br-" + name,

@@ -27,8 +27,9 @@ func TestNoRangesOverlapAndNamesFit(t *testing.T) {
 	for _, c := range p.Clusters {
 		ranges = append(ranges, named{c.Name + " pods", c.PodCIDR}, named{c.Name + " services", c.ServiceCIDR}, named{c.Name + " underlay", c.Underlay})
 		links = append(links, c.Bridge)
-		if !c.ServiceCIDR.Contains(c.KubernetesServiceIP) || !c.ServiceCIDR.Contains(c.DNSServiceIP) || c.KubernetesServiceIP == c.DNSServiceIP {
-			t.Errorf("%s: service IPs %s %s vs %s", c.Name, c.KubernetesServiceIP, c.DNSServiceIP, c.ServiceCIDR)
+		if !c.ServiceCIDR.Contains(c.KubernetesServiceIP) || !c.ServiceCIDR.Contains(c.DNSServiceIP) || !c.ServiceCIDR.Contains(c.ClustersetDNSIP) ||
+			c.KubernetesServiceIP == c.DNSServiceIP || c.ClustersetDNSIP == c.DNSServiceIP || c.ClustersetDNSIP == c.KubernetesServiceIP {
+			t.Errorf("%s: service IPs %s %s %s vs %s", c.Name, c.KubernetesServiceIP, c.DNSServiceIP, c.ClustersetDNSIP, c.ServiceCIDR)
 		}
 		if !p.HostNet.Contains(c.APIServerIP) || c.APIServerIP == p.RouterIP || c.APIServerIP == p.EtcdIP {
 			t.Errorf("%s: API server IP %s", c.Name, c.APIServerIP)
