@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wirespan/wirespan/internal/poll"
+	"github.com/wirespan/wirespan/internal/syncbuf"
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 
 type operator struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	probes string
 	metric string
 	done   chan error
@@ -60,7 +60,7 @@ type operator struct {
 // start runs the operator binary with the test kubeconfig and free ports.
 func start(t *testing.T, args ...string) *operator {
 	t.Helper()
-	o := &operator{out: &syncBuffer{}, probes: freeAddr(t), metric: freeAddr(t), done: make(chan error, 1)}
+	o := &operator{out: &syncbuf.Buffer{}, probes: freeAddr(t), metric: freeAddr(t), done: make(chan error, 1)}
 	o.cmd = exec.Command(bin, append([]string{"--kubeconfig", env.Kubeconfig,
 		"--health-probe-bind-address", o.probes, "--metrics-bind-address", o.metric}, args...)...)
 	o.cmd.Stdout, o.cmd.Stderr = o.out, o.out
@@ -276,22 +276,4 @@ func freeAddr(t *testing.T) string {
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
 	poll.Until(t, 30*time.Second, what, check)
-}
-
-// syncBuffer collects a process's output safely while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package chart
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -30,6 +29,7 @@ import (
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/internal/poll"
+	"github.com/wirespan/wirespan/internal/syncbuf"
 )
 
 // The real operator runs with exactly the chart's RBAC: the objects the
@@ -118,7 +118,7 @@ func install(t *testing.T, release, ns string, args ...string) (*rendered, *apps
 // arguments and credentials.
 type operatorProc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan error
 	// stopped is set by stop, which records the exit in exitErr.
 	stopped bool
@@ -133,7 +133,7 @@ func runOperator(t *testing.T, d *appsv1.Deployment) *operatorProc {
 	kubeconfig := tokenKubeconfig(t, d.Namespace, d.Spec.Template.Spec.ServiceAccountName)
 	args := append(slices.Clone(d.Spec.Template.Spec.Containers[0].Args), "--kubeconfig", kubeconfig,
 		"--metrics-bind-address", freeAddr(t), "--health-probe-bind-address", freeAddr(t))
-	o := &operatorProc{out: &syncBuffer{}, done: make(chan error, 1)}
+	o := &operatorProc{out: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	o.cmd = exec.Command(bin, args...)
 	o.cmd.Stdout, o.cmd.Stderr = o.out, o.out
 	o.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -341,23 +341,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a test's
-// reads at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

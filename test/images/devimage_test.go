@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wirespan/wirespan/internal/poll"
+	"github.com/wirespan/wirespan/internal/syncbuf"
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
@@ -91,22 +92,7 @@ func program(t *testing.T, path, version string, exit int) {
 }
 
 // output collects a process's output for polling.
-type output struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
+type output struct{ syncbuf.Buffer }
 
 func (o *output) has(line string) error {
 	if strings.Contains(o.String(), line) {
