@@ -79,7 +79,7 @@ bins: ## Build and cache the pinned kube-apiserver, kube-controller-manager, kub
 	@hack/bins.sh
 
 .PHONY: deps
-deps: ## Install the Debian packages the lab and tests need (ip, nft, dig, ping, ps, wg, iperf3, dnsperf) if missing.
+deps: ## Install the Debian packages the lab and tests need (ip, nft, dig, ping, ps, wg, iperf3, dnsperf, busybox, setpriv) if missing.
 	@hack/deps.sh
 
 ##@ Testing

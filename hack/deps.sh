@@ -15,6 +15,8 @@ needs=(
 	wg:wireguard-tools
 	iperf3:iperf3
 	dnsperf:dnsperf
+	busybox:busybox
+	setpriv:util-linux
 )
 
 log() { printf '[deps] %s\n' "$*"; }
