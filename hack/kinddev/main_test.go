@@ -344,14 +344,11 @@ func TestDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assets, err := testenv.AssetsDir(root)
+	helm, err := testenv.Binary("helm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	helm := filepath.Join(assets, "helm")
-	if _, err := os.Stat(helm); err != nil {
-		t.Fatalf("helm not built: run make bins (%v)", err)
-	}
+	assets := filepath.Dir(helm)
 	t.Setenv("PATH", assets+string(os.PathListSeparator)+os.Getenv("PATH")) // the pinned kubectl
 	kubeconfig(t, "east")
 	inTempDir(t, "clusters: [east]\n")

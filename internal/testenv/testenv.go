@@ -198,6 +198,25 @@ func AssetsDir(root string) (string, error) {
 	return dir, nil
 }
 
+// Binary returns the path of a pinned binary `make bins` builds (helm,
+// coredns, kubectl, ...) in the checkout's assets folder, or an error that
+// says how to get it.
+func Binary(name string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := AssetsDir(root)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, name)
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%s is missing in %s: run `make bins` first (it builds the pinned binaries from the Go module proxy)", name, dir)
+	}
+	return bin, nil
+}
+
 // Versions reads hack/versions.env: the pinned control-plane versions.
 func Versions(root string) (map[string]string, error) {
 	f, err := os.Open(filepath.Join(root, "hack", "versions.env"))

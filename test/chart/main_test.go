@@ -46,14 +46,10 @@ func TestMain(m *testing.M) {
 		if repo, err = testenv.RepoRoot(); err != nil {
 			return err
 		}
-		assets, err := testenv.AssetsDir(repo)
-		if err != nil {
+		if helmBin, err = testenv.Binary("helm"); err != nil {
 			return err
 		}
-		helmBin, chartDir = filepath.Join(assets, "helm"), filepath.Join(repo, "charts", "wirespan")
-		if _, err := os.Stat(helmBin); err != nil {
-			return fmt.Errorf("helm is missing: run `make bins` (it builds the pinned helm): %w", err)
-		}
+		chartDir = filepath.Join(repo, "charts", "wirespan")
 		_, err = env.Kubectl("", "create", "namespace", namespace)
 		return err
 	})

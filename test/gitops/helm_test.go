@@ -96,13 +96,9 @@ func argoReleases(t *testing.T, docs []document) []release {
 // chart's schema checked, and returns the manifests or helm's error.
 func helmTemplate(t *testing.T, r release) (string, error) {
 	t.Helper()
-	assets, err := testenv.AssetsDir(repo)
+	helm, err := testenv.Binary("helm")
 	if err != nil {
 		t.Fatal(err)
-	}
-	helm := filepath.Join(assets, "helm")
-	if _, err := os.Stat(helm); err != nil {
-		t.Fatalf("helm is not in %s: run `make bins`, which builds it from the Go module proxy", assets)
 	}
 	values, err := yaml.Marshal(r.values)
 	if err != nil {

@@ -84,17 +84,9 @@ func coreDNSBinary(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs the CoreDNS binary (not with -short)")
 	}
-	root, err := testenv.RepoRoot()
+	bin, err := testenv.Binary("coredns")
 	if err != nil {
 		t.Fatal(err)
-	}
-	assets, err := testenv.AssetsDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(assets, "coredns")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%v: run `make bins` first", err)
 	}
 	return bin
 }
