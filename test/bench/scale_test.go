@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -55,6 +56,7 @@ var serviceImports = schema.GroupVersionResource{Group: "multicluster.x-k8s.io",
 //
 // One round takes minutes; `make bench` runs it once.
 func BenchmarkScale(b *testing.B) {
+	services := scaleServiceCount(b)
 	st := peeredLab(b, "--clusters", "3", "--nodes", "1")
 	ctx := context.Background()
 	type cluster struct {
@@ -69,7 +71,7 @@ func BenchmarkScale(b *testing.B) {
 		cfg := restConfig(b, c.Kubeconfig)
 		cl := &cluster{name: c.Name, cs: kubernetes.NewForConfigOrDie(cfg), dyn: dynamic.NewForConfigOrDie(cfg)}
 		cl.pods = netip.MustParsePrefix(c.PodCIDRs[0])
-		for n := i; n < scaleServices; n += len(st.Clusters) {
+		for n := i; n < services; n += len(st.Clusters) {
 			cl.svcs = append(cl.svcs, fmt.Sprintf("svc-%05d", n))
 		}
 		cls = append(cls, cl)
@@ -114,9 +116,9 @@ func BenchmarkScale(b *testing.B) {
 		})
 	})
 	refCreate := time.Since(start)
-	b.Logf("created %d Services and EndpointSlices in %s", scaleServices, refCreate.Round(time.Millisecond))
+	b.Logf("created %d Services and EndpointSlices in %s", services, refCreate.Round(time.Millisecond))
 
-	mem := watchMemory(st.Processes)
+	usage := watchProcesses(st.Processes)
 	b.StartTimer()
 	start = time.Now()
 	inAll(func(c *cluster) error {
@@ -130,10 +132,10 @@ func BenchmarkScale(b *testing.B) {
 		})
 	})
 	exportsCreated := time.Since(start)
-	b.Logf("created %d ServiceExports in %s", scaleServices, exportsCreated.Round(time.Millisecond))
+	b.Logf("created %d ServiceExports in %s", services, exportsCreated.Round(time.Millisecond))
 	ips := make([]map[string][]string, len(cls))
 	for i, c := range cls {
-		got, err := waitImports(ctx, c.cs, c.dyn, 45*time.Minute, func(msg string) { b.Logf("%s: %s after %s", c.name, msg, time.Since(start).Round(time.Second)) })
+		got, err := waitImports(ctx, c.cs, c.dyn, services, 45*time.Minute, func(msg string) { b.Logf("%s: %s after %s", c.name, msg, time.Since(start).Round(time.Second)) })
 		if err != nil {
 			b.Fatalf("%s: %v", c.name, err)
 		}
@@ -141,7 +143,11 @@ func BenchmarkScale(b *testing.B) {
 	}
 	converged := time.Since(start)
 	b.StopTimer()
-	peaks := mem.stop()
+	peaks, cpu := usage.stop()
+	b.Logf("converged in %s; peak resident memory and CPU time while importing, by program:", converged.Round(time.Second))
+	for _, kind := range slices.Sorted(maps.Keys(cpu)) {
+		b.Logf("  %-20s %6.0f MiB %8.1f CPU s", kind, peaks[kind]/(1<<20), cpu[kind])
+	}
 
 	// DNS: every name, through each cluster's own DNS, from a pod.
 	for i, c := range st.Clusters {
@@ -169,6 +175,21 @@ func BenchmarkScale(b *testing.B) {
 	for _, kind := range []string{"wirespan-gateway", "wirespan-operator", "kube-proxy", "coredns"} {
 		b.ReportMetric(peaks[kind]/(1<<20), "MiB/"+kind)
 	}
+}
+
+// scaleServiceCount is how many Services BenchmarkScale exports: 10,000,
+// or WIRESPAN_SCALE_SERVICES for a quicker look while working on the
+// import path (the figures in docs/benchmarks.md are for 10,000).
+func scaleServiceCount(b *testing.B) int {
+	v := os.Getenv("WIRESPAN_SCALE_SERVICES")
+	if v == "" {
+		return scaleServices
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 3 || n > scaleServices*1.5 {
+		b.Fatalf("WIRESPAN_SCALE_SERVICES=%q: want a whole number of Services from 3 to %d", v, scaleServices*3/2)
+	}
+	return n
 }
 
 func restConfig(b *testing.B, kubeconfig string) *rest.Config {
@@ -247,9 +268,11 @@ func scaleSlice(name string, pods netip.Prefix, i int) (*discoveryv1.EndpointSli
 func ptrTo[T any](v T) *T { return &v }
 
 // waitImports waits until a cluster has a ServiceImport with clusterset
-// IPs and an imported EndpointSlice for each of the scaleServices
-// Services, and returns each one's IPs. It reports progress every 30 s.
-func waitImports(ctx context.Context, cs *kubernetes.Clientset, dyn dynamic.Interface, limit time.Duration, progress func(string)) (map[string][]string, error) {
+// IPs and an imported EndpointSlice for each of n Services, and returns
+// each one's IPs. It reports progress every 30 s. It looks every 2 s: a
+// list of 10,000 ServiceImports costs the API server enough CPU to slow
+// what it measures if done every second, and the figure is minutes.
+func waitImports(ctx context.Context, cs *kubernetes.Clientset, dyn dynamic.Interface, n int, limit time.Duration, progress func(string)) (map[string][]string, error) {
 	deadline := time.Now().Add(limit)
 	lastReport := time.Now()
 	for {
@@ -264,7 +287,7 @@ func waitImports(ctx context.Context, cs *kubernetes.Clientset, dyn dynamic.Inte
 			return nil, fmt.Errorf("list imported EndpointSlices: %w", err)
 		}
 		msg := fmt.Sprintf("%d ServiceImports with IPs, %d imported EndpointSlices", len(ips), len(slices.Items))
-		if len(ips) == scaleServices && len(slices.Items) == scaleServices {
+		if len(ips) == n && len(slices.Items) == n {
 			progress(msg)
 			return ips, nil
 		}
@@ -275,7 +298,7 @@ func waitImports(ctx context.Context, cs *kubernetes.Clientset, dyn dynamic.Inte
 			progress(msg)
 			lastReport = time.Now()
 		}
-		time.Sleep(time.Second)
+		time.Sleep(2 * time.Second)
 	}
 }
 
@@ -330,17 +353,25 @@ func lookupA(conn *dns.Conn, name string) ([]string, error) {
 	return nil, last
 }
 
-// memoryWatch samples the resident memory of the lab's processes.
-type memoryWatch struct {
+// processWatch samples the resident memory and CPU time of the lab's
+// processes.
+type processWatch struct {
 	stopped chan struct{}
 	done    chan map[string]float64
+	procs   []labProcess
+	cpu     map[int]float64 // CPU seconds of each PID when the watch began
 }
 
-// watchMemory samples, every 500 ms until stop, the resident memory of
-// the lab's processes and keeps the peak of each kind (the program name,
-// over all clusters and nodes).
-func watchMemory(procs []labProcess) *memoryWatch {
-	m := &memoryWatch{stopped: make(chan struct{}), done: make(chan map[string]float64, 1)}
+// watchProcesses samples, every 500 ms until stop, the resident memory
+// of the lab's processes and keeps the peak of each kind (the program
+// name, over all clusters and nodes).
+func watchProcesses(procs []labProcess) *processWatch {
+	m := &processWatch{stopped: make(chan struct{}), done: make(chan map[string]float64, 1), procs: procs, cpu: map[int]float64{}}
+	for _, p := range procs {
+		if s, err := cpuSeconds(p.PID); err == nil {
+			m.cpu[p.PID] = s
+		}
+	}
 	go func() {
 		peaks := map[string]float64{}
 		tick := time.NewTicker(500 * time.Millisecond)
@@ -363,16 +394,24 @@ func watchMemory(procs []labProcess) *memoryWatch {
 	return m
 }
 
-func (m *memoryWatch) stop() map[string]float64 {
+// stop returns the peak resident bytes and the CPU seconds spent since
+// the watch began, each by kind of process.
+func (m *processWatch) stop() (peaks, cpu map[string]float64) {
+	cpu = map[string]float64{}
+	for _, p := range m.procs {
+		if s, err := cpuSeconds(p.PID); err == nil {
+			cpu[p.kind()] += s - m.cpu[p.PID]
+		}
+	}
 	close(m.stopped)
-	return <-m.done
+	return <-m.done, cpu
 }
 
 // kind is the program a lab process runs, read from its name, which also
 // names the cluster, node or pod it is for ("c1-n1-wirespan-gateway" is a
 // wirespan-gateway).
 func (p labProcess) kind() string {
-	for _, k := range []string{"wirespan-gateway", "wirespan-operator", "kube-proxy", "coredns", "kube-apiserver"} {
+	for _, k := range []string{"wirespan-gateway", "wirespan-operator", "kube-proxy", "coredns", "kube-apiserver", "kube-controller-manager", "etcd"} {
 		if strings.Contains(p.Name, k) {
 			return k
 		}
@@ -393,4 +432,29 @@ func residentBytes(pid int) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// cpuSeconds reads the user and system CPU time a process has used from
+// /proc/PID/stat (fields 14 and 15, in USER_HZ ticks: 100 a second on
+// every Linux this runs on).
+func cpuSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields count from after it.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var ticks float64
+	for _, f := range fields[11:13] {
+		t, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += t
+	}
+	return ticks / 100, nil
 }
