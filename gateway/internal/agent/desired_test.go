@@ -137,6 +137,26 @@ func TestSecondApplyChangesNothing(t *testing.T) {
 	}
 }
 
+// A cluster key that is not clamped yet (any 32 random bytes are an
+// X25519 key; crypto/ecdh makes such keys) is stored clamped by
+// WireGuard, and must not look changed on the next apply. It did: the
+// gateway set its private key again on every resync.
+func TestUnclampedKeyIsSetOnce(t *testing.T) {
+	unclamped := mustKey("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHB/8=")
+	if dataplane.StoredKey(unclamped) == unclamped {
+		t.Fatal("the test key is already clamped")
+	}
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	a := newApplier(k)
+	in := threeClusters("c1-n0", RouteVXLAN)
+	in.PrivateKey = &unclamped
+	apply(t, a, in, true)
+	if ch := apply(t, a, in, true); len(ch) != 0 {
+		t.Errorf("second apply changed %q", ch)
+	}
+}
+
 // A restarted gateway finds the userspace device's link, addresses and
 // routes as it left them, attaches a new device and configures its peers;
 // nothing else in the kernel changes, and no route is ever deleted.

@@ -154,7 +154,7 @@ func (a *Applier) linkBasics(c *changes, link Link, mtu int, addrs []netip.Prefi
 func deviceConfig(dev *wgtypes.Device, want *Device, prune bool) (wgtypes.Config, []string) {
 	var cfg wgtypes.Config
 	var what []string
-	if dev.PrivateKey != want.PrivateKey {
+	if dev.PrivateKey != StoredKey(want.PrivateKey) {
 		cfg.PrivateKey = &want.PrivateKey
 		what = append(what, "set private key")
 	}

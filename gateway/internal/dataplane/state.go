@@ -53,6 +53,18 @@ type Device struct {
 	Peers   []Peer
 }
 
+// StoredKey is a private key as WireGuard stores it, and so reads it
+// back: clamped for X25519 (RFC 7748, section 5). Both the kernel module
+// and wireguard-go clamp on set, and a key made by something other than
+// `wg genkey` (any 32 random bytes are a valid X25519 key) may not be
+// clamped yet: comparing with the unclamped key would set it on every
+// apply.
+func StoredKey(k wgtypes.Key) wgtypes.Key {
+	k[0] &= 248
+	k[31] = k[31]&127 | 64
+	return k
+}
+
 // Peer is one remote cluster on the WireGuard device.
 type Peer struct {
 	PublicKey wgtypes.Key

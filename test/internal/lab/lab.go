@@ -268,7 +268,9 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 }
 
 // newWireGuardKey returns a WireGuard key pair, base64 as `wg genkey` and
-// `wg pubkey` print them (X25519).
+// `wg pubkey` print them (X25519). Unlike `wg genkey`, crypto/ecdh does
+// not clamp the private key; that is kept, so the lab runs gateways with
+// keys WireGuard stores in another form than given.
 func newWireGuardKey() (private, public string, err error) {
 	k, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {

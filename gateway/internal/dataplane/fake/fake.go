@@ -254,7 +254,7 @@ func (k *Kernel) ConfigureDevice(name string, cfg wgtypes.Config) error {
 		return fmt.Errorf("fake ConfigureDevice %s: %w", name, os.ErrNotExist)
 	}
 	if cfg.PrivateKey != nil {
-		d.PrivateKey, d.PublicKey = *cfg.PrivateKey, cfg.PrivateKey.PublicKey()
+		d.PrivateKey, d.PublicKey = dataplane.StoredKey(*cfg.PrivateKey), cfg.PrivateKey.PublicKey()
 	}
 	if cfg.ListenPort != nil {
 		d.ListenPort = *cfg.ListenPort
