@@ -3,7 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -24,6 +27,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/wirespan/wirespan/test/internal/lab/plan"
 )
 
 // The scale the MCS issue asks for: 10,000 exported Services of 10
@@ -169,6 +174,27 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("%s: all %d names resolve to their ServiceImport's IPs", c.Name, len(ips[i]))
 	}
 
+	// A sync with nothing to write, at this many imports: what any later
+	// change to a Service or EndpointSlice in the cluster costs the
+	// gateway, and how long it can delay the next export's name. The
+	// controller resyncs every 30 s, so a minute holds about two.
+	gateway := st.Clusters[0].Nodes[0].Netns
+	before, err := syncTotals(gateway)
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(65 * time.Second)
+	after, err := syncTotals(gateway)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if after.count <= before.count {
+		b.Fatalf("%s: no MCS sync in 65 s", st.Clusters[0].Name)
+	}
+	idleSync := (after.seconds - before.seconds) / (after.count - before.count)
+	b.Logf("%s: a sync with nothing to write takes %.0f ms (%v syncs)", st.Clusters[0].Name, idleSync*1000, after.count-before.count)
+
+	b.ReportMetric(idleSync, "s/idle-sync")
 	b.ReportMetric(converged.Seconds(), "s/converge")
 	b.ReportMetric(exportsCreated.Seconds(), "s/exports-created")
 	b.ReportMetric(refCreate.Seconds(), "s/ref-create-services")
@@ -457,4 +483,45 @@ func cpuSeconds(pid int) (float64, error) {
 		ticks += t
 	}
 	return ticks / 100, nil
+}
+
+// syncCounter is the gateway's wirespan_mcs_sync_duration_seconds
+// histogram's sum and count.
+type syncCounter struct{ seconds, count float64 }
+
+// syncTotals reads the MCS sync time histogram of the gateway whose node
+// is the network namespace ns, from its metrics endpoint.
+func syncTotals(ns string) (syncCounter, error) {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ns, network, addr)
+		},
+	}}
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", plan.GatewayMetricsPort)
+	resp, err := hc.Get(url)
+	if err != nil {
+		return syncCounter{}, fmt.Errorf("gateway metrics in %s: %w", ns, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return syncCounter{}, fmt.Errorf("gateway metrics in %s: %w", ns, err)
+	}
+	var out syncCounter
+	found := 0
+	for line := range strings.SplitSeq(string(body), "\n") {
+		for suffix, into := range map[string]*float64{"_sum ": &out.seconds, "_count ": &out.count} {
+			if v, ok := strings.CutPrefix(line, "wirespan_mcs_sync_duration_seconds"+suffix); ok {
+				if *into, err = strconv.ParseFloat(v, 64); err != nil {
+					return syncCounter{}, fmt.Errorf("gateway metrics in %s: %q: %w", ns, line, err)
+				}
+				found++
+			}
+		}
+	}
+	if found != 2 {
+		return syncCounter{}, fmt.Errorf("gateway metrics in %s: no wirespan_mcs_sync_duration_seconds histogram at %s", ns, url)
+	}
+	return out, nil
 }

@@ -122,28 +122,34 @@ func dynamicFor(b *testing.B, kubeconfig string) dynamic.Interface {
 }
 
 // dnsConnIn opens a UDP socket to server:53 from inside a network
-// namespace; the socket keeps working from any thread afterwards.
+// namespace.
 func dnsConnIn(b *testing.B, ns, server string) *dns.Conn {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = netns.Set(orig); _ = orig.Close() }()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = target.Close() }()
-	if err := netns.Set(target); err != nil {
-		b.Fatal(err)
-	}
-	c, err := net.Dial("udp", net.JoinHostPort(server, "53"))
+	c, err := dialIn(ns, "udp", net.JoinHostPort(server, "53"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	return &dns.Conn{Conn: c}
+}
+
+// dialIn dials address from inside the network namespace ns. The socket
+// stays in that namespace; the calling thread returns to its own.
+func dialIn(ns, network, address string) (net.Conn, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = netns.Set(orig); _ = orig.Close() }()
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace %s: %w", ns, err)
+	}
+	defer func() { _ = target.Close() }()
+	if err := netns.Set(target); err != nil {
+		return nil, fmt.Errorf("enter network namespace %s: %w", ns, err)
+	}
+	return net.Dial(network, address)
 }
 
 // waitAnswer asks for name's A record every 2 ms until an answer comes.

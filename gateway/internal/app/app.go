@@ -90,6 +90,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
 			log: logger.WithName("dns-endpoint")},
 	}
+	if err := services.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	s.services = &services.Controller{
 		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
 		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),

@@ -136,6 +136,43 @@ func (c *Controller) init() {
 // NeedLeaderElection is false: the active gateway, not a lease, decides.
 func (c *Controller) NeedLeaderElection() bool { return false }
 
+// Cache indexes of EndpointSlices by the Service they belong to. A cache
+// List that matches labels scans every object of the namespace, and a
+// sync lists the slices of each local export and of each import: with
+// 10,000 Services in a namespace, a sync would scan 20,000 slices 13,000
+// times.
+const (
+	// indexSlicesOfService: a Service's own slices, by its name
+	// (kubernetes.io/service-name).
+	indexSlicesOfService = "wirespan.io/slices-of-service"
+	// indexImportedSlices: the slices Wirespan imported for a service,
+	// by the service's name (multicluster.kubernetes.io/service-name).
+	indexImportedSlices = "wirespan.io/imported-slices"
+)
+
+// AddIndexes registers the cache indexes the controller lists by. Call it
+// before the cache starts.
+func AddIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	byLabel := func(key string, only func(labels map[string]string) bool) client.IndexerFunc {
+		return func(o client.Object) []string {
+			labels := o.GetLabels()
+			if v, ok := labels[key]; ok && only(labels) {
+				return []string{v}
+			}
+			return nil
+		}
+	}
+	all := func(map[string]string) bool { return true }
+	imported := func(labels map[string]string) bool { return labels[discoveryv1.LabelManagedBy] == mcs.ManagedBy }
+	if err := indexer.IndexField(ctx, &discoveryv1.EndpointSlice{}, indexSlicesOfService, byLabel(discoveryv1.LabelServiceName, all)); err != nil {
+		return fmt.Errorf("index EndpointSlices by Service: %w", err)
+	}
+	if err := indexer.IndexField(ctx, &discoveryv1.EndpointSlice{}, indexImportedSlices, byLabel(mcsv1beta1.LabelServiceName, imported)); err != nil {
+		return fmt.Errorf("index imported EndpointSlices by service: %w", err)
+	}
+	return nil
+}
+
 // watched are the kinds whose changes trigger a sync.
 func watched() []client.Object {
 	return []client.Object{

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/internal/mcs"
 )
 
@@ -63,33 +64,33 @@ func (c *Controller) writeImports(ctx context.Context, w *world, imports map[ser
 // writeImport writes one import and returns its clusterset IPs. An import
 // that is not addressable here (no IP family in common with this cluster)
 // gets a ServiceImport and EndpointSlices but no derived Service.
+//
+// The derived Service is written before the ServiceImport, so that a new
+// ServiceImport is created with its IPs: nobody sees a ClusterSetIP
+// import without them, and a new import costs four writes (Service,
+// ServiceImport, its status, one EndpointSlice per source cluster), not
+// the five that creating the ServiceImport first and adding its IPs would.
+// It is why the derived Service has no owner reference (the ServiceImport
+// it would name does not exist yet when it is created): removeStale
+// deletes it with its import, and any derived Service whose import is
+// gone.
 func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Import, addressable bool, w *world) ([]string, error) {
 	want := mcs.ServiceImport(imp, key.Namespace, key.Name)
 	var si mcsv1beta1.ServiceImport
+	exists := true
 	switch err := c.Cache.Get(ctx, key, &si); {
 	case apierrors.IsNotFound(err):
-		created := want.DeepCopy()
-		created.Status = mcsv1beta1.ServiceImportStatus{}
-		if err := c.Client.Create(ctx, created); err != nil {
-			return nil, fmt.Errorf("create ServiceImport %s: %w", key, err)
-		}
-		c.Log.Info("Imported a service", "service", key.String(), "clusters", imp.Clusters)
-		si = *created
+		exists = false
 	case err != nil:
 		return nil, fmt.Errorf("read ServiceImport %s: %w", key, err)
 	case !ours(si.Labels):
 		c.Log.V(1).Info("Leaving alone a ServiceImport Wirespan did not create", "serviceImport", key.String())
 		return nil, nil
 	}
-	owner := metav1.OwnerReference{
-		APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport",
-		Name: si.Name, UID: si.UID, Controller: ptr(true),
-	}
 
 	var ips []string
 	var svcErr error
 	if derived := mcs.DerivedService(imp, key.Namespace, key.Name); derived != nil && addressable {
-		derived.OwnerReferences = []metav1.OwnerReference{owner}
 		ips, svcErr = c.writeDerivedService(ctx, derived)
 	} else {
 		svcErr = c.deleteDerivedService(ctx, key)
@@ -100,17 +101,32 @@ func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Im
 		errs = append(errs, svcErr)
 		want.Spec.IPs = si.Spec.IPs // keep what clients use
 	}
-	if updated, changed := mcs.ApplyServiceImport(&si, want); changed {
-		if err := c.Client.Update(ctx, updated); err != nil {
-			errs = append(errs, fmt.Errorf("update ServiceImport %s: %w", key, err))
-		} else {
-			si = *updated
+	switch {
+	case !exists:
+		created := want.DeepCopy()
+		created.Status = mcsv1beta1.ServiceImportStatus{}
+		if err := c.Client.Create(ctx, created); err != nil {
+			return nil, errors.Join(append(errs, fmt.Errorf("create ServiceImport %s: %w", key, err))...)
+		}
+		c.Log.Info("Imported a service", "service", key.String(), "clusters", imp.Clusters, "ips", created.Spec.IPs)
+		si = *created
+	default:
+		if updated, changed := mcs.ApplyServiceImport(&si, want); changed {
+			if err := c.Client.Update(ctx, updated); err != nil {
+				errs = append(errs, fmt.Errorf("update ServiceImport %s: %w", key, err))
+			} else {
+				si = *updated
+			}
 		}
 	}
 	if updated, changed := mcs.ApplyServiceImportStatus(&si, want); changed {
 		if err := c.Client.Status().Update(ctx, updated); err != nil {
 			errs = append(errs, fmt.Errorf("update status of ServiceImport %s: %w", key, err))
 		}
+	}
+	owner := metav1.OwnerReference{
+		APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport",
+		Name: si.Name, UID: si.UID, Controller: ptr(true),
 	}
 	if err := c.writeSlices(ctx, key, mcs.EndpointSlices(imp, w.exports[key], key.Namespace, key.Name), owner, w); err != nil {
 		errs = append(errs, err)
@@ -222,9 +238,7 @@ func (c *Controller) writeSlices(ctx context.Context, key serviceKey, want []*di
 // importedSlices lists the EndpointSlices Wirespan imported for a service.
 func (c *Controller) importedSlices(ctx context.Context, key serviceKey) ([]*discoveryv1.EndpointSlice, error) {
 	var list discoveryv1.EndpointSliceList
-	if err := c.Cache.List(ctx, &list, client.InNamespace(key.Namespace), client.MatchingLabels{
-		mcsv1beta1.LabelServiceName: key.Name, discoveryv1.LabelManagedBy: mcs.ManagedBy,
-	}); err != nil {
+	if err := c.Cache.List(ctx, &list, client.InNamespace(key.Namespace), client.MatchingFields{indexImportedSlices: key.Name}); err != nil {
 		return nil, fmt.Errorf("list imported EndpointSlices of %s: %w", key, err)
 	}
 	out := make([]*discoveryv1.EndpointSlice, 0, len(list.Items))
@@ -235,8 +249,9 @@ func (c *Controller) importedSlices(ctx context.Context, key serviceKey) ([]*dis
 }
 
 // removeStale deletes Wirespan's ServiceImports that no cluster exports
-// any more, with their derived Service and EndpointSlices (their owner
-// references would also let the garbage collector do it). An import that
+// any more, with their derived Service and EndpointSlices (the slices'
+// owner references would also let the garbage collector do it), and
+// derived Services whose ServiceImport is gone. An import that
 // an unsettled cluster may still export (one it names in status.clusters,
 // or whose slices it holds) stays until that cluster's set is known; only
 // the slices of its other clusters (gone, or no longer exporting) go.
@@ -254,7 +269,19 @@ func (c *Controller) removeStale(ctx context.Context, w *world, imports map[serv
 		}
 		stale = append(stale, si)
 	}
-	return c.each(len(stale), func(i int) error {
+	orphans, err := c.orphanedDerivedServices(ctx, imports, sis.Items)
+	if err != nil {
+		return err
+	}
+	return c.each(len(stale)+len(orphans), func(i int) error {
+		if i >= len(stale) {
+			svc := orphans[i-len(stale)]
+			if err := c.Client.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete derived Service %s/%s, whose ServiceImport is gone: %w", svc.Namespace, svc.Name, err)
+			}
+			c.Log.Info("Removed a derived Service whose ServiceImport is gone", "service", svc.Namespace+"/"+svc.Name)
+			return nil
+		}
 		si := stale[i]
 		key := serviceKey{Namespace: si.Namespace, Name: si.Name}
 		have, err := c.importedSlices(ctx, key)
@@ -290,6 +317,36 @@ func (c *Controller) removeStale(ctx context.Context, w *world, imports map[serv
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// orphanedDerivedServices returns the derived Services that no import
+// and no ServiceImport accounts for: left by a ServiceImport deleted by
+// hand while its export was also going, or by a gateway stopped between
+// the two deletions. Only Services that carry Wirespan's labels and the
+// name DerivedServiceName gives are considered.
+func (c *Controller) orphanedDerivedServices(ctx context.Context, imports map[serviceKey]mcs.Import, sis []mcsv1beta1.ServiceImport) ([]*corev1.Service, error) {
+	var svcs corev1.ServiceList
+	if err := c.Cache.List(ctx, &svcs, client.MatchingLabels{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}); err != nil {
+		return nil, fmt.Errorf("list derived Services: %w", err)
+	}
+	imported := map[serviceKey]bool{}
+	for _, si := range sis {
+		imported[serviceKey{Namespace: si.Namespace, Name: si.Name}] = true
+	}
+	var out []*corev1.Service
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		name, ok := svc.Labels[mcsv1beta1.LabelServiceName]
+		key := serviceKey{Namespace: svc.Namespace, Name: name}
+		if !ok || svc.Name != mcs.DerivedServiceName(name) || svc.DeletionTimestamp != nil {
+			continue
+		}
+		if _, ok := imports[key]; ok || imported[key] {
+			continue
+		}
+		out = append(out, svc)
+	}
+	return out, nil
 }
 
 func ptr[T any](v T) *T { return &v }

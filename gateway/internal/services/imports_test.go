@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,6 +147,54 @@ func TestImportWaitsForItsNamespace(t *testing.T) {
 	})
 }
 
+// A new ClusterSetIP import costs four writes, and its ServiceImport is
+// created with its IPs: the derived Service is created first, and the
+// ServiceImport is never updated to add them.
+func TestNewImportTakesFourWrites(t *testing.T) {
+	h := start(t)
+	h.settle()
+	h.takeWrites()
+	west := remoteExport("west", h.ns, "api", time.Now().Add(-time.Hour), mport("http", 80))
+	west.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("http", 8080)},
+		rep("10.2.0.1", "", "", true, true, false))}
+	h.setRemote("west", true, west)
+	h.waitImport(h.ns, "api", all(importClusters("west"), withIPs))
+	h.eventually("west's slice", func() error { return sliceClusters(h.ns, "api", "west") })
+	h.settle()
+
+	var got []string
+	for _, w := range h.takeWrites() {
+		f := strings.Fields(w)
+		got = append(got, strings.Join(f[:len(f)-1], " ")) // without the object's name
+	}
+	want := []string{
+		"create *v1.Service", "create *v1beta1.ServiceImport",
+		"update status *v1beta1.ServiceImport", "create *v1.EndpointSlice",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("writes of a new import (-want +have):\n%s", d)
+	}
+}
+
+// A derived Service whose ServiceImport is gone, and whose service nobody
+// exports, is removed; a Service that only carries Wirespan's labels is
+// not.
+func TestOrphanedDerivedServiceIsRemoved(t *testing.T) {
+	h := start(t)
+	labels := map[string]string{mcsv1beta1.LabelServiceName: "old", v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue}
+	orphan := newService(h.ns, mcs.DerivedServiceName("old"), tcp("http", 80, 80))
+	orphan.Spec.Selector, orphan.Labels = nil, labels
+	lookalike := newService(h.ns, "old-lookalike", tcp("http", 80, 80))
+	lookalike.Spec.Selector, lookalike.Labels = nil, labels
+	h.create(orphan)
+	h.create(lookalike)
+	h.eventually("orphan removed", func() error { return gone(h.ns, orphan.Name, &corev1.Service{}) })
+	h.settle()
+	if err := get(h.ns, lookalike.Name, &corev1.Service{}); err != nil {
+		t.Errorf("a Service not named as a derived one: %v", err)
+	}
+}
+
 func TestDerivedServiceAndSlices(t *testing.T) {
 	h := start(t)
 	h.create(newService(h.ns, "shop", tcp("http", 80, 8080)))
@@ -188,8 +237,8 @@ func TestDerivedServiceAndSlices(t *testing.T) {
 	if !maps.Equal(svc.Labels, wantLabels) {
 		t.Errorf("derived Service labels %v, want %v", svc.Labels, wantLabels)
 	}
-	if d := cmp.Diff(owner, svc.OwnerReferences); d != "" {
-		t.Errorf("derived Service owner (-want +have):\n%s", d)
+	if len(svc.OwnerReferences) != 0 {
+		t.Errorf("derived Service owners %v, want none (it is created before its ServiceImport)", svc.OwnerReferences)
 	}
 
 	by, err := importedSlices(h.ns, "shop")

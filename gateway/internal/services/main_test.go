@@ -73,6 +73,10 @@ func startManager(e *testenv.Env) error {
 	}
 	sharedCache = mgr.GetCache()
 	ctx, cancel := context.WithCancel(context.Background())
+	if err := AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		cancel()
+		return err
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

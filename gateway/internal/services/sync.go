@@ -165,7 +165,7 @@ func (c *Controller) readLocal(ctx context.Context, se *mcsv1beta1.ServiceExport
 	var eps discoveryv1.EndpointSliceList
 	if svc != nil {
 		if err := c.Cache.List(ctx, &eps, client.InNamespace(se.Namespace),
-			client.MatchingLabels{discoveryv1.LabelServiceName: se.Name}); err != nil {
+			client.MatchingFields{indexSlicesOfService: se.Name}); err != nil {
 			return nil, fmt.Errorf("list EndpointSlices of %s/%s: %w", se.Namespace, se.Name, err)
 		}
 	}
