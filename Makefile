@@ -99,7 +99,7 @@ bench: bins ## Run the benchmarks (figures go in docs/benchmarks.md).
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/internal/lab/
 	$(GO) test -run '^$$' -bench . -skip BenchmarkScale -benchtime 3x -timeout 30m ./test/bench/
 	@# 10,000 exported Services take minutes to converge: one round.
-	$(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 60m ./test/bench/
+	$(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 120m ./test/bench/
 
 .PHONY: demo
 demo: deps bins build ## Bring up two lab clusters, peer them from a ClusterPeer folder, show what works (docs/lab.md). Leaves the lab running.

@@ -25,6 +25,7 @@ const usage = `wirespan-lab: several real Kubernetes clusters on this machine, n
 
 Usage:
   wirespan-lab up [--clusters N] [--nodes N] [--gateways N] [--nat CLUSTER]
+                  [--kube-proxy-min-sync-period D]
   wirespan-lab down
   wirespan-lab status [--json]
   wirespan-lab kubeconfig CLUSTER
@@ -237,6 +238,7 @@ func up(fs *flag.FlagSet, c *common, args []string) error {
 	fs.IntVar(&cfg.Nodes, "nodes", def.Nodes, fmt.Sprintf("nodes per cluster (1..%d)", plan.MaxNodes))
 	fs.IntVar(&cfg.Gateways, "gateways", def.Gateways, "how many of each cluster's nodes are labeled wirespan.io/gateway=true")
 	fs.StringVar(&cfg.NAT, "nat", "", "put this cluster (e.g. c2) behind NAT: it can reach the others, they cannot reach it")
+	fs.DurationVar(&cfg.KubeProxyMinSync, "kube-proxy-min-sync-period", 0, "kube-proxy's minimum sync period, its --iptables-min-sync-period, which nftables mode reads too (0: its default, 1s); longer spares CPU when thousands of Services change, as in the scale benchmark")
 	keep := fs.Bool("keep-on-failure", false, "when up fails, leave the lab as it is for diagnosis instead of tearing it down (an interrupted up is always torn down)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err

@@ -307,20 +307,31 @@ func (r *run) kubeProxies(context.Context) (string, error) {
 	n := 0
 	for _, c := range r.plan.Clusters {
 		for _, node := range c.Nodes {
-			if _, err := r.start(node.Name+"-kube-proxy", node.Netns, r.lab.Bins.KubeProxy,
+			args := []string{r.lab.Bins.KubeProxy,
 				"--kubeconfig", r.lab.kubeconfig(c.Name), "--hostname-override", node.Name,
 				"--proxy-mode", "nftables", "--cluster-cidr", c.PodCIDR.String(), "--detect-local-mode", "ClusterCIDR",
 				// Conntrack limits are global, not per network namespace:
 				// a lab must leave the host's alone.
 				"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0",
 				"--conntrack-tcp-timeout-close-wait", "0",
-				"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"); err != nil {
+				"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"}
+			if d := r.plan.KubeProxyMinSync; d > 0 {
+				// kube-proxy has no mode-neutral flag for it; the
+				// nftables proxier takes the iptables one (it logs
+				// "NFTables sync params" with the value at -v 2).
+				args = append(args, "--iptables-min-sync-period", d.String())
+			}
+			if _, err := r.start(node.Name+"-kube-proxy", node.Netns, args...); err != nil {
 				return "", err
 			}
 			n++
 		}
 	}
-	return fmt.Sprintf("%d, nftables mode, one per node", n), nil
+	msg := fmt.Sprintf("%d, nftables mode, one per node", n)
+	if d := r.plan.KubeProxyMinSync; d > 0 {
+		msg += fmt.Sprintf(", min sync period %s", d)
+	}
+	return msg, nil
 }
 
 func (r *run) operators(ctx context.Context) (string, error) {

@@ -34,6 +34,13 @@ type Config struct {
 	// NAT names a cluster whose underlay sits behind a masquerading router:
 	// it can open connections to the others, but not the other way round.
 	NAT string
+	// KubeProxyMinSync is kube-proxy's minimum sync period (its flag
+	// --iptables-min-sync-period, which the nftables mode reads too);
+	// zero keeps kube-proxy's default (1 s). With thousands of Services changing,
+	// each kube-proxy runs nft about once a period, and every run costs
+	// time in the size of the whole ruleset: three clusters' kube-proxies
+	// on one small machine then take as much CPU as their API servers.
+	KubeProxyMinSync time.Duration
 }
 
 // DefaultConfig is two clusters of two nodes, one of them a gateway.
@@ -57,6 +64,9 @@ type Plan struct {
 	RouterIP netip.Addr
 	EtcdIP   netip.Addr
 	Clusters []Cluster
+	// KubeProxyMinSync is kube-proxy's --min-sync-period, zero for its
+	// default.
+	KubeProxyMinSync time.Duration
 }
 
 // Cluster is one lab cluster.
@@ -182,6 +192,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--nodes %d: must be 1..%d", c.Nodes, MaxNodes)
 	case c.Gateways < 1 || c.Gateways > c.Nodes:
 		return fmt.Errorf("--gateways %d: must be 1..%d (the number of nodes)", c.Gateways, c.Nodes)
+	case c.KubeProxyMinSync < 0:
+		return fmt.Errorf("--kube-proxy-min-sync-period %s: must not be negative", c.KubeProxyMinSync)
 	}
 	if c.NAT != "" {
 		if !clusterName.MatchString(c.NAT) {
@@ -224,6 +236,8 @@ func New(c Config) (*Plan, error) {
 		HostNet:        netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 127, byte(c.Instance), 0}), 24),
 		RouterIP:       netip.AddrFrom4([4]byte{100, 127, byte(c.Instance), 254}),
 		EtcdIP:         netip.AddrFrom4([4]byte{100, 127, byte(c.Instance), 200}),
+
+		KubeProxyMinSync: c.KubeProxyMinSync,
 	}
 	for i := range c.Clusters {
 		p.Clusters = append(p.Clusters, newCluster(prefix, c, i))

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNoRangesOverlapAndNamesFit(t *testing.T) {
@@ -90,6 +91,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{Config{Clusters: 2, Nodes: 0, Gateways: 1}, "--nodes 0"},
 		{Config{Clusters: 2, Nodes: 2, Gateways: 3}, "--gateways 3"},
 		{Config{Clusters: 2, Nodes: 2, Gateways: 0}, "--gateways 0"},
+		{Config{Clusters: 2, Nodes: 2, Gateways: 1, KubeProxyMinSync: -time.Second}, "--kube-proxy-min-sync-period -1s"},
 		{Config{Clusters: 2, Nodes: 2, Gateways: 1, NAT: "c3"}, "only 2 clusters"},
 		{Config{Clusters: 2, Nodes: 2, Gateways: 1, NAT: "east"}, "not a lab cluster name"},
 		{Config{Instance: 64, Clusters: 2, Nodes: 2, Gateways: 1}, "instance 64"},
