@@ -70,6 +70,7 @@ func run() error {
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9091", "address of the /healthz and /readyz endpoints; 0 disables them")
+	fs.StringVar(&opts.PprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof/ profiles, for finding where CPU and memory go; empty disables it (the default: keep it on loopback if you turn it on)")
 	zapOpts.BindFlags(fs)
 
 	args := os.Args[1:]

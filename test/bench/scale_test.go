@@ -187,7 +187,16 @@ func BenchmarkScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	profiled := make(chan error, 1)
+	if path := os.Getenv("WIRESPAN_SCALE_PROFILE"); path != "" {
+		go func() { profiled <- cpuProfile(gateway, path, 60*time.Second) }()
+	} else {
+		profiled <- nil
+	}
 	time.Sleep(65 * time.Second)
+	if err := <-profiled; err != nil {
+		b.Error(err)
+	}
 	after, err := syncTotals(gateway)
 	if err != nil {
 		b.Fatal(err)
@@ -209,7 +218,9 @@ func BenchmarkScale(b *testing.B) {
 
 // scaleServiceCount is how many Services BenchmarkScale exports: 10,000,
 // or WIRESPAN_SCALE_SERVICES for a quicker look while working on the
-// import path (the figures in docs/benchmarks.md are for 10,000).
+// import path (the figures in docs/benchmarks.md are for 10,000). With
+// WIRESPAN_SCALE_PROFILE=FILE the benchmark also saves a 60 s CPU profile
+// of c1's gateway while it has nothing to write.
 func scaleServiceCount(b *testing.B) int {
 	v := os.Getenv("WIRESPAN_SCALE_SERVICES")
 	if v == "" {
@@ -497,14 +508,8 @@ type syncCounter struct{ seconds, count float64 }
 // syncTotals reads the MCS sync time histogram of the gateway whose node
 // is the network namespace ns, from its metrics endpoint.
 func syncTotals(ns string) (syncCounter, error) {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
-			return dialIn(ns, network, addr)
-		},
-	}}
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", plan.GatewayMetricsPort)
-	resp, err := hc.Get(url)
+	resp, err := httpClientIn(ns, 10*time.Second).Get(url)
 	if err != nil {
 		return syncCounter{}, fmt.Errorf("gateway metrics in %s: %w", ns, err)
 	}
@@ -529,4 +534,35 @@ func syncTotals(ns string) (syncCounter, error) {
 		return syncCounter{}, fmt.Errorf("gateway metrics in %s: no wirespan_mcs_sync_duration_seconds histogram at %s", ns, url)
 	}
 	return out, nil
+}
+
+// httpClientIn is an HTTP client whose connections are made from inside
+// the network namespace ns.
+func httpClientIn(ns string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ns, network, addr)
+		},
+	}}
+}
+
+// cpuProfile saves a CPU profile of the gateway whose node is the network
+// namespace ns, taken over d, to path (WIRESPAN_SCALE_PROFILE: the
+// benchmark takes it while the gateway has nothing to write).
+func cpuProfile(ns, path string, d time.Duration) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", plan.GatewayPprofPort, int(d.Seconds()))
+	resp, err := httpClientIn(ns, d+30*time.Second).Get(url)
+	if err != nil {
+		return fmt.Errorf("gateway CPU profile in %s: %w", ns, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("gateway CPU profile in %s: %s", ns, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("gateway CPU profile in %s: %w", ns, err)
+	}
+	return os.WriteFile(path, data, 0o644)
 }

@@ -30,6 +30,8 @@ type Options struct {
 	Resync      time.Duration
 	MetricsAddr string
 	ProbeAddr   string
+	// PprofAddr serves Go's /debug/pprof/ profiles; empty: off.
+	PprofAddr string
 	// DNSAddr is where the active gateway serves DNSZone; empty: nowhere.
 	DNSAddr string
 	DNSZone string

@@ -498,7 +498,8 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 				"--dns-bind-address", net.JoinHostPort(node.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)),
 				"--export-ttl", plan.ExportTTL.String(),
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
-				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)))
+				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)),
+				"--pprof-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayPprofPort)))
 			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, args...)
 			if err != nil {
 				return "", err

@@ -132,10 +132,12 @@ const ClustersetDomain = "clusterset.local"
 const ExportTTL = 10 * time.Second
 
 // GatewayProbePort is where each node's wirespan-gateway serves /healthz
-// and /readyz, on the node's loopback; GatewayMetricsPort its metrics.
+// and /readyz, on the node's loopback; GatewayMetricsPort its metrics,
+// GatewayPprofPort its Go profiles.
 const (
 	GatewayMetricsPort = 9090
 	GatewayProbePort   = 9091
+	GatewayPprofPort   = 6060
 )
 
 // Pod is a network namespace attached to its node's pod bridge.
