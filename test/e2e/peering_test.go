@@ -264,6 +264,18 @@ func TestClaimOutsideAllowedCIDRsIsRefused(t *testing.T) {
 	})
 }
 
+// Every gateway serves Go's profiles on its node's loopback, as the lab
+// asks with --pprof-bind-address: the scale benchmark profiles from there.
+func TestGatewayServesProfiles(t *testing.T) {
+	c := shared.Clusters[0]
+	for _, node := range c.Nodes {
+		index, err := inPod(c.Name, node.Name, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6060; printf 'GET /debug/pprof/ HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3")
+		if err != nil || !strings.Contains(index, "200 OK") || !strings.Contains(index, "goroutine") {
+			t.Errorf("%s: /debug/pprof/ on 127.0.0.1:6060: %v\n%.300s", node.Name, err, index)
+		}
+	}
+}
+
 func grep(text, what string) string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
