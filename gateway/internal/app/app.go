@@ -68,7 +68,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.ProbeAddr,
 		PprofBindAddress:       opts.PprofAddr,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// Managed fields are half the size of a typical cached object,
+		// and the gateway never reads them; an Update without them leaves
+		// the server's as they are.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {
 				Namespaces: map[string]cache.Config{opts.KeySecret.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", opts.KeySecret.Name),

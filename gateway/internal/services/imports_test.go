@@ -174,6 +174,21 @@ func TestNewImportTakesFourWrites(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("writes of a new import (-want +have):\n%s", d)
 	}
+
+	// The writes were made from cached objects without managed fields;
+	// the server kept its own, spec and status.
+	var si mcsv1beta1.ServiceImport
+	if err := get(h.ns, "api", &si); err != nil {
+		t.Fatal(err)
+	}
+	var spec, status bool
+	for _, m := range si.ManagedFields {
+		spec = spec || m.Subresource == ""
+		status = status || m.Subresource == "status"
+	}
+	if !spec || !status {
+		t.Errorf("ServiceImport's managed fields %+v, want entries for the object and its status", si.ManagedFields)
+	}
 }
 
 // A derived Service whose ServiceImport is gone, and whose service nobody

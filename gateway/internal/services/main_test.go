@@ -64,7 +64,9 @@ func startManager(e *testenv.Env) error {
 		return err
 	}
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
-		Scheme:                 scheme,
+		Scheme: scheme,
+		// As the gateway's cache: without managed fields.
+		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
