@@ -66,6 +66,10 @@ type Controller struct {
 	// families are this cluster's Service IP families (SetServiceFamilies);
 	// empty while unknown.
 	families []corev1.IPFamily
+	// createdMu guards created: the objects created since the last sync
+	// began, which the next sync waits to see in the cache.
+	createdMu sync.Mutex
+	created   []client.Object
 }
 
 type remoteKey struct {
@@ -230,6 +234,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			continue
 		}
 		start := time.Now()
+		c.awaitCreated(ctx)
 		err := c.sync(ctx, exch)
 		c.Metrics.syncDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
@@ -237,6 +242,44 @@ func (c *Controller) Start(ctx context.Context) error {
 			c.Log.Error(err, "MCS sync failed; what was written stays, the next sync retries")
 			// Retry soon, not only at the next resync.
 			time.AfterFunc(time.Second, c.Wake)
+		}
+	}
+}
+
+// create creates obj and records it for awaitCreated.
+func (c *Controller) create(ctx context.Context, obj client.Object) error {
+	if err := c.Client.Create(ctx, obj); err != nil {
+		return err
+	}
+	c.createdMu.Lock()
+	c.created = append(c.created, obj)
+	c.createdMu.Unlock()
+	return nil
+}
+
+// createdCacheWait bounds how long a sync waits for the cache to show
+// the objects the previous one created.
+const createdCacheWait = 2 * time.Second
+
+// awaitCreated waits, up to createdCacheWait, until the cache holds every
+// object created since the last call. The events of a sync's own writes
+// wake the next sync; begun before the cache has the last of them, it
+// would find that object missing and create it again (a request the API
+// server refuses as AlreadyExists, or, for a ServiceImport, a failed sync).
+func (c *Controller) awaitCreated(ctx context.Context) {
+	c.createdMu.Lock()
+	pending := c.created
+	c.created = nil
+	c.createdMu.Unlock()
+	deadline := time.Now().Add(createdCacheWait)
+	for _, obj := range pending {
+		into := obj.DeepCopyObject().(client.Object)
+		for c.Cache.Get(ctx, client.ObjectKeyFromObject(obj), into) != nil && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 	}
 }

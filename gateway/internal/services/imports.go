@@ -105,7 +105,7 @@ func (c *Controller) writeImport(ctx context.Context, key serviceKey, imp mcs.Im
 	case !exists:
 		created := want.DeepCopy()
 		created.Status = mcsv1beta1.ServiceImportStatus{}
-		if err := c.Client.Create(ctx, created); err != nil {
+		if err := c.create(ctx, created); err != nil {
 			return nil, errors.Join(append(errs, fmt.Errorf("create ServiceImport %s: %w", key, err))...)
 		}
 		c.Log.Info("Imported a service", "service", key.String(), "clusters", imp.Clusters, "ips", created.Spec.IPs)
@@ -144,7 +144,7 @@ func (c *Controller) writeDerivedService(ctx context.Context, want *corev1.Servi
 	switch err := c.Cache.Get(ctx, key, &have); {
 	case apierrors.IsNotFound(err):
 		created := forCreate(want)
-		if err := c.Client.Create(ctx, created); err != nil {
+		if err := c.create(ctx, created); err != nil {
 			return nil, fmt.Errorf("create derived Service %s: %w", key, err)
 		}
 		return created.Spec.ClusterIPs, nil
@@ -156,7 +156,7 @@ func (c *Controller) writeDerivedService(ctx context.Context, want *corev1.Servi
 			return nil, fmt.Errorf("delete derived Service %s to recreate it: %w", key, err)
 		}
 		created := forCreate(want)
-		if err := c.Client.Create(ctx, created); err != nil {
+		if err := c.create(ctx, created); err != nil {
 			return nil, fmt.Errorf("recreate derived Service %s: %w", key, err)
 		}
 		return created.Spec.ClusterIPs, nil
@@ -209,7 +209,7 @@ func (c *Controller) writeSlices(ctx context.Context, key serviceKey, want []*di
 		s.OwnerReferences = []metav1.OwnerReference{owner}
 		i := slices.IndexFunc(have, func(h *discoveryv1.EndpointSlice) bool { return h.Name == s.Name })
 		if i < 0 {
-			if err := c.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+			if err := c.create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
 				errs = append(errs, fmt.Errorf("create EndpointSlice %s/%s: %w", s.Namespace, s.Name, err))
 			}
 			continue

@@ -175,11 +175,14 @@ func TestNewImportTakesFourWrites(t *testing.T) {
 		t.Errorf("writes of a new import (-want +have):\n%s", d)
 	}
 
-	// The writes were made from cached objects without managed fields;
-	// the server kept its own, spec and status.
-	var si mcsv1beta1.ServiceImport
-	if err := get(h.ns, "api", &si); err != nil {
-		t.Fatal(err)
+	// A change is written from the cached ServiceImport, which holds no
+	// managed fields (the cache drops them, as the gateway's does): the
+	// server keeps its own, for the object and for its status.
+	west.Ports = append(west.Ports, mport("admin", 9000))
+	h.setRemote("west", true, west)
+	si := h.waitImport(h.ns, "api", importPorts(80, 9000))
+	if w := h.takeWrites(); !slices.ContainsFunc(w, func(s string) bool { return strings.HasPrefix(s, "update *v1beta1.ServiceImport") }) {
+		t.Fatalf("the new port was not written by an update of the ServiceImport: %q", w)
 	}
 	var spec, status bool
 	for _, m := range si.ManagedFields {
