@@ -57,10 +57,10 @@ type Config struct {
 	// a direct send failed to reach, while it is still a member
 	// (default 2 × ProbeInterval).
 	RetryInterval time.Duration
-	// ExportTTL is how long the exports of a cluster with no gateway left in
-	// the pool are still returned by RemoteExports (default 30 s): long
-	// enough to ride out a gateway restart, short enough that clients stop
-	// being sent to endpoints nobody can reach.
+	// ExportTTL is how long a cluster can have no gateway in the pool
+	// before RemoteExports reports it Silent (default 30 s): long enough
+	// to ride out a gateway restart, short enough that clients stop being
+	// sent to endpoints nobody can reach.
 	ExportTTL time.Duration
 }
 

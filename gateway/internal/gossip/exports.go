@@ -34,6 +34,9 @@ type exportState struct {
 	// never seen since the start counts as gone since then.
 	goneAt  map[string]time.Time
 	started time.Time
+	// generations numbers the changes of remote exports (remoteExports'
+	// generation).
+	generations uint64
 }
 
 func newExportState(now time.Time) exportState {
@@ -99,6 +102,68 @@ func (g *Gossip) SetExports(records map[ExportKey]json.RawMessage) error {
 	return nil
 }
 
+// PublishExport publishes or replaces one of our cluster's exports, once
+// SetExports has given the whole set; before that it is refused, because
+// remote clusters would take a partial set for the whole one. A record
+// equal to the one published costs nothing.
+func (g *Gossip) PublishExport(key ExportKey, rec json.RawMessage) error {
+	// Validated with a stand-in version; the real one is set under the lock.
+	it := exportItem{Key: key, Version: 1, Data: bytes.Clone(rec)}
+	if err := it.validate(true); err != nil {
+		return &RefusedExportsError{Refused: map[ExportKey]error{key: err}}
+	}
+	return g.changeExport(key, func(e *exportState, ver uint64) bool {
+		if cur, ok := e.local[key]; ok && bytes.Equal(cur.Data, rec) {
+			return false
+		}
+		it.Version = ver
+		e.local[key], e.pending[key] = it, it
+		return true
+	})
+}
+
+// WithdrawExport withdraws one of our cluster's exports, if published;
+// like PublishExport it needs SetExports first.
+func (g *Gossip) WithdrawExport(key ExportKey) error {
+	return g.changeExport(key, func(e *exportState, ver uint64) bool {
+		if _, ok := e.local[key]; !ok {
+			return false
+		}
+		delete(e.local, key)
+		e.pending[key] = exportItem{Key: key, Version: ver, Deleted: true}
+		return true
+	})
+}
+
+// ErrExportsNotSet is returned by PublishExport and WithdrawExport before
+// SetExports.
+var ErrExportsNotSet = errors.New("the whole set of exports was not given yet (SetExports)")
+
+// changeExport applies change to our exports with the next version, under
+// the lock, and sends what changed.
+func (g *Gossip) changeExport(key ExportKey, change func(e *exportState, ver uint64) bool) error {
+	g.mu.Lock()
+	switch {
+	case g.shutdown:
+		g.mu.Unlock()
+		return fmt.Errorf("export %s: gossip is shut down", key)
+	case !g.exp.set:
+		g.mu.Unlock()
+		return fmt.Errorf("export %s: %w", key, ErrExportsNotSet)
+	}
+	e := &g.exp
+	ver := max(e.high+1, uint64(time.Now().UnixNano()))
+	changed := change(e, ver)
+	if changed {
+		e.high, e.snapshot = ver, nil
+	}
+	g.mu.Unlock()
+	if changed {
+		g.wake()
+	}
+	return nil
+}
+
 // RefusedExportsError names the records SetExports refused and why; the
 // others were published.
 type RefusedExportsError struct {
@@ -115,48 +180,56 @@ func (e *RefusedExportsError) Error() string {
 
 // ClusterExports is what one remote cluster exports.
 type ClusterExports struct {
+	// Exports is shared between callers and must not be modified.
 	Exports map[ExportKey]RemoteExport
 	// Complete: a snapshot of the cluster's whole set arrived. Until then
 	// Exports holds only the changes seen since this gateway started, and
 	// an export missing from it may still exist.
 	Complete bool
+	// Generation changes whenever Exports or Complete do (and never
+	// repeats): a caller that remembers it can skip an unchanged cluster.
+	Generation uint64
+	// Silent: the cluster has had no gateway in the pool for ExportTTL,
+	// since SilentSince. Its exports are still those it last published;
+	// whether to keep using them is the caller's choice.
+	Silent      bool
+	SilentSince time.Time
 }
 
-// RemoteExports returns the exports of each remote cluster that has a
-// gateway in the pool, or had one less than Config.ExportTTL ago. A cluster
-// left out is gone: its exports are to be withdrawn. When the TTL of a
+// RemoteExports returns the exports of each remote cluster among the
+// peers: those with a gateway in the pool, or that had one less than
+// Config.ExportTTL ago, and the silent ones, marked so. A cluster left out
+// is no peer any more: its exports are to be withdrawn. When the TTL of a
 // cluster runs out, Changed is signaled.
 func (g *Gossip) RemoteExports() map[string]ClusterExports {
 	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := map[string]ClusterExports{}
+	out := make(map[string]ClusterExports, len(g.peers))
 	for cluster := range g.peers {
-		if g.expiredLocked(cluster, now) {
-			continue
-		}
 		ce := ClusterExports{Exports: map[ExportKey]RemoteExport{}}
 		if re := g.exp.remote[cluster]; re != nil {
-			ce.Exports, ce.Complete = re.live(), re.synced
+			ce.Exports, ce.Complete, ce.Generation = re.live(), re.synced, re.generation
 		}
+		ce.SilentSince, ce.Silent = g.silentSinceLocked(cluster, now)
 		out[cluster] = ce
 	}
 	return out
 }
 
-// expiredLocked reports whether cluster has had no member in the pool for
-// ExportTTL.
-func (g *Gossip) expiredLocked(cluster string, now time.Time) bool {
+// silentSinceLocked returns since when cluster has had no member in the
+// pool, and whether that is ExportTTL or more.
+func (g *Gossip) silentSinceLocked(cluster string, now time.Time) (time.Time, bool) {
 	for name := range g.members {
 		if c, _, ok := splitName(name); ok && c == cluster {
-			return false
+			return time.Time{}, false
 		}
 	}
 	since, ok := g.exp.goneAt[cluster]
 	if !ok {
 		since = g.exp.started
 	}
-	return now.Sub(since) >= g.cfg.ExportTTL
+	return since, now.Sub(since) >= g.cfg.ExportTTL
 }
 
 // clusterLeftLocked records that a member of cluster left; if it was the
@@ -188,7 +261,10 @@ func (g *Gossip) receiveExports(b []byte) {
 			re = newRemoteExports()
 			g.exp.remote[batch.Cluster] = re
 		}
-		err = re.apply(batch)
+		if err = re.apply(batch); err == nil {
+			g.exp.generations++
+			re.generation = g.exp.generations
+		}
 	}
 	g.mu.Unlock()
 

@@ -245,18 +245,59 @@ func TestGossipExportsLateJoinerAndTTL(t *testing.T) {
 		return complete && reflect.DeepEqual(got, map[string]string{"shop/web": `{"v":"1"}`})
 	})
 
-	// a goes away: b keeps its exports for the TTL, then drops them.
+	// a goes away: b keeps its exports, and after the TTL says a is
+	// silent, still with them (what to do with them is the caller's call).
 	if err := a.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "b sees a leave", func() bool { return len(b2.Members()) == 1 })
-	if _, ok := exportsOf(b2, "a"); !ok {
-		t.Fatal("a's exports were dropped before the TTL")
+	if ce := b2.RemoteExports()["a"]; ce.Silent || len(ce.Exports) != 1 {
+		t.Fatalf("right after the leave: silent %v with %d exports, want not silent with 1", ce.Silent, len(ce.Exports))
 	}
 	left := time.Now()
-	eventually(t, "a's exports expire", func() bool { _, ok := exportsOf(b2, "a"); return !ok })
+	eventually(t, "a goes silent", func() bool { return b2.RemoteExports()["a"].Silent })
 	if d := time.Since(left); d < testExportTTL/2 {
-		t.Errorf("expired %v after the leave, TTL %v", d, testExportTTL)
+		t.Errorf("silent %v after the leave, TTL %v", d, testExportTTL)
+	}
+	ce := b2.RemoteExports()["a"]
+	if got, _ := exportsOf(b2, "a"); !reflect.DeepEqual(got, map[string]string{"shop/web": `{"v":"1"}`}) || ce.SilentSince.IsZero() {
+		t.Errorf("silent a: exports %v, silent since %v; want its last set and a time", got, ce.SilentSince)
+	}
+}
+
+func TestGossipPublishOneExport(t *testing.T) {
+	nodes := startPool(t, noPushPull, "a", "b")
+	a, b := nodes[0], nodes[1]
+	if err := a.PublishExport(key("shop", "web"), rec("0")); !errors.Is(err, ErrExportsNotSet) {
+		t.Fatalf("PublishExport before SetExports = %v, want ErrExportsNotSet", err)
+	}
+	if err := a.SetExports(map[ExportKey]json.RawMessage{key("shop", "web"): rec("1")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b learns a's set", func() bool { got, _ := exportsOf(b, "a"); return len(got) == 1 })
+	gen := b.RemoteExports()["a"].Generation
+	if again := b.RemoteExports()["a"].Generation; again != gen {
+		t.Fatalf("generation moved from %d to %d with no change", gen, again)
+	}
+
+	if err := a.PublishExport(key("shop", "db"), rec("2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WithdrawExport(key("shop", "web")); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"shop/db": `{"v":"2"}`}
+	eventually(t, "b learns the new export and the withdrawal", func() bool {
+		got, _ := exportsOf(b, "a")
+		return reflect.DeepEqual(got, want)
+	})
+	if now := b.RemoteExports()["a"].Generation; now == gen {
+		t.Errorf("generation still %d after changes", now)
+	}
+	err := a.PublishExport(key("shop", "bad"), json.RawMessage(`{`))
+	var refused *RefusedExportsError
+	if !errors.As(err, &refused) || refused.Refused[key("shop", "bad")] == nil {
+		t.Errorf("PublishExport of invalid JSON = %v, want it refused by key", err)
 	}
 }
 

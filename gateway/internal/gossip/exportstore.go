@@ -16,6 +16,13 @@ type remoteExports struct {
 	// synced: a snapshot has been applied, so the set is complete rather
 	// than whatever changes happened to arrive.
 	synced bool
+	// generation changes with every change to items or synced (Gossip
+	// sets it from a counter of its own, so that it never repeats, even
+	// for a cluster forgotten and learned again): a reader can tell in
+	// O(1) that nothing changed since it last looked.
+	generation uint64
+	// liveCache is what live returned, until the next change.
+	liveCache map[ExportKey]RemoteExport
 }
 
 func newRemoteExports() *remoteExports {
@@ -42,8 +49,12 @@ func (re *remoteExports) apply(b exportBatch) error {
 	if !changed {
 		return fmt.Errorf("%w: exports of %s", ErrDuplicate, b.Cluster)
 	}
+	re.changed()
 	return nil
 }
+
+// changed drops what live built, after a change of items or synced.
+func (re *remoteExports) changed() { re.liveCache = nil }
 
 // applySnapshot replaces what is held at or below the snapshot's High with
 // the snapshot; changes newer than the snapshot (they can overtake it) stay.
@@ -67,18 +78,25 @@ func (re *remoteExports) applySnapshot(b exportBatch) error {
 		}
 	}
 	re.floor, re.synced = b.High, true
+	re.changed()
 	return nil
 }
 
-// live returns the records of the exports that exist, by key. The records
-// are shared, never modified: items are replaced, not changed.
+// live returns the records of the exports that exist, by key. The map is
+// built once per change and shared between callers, who must not modify
+// it; the records are never modified either: items are replaced, not
+// changed.
 func (re *remoteExports) live() map[ExportKey]RemoteExport {
+	if re.liveCache != nil {
+		return re.liveCache
+	}
 	out := make(map[ExportKey]RemoteExport, len(re.items))
 	for k, it := range re.items {
 		if !it.Deleted {
 			out[k] = RemoteExport{Version: it.Version, Record: it.Data}
 		}
 	}
+	re.liveCache = out
 	return out
 }
 
