@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/wirespan/wirespan/apis/v1alpha1"
@@ -36,12 +37,17 @@ func ApplyServiceImport(have, want *mcsv1beta1.ServiceImport) (*mcsv1beta1.Servi
 	return out, !equality.Semantic.DeepEqual(have, out)
 }
 
-// ApplyServiceImportStatus applies want's status.clusters and
-// status.endpointSliceObjects, keeping have's conditions.
+// ApplyServiceImportStatus applies want's status.clusters,
+// status.endpointSliceObjects and the conditions want has (a condition's
+// lastTransitionTime moves only when its status changes); other
+// conditions of have are kept.
 func ApplyServiceImportStatus(have, want *mcsv1beta1.ServiceImport) (*mcsv1beta1.ServiceImport, bool) {
 	out := have.DeepCopy()
 	out.Status.Clusters = slices.Clone(want.Status.Clusters)
 	out.Status.EndpointSliceObjects = want.Status.EndpointSliceObjects
+	for _, c := range want.Status.Conditions {
+		meta.SetStatusCondition(&out.Status.Conditions, c)
+	}
 	return out, !equality.Semantic.DeepEqual(have, out)
 }
 

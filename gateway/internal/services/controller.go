@@ -14,7 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -26,9 +26,20 @@ import (
 
 // Exchange carries exports between clusters: gossip.
 type Exchange interface {
+	// SetExports publishes our whole set of exports, once, before any
+	// PublishExport or WithdrawExport.
 	SetExports(map[gossip.ExportKey]json.RawMessage) error
+	PublishExport(gossip.ExportKey, json.RawMessage) error
+	WithdrawExport(gossip.ExportKey) error
 	RemoteExports() map[string]gossip.ClusterExports
 }
+
+// Defaults of the Controller's settings.
+const (
+	DefaultWorkers     = 32
+	DefaultResync      = 30 * time.Second
+	DefaultImportGrace = 6 * time.Hour
+)
 
 // Controller is the MCS controller. Start it with the manager; it works
 // only while it has an Exchange (SetExchange), that is while this node is
@@ -41,45 +52,62 @@ type Controller struct {
 	Log       logr.Logger
 	// DNS, if set, gets every import's records.
 	DNS *dns.Store
-	// Resync is how often everything is recomputed without a change.
+	// Resync is how often gossip is compared with what the controller
+	// last saw, as a safety net (default DefaultResync); a cluster whose
+	// exports did not change costs one comparison.
 	Resync time.Duration
-	// Workers bounds concurrent API writes (default 32). Imports are
-	// written one Service at a time, each a few sequential writes, so
-	// the write rate is Workers over the API server's latency, which is
+	// Workers is how many services are reconciled at once (default
+	// DefaultWorkers). A new import is a few sequential writes, so the
+	// write rate is Workers over the API server's latency, which is
 	// hundreds of milliseconds on a busy API server; the client's QPS
 	// limit (--kube-api-qps) caps it either way.
 	Workers int
-	Metrics *Metrics
+	// ImportGrace is how long the ServiceImports and derived Services of
+	// a silent cluster's exports stay (default DefaultImportGrace): its
+	// endpoints go when gossip reports it silent (the export TTL), its
+	// VIPs only after this, so that a partition does not renumber them.
+	ImportGrace time.Duration
+	Metrics     *Metrics
 
-	mu   sync.Mutex
-	exch Exchange
-	wake chan struct{}
-	// decoded caches remote records decoded from JSON, by cluster and
-	// Service, with the version they were decoded from.
-	decoded map[remoteKey]decodedExport
-	// dnsLast is what DNS was last given, by service; dnsMu guards it,
-	// since imports are fed to DNS as they are written, concurrently.
-	dnsMu   sync.Mutex
-	dnsLast map[serviceKey]dns.Service
-	// present are the namespaces that exist here, as of the last sync.
-	present map[string]bool
+	queue  workqueue.TypedRateLimitingInterface[serviceKey]
+	writes writes
+	// wake asks the loop to look at the exchange and gossip.
+	wake     chan struct{}
+	initOnce sync.Once
+
+	mu sync.Mutex
+	// exch is the exchange asked for (SetExchange); active is the one in
+	// use, whose whole set of our exports has been given (seeded). The
+	// loop moves exch to active.
+	exch, active Exchange
+	// enqueueAll asks the loop to reconcile every service (the IP
+	// families changed).
+	enqueueAll bool
 	// families are this cluster's Service IP families (SetServiceFamilies);
 	// empty while unknown.
 	families []corev1.IPFamily
-	// createdMu guards created: the objects created since the last sync
-	// began, which the next sync waits to see in the cache.
-	createdMu sync.Mutex
-	created   []client.Object
+	// remote is the view of the remote exports (remote.go).
+	remote map[string]*remoteCluster
+	// refreshes counts the loop's passes over gossip, for tests.
+	refreshes int
+	// busy counts services in work; failing are those waiting for a retry.
+	busy    int
+	failing map[serviceKey]bool
+
+	// dnsMu guards dnsLast, what DNS was last given, by service.
+	dnsMu   sync.Mutex
+	dnsLast map[serviceKey]dns.Service
+	// counts of local exports and imports, for the metrics.
+	countMu          sync.Mutex
+	exported, imported map[serviceKey]bool
 }
 
-type remoteKey struct {
-	cluster string
-	key     gossip.ExportKey
-}
-
-type decodedExport struct {
-	version uint64
-	export  *mcs.Export // nil: the record did not decode
+func (c *Controller) init() {
+	c.initOnce.Do(func() {
+		c.wake = make(chan struct{}, 1)
+		c.exported, c.imported = map[serviceKey]bool{}, map[serviceKey]bool{}
+		c.failing = map[serviceKey]bool{}
+	})
 }
 
 // SetExchange attaches the exchange (this node became the active gateway)
@@ -96,11 +124,13 @@ func (c *Controller) SetExchange(e Exchange) {
 
 // SetServiceFamilies tells the controller which IP families this
 // cluster's Services can have (from its Service ranges), so that imports
-// get clusterset IPs only in those; it syncs again if they changed.
+// get clusterset IPs only in those; every import is reconciled again if
+// they changed.
 func (c *Controller) SetServiceFamilies(families []corev1.IPFamily) {
 	c.mu.Lock()
 	changed := !slices.Equal(c.families, families)
 	c.families = slices.Clone(families)
+	c.enqueueAll = c.enqueueAll || changed
 	c.mu.Unlock()
 	if changed {
 		c.Wake()
@@ -113,13 +143,24 @@ func (c *Controller) serviceFamilies() []corev1.IPFamily {
 	return c.families
 }
 
-func (c *Controller) exchange() Exchange {
+// refreshCount returns how many passes over gossip the loop made.
+func (c *Controller) refreshCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.exch
+	return c.refreshes
 }
 
-// Wake asks for a sync, without blocking.
+// idle reports whether the controller has nothing to do: no service
+// queued, in work, or waiting for a retry.
+func (c *Controller) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queue != nil && c.queue.Len() == 0 && c.busy == 0 && len(c.failing) == 0
+}
+
+// Wake asks the controller to compare gossip with what it last saw, and
+// reconcile the services whose records changed; it does not block. Call
+// it when gossip signals a change.
 func (c *Controller) Wake() {
 	c.init()
 	select {
@@ -128,31 +169,256 @@ func (c *Controller) Wake() {
 	}
 }
 
-func (c *Controller) init() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.wake == nil {
-		c.wake = make(chan struct{}, 1)
-		c.decoded = map[remoteKey]decodedExport{}
-	}
-}
-
 // NeedLeaderElection is false: the active gateway, not a lease, decides.
 func (c *Controller) NeedLeaderElection() bool { return false }
 
-// Cache indexes of EndpointSlices by the Service they belong to. A cache
-// List that matches labels scans every object of the namespace, and a
-// sync lists the slices of each local export and of each import: with
-// 10,000 Services in a namespace, a sync would scan 20,000 slices 13,000
-// times.
-const (
-	// indexSlicesOfService: a Service's own slices, by its name
-	// (kubernetes.io/service-name).
-	indexSlicesOfService = "wirespan.io/slices-of-service"
-	// indexImportedSlices: the slices Wirespan imported for a service,
-	// by the service's name (multicluster.kubernetes.io/service-name).
-	indexImportedSlices = "wirespan.io/imported-slices"
-)
+// Start runs the controller until ctx is done.
+func (c *Controller) Start(ctx context.Context) error {
+	c.init()
+	c.Workers = cmpOr(c.Workers, DefaultWorkers)
+	c.Resync = cmpOr(c.Resync, DefaultResync)
+	c.ImportGrace = cmpOr(c.ImportGrace, DefaultImportGrace)
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	for _, kind := range []string{"ServiceExport", "ServiceImport"} {
+		gk := schema.GroupKind{Group: mcsv1beta1.GroupName, Kind: kind}
+		if _, err := c.Client.RESTMapper().RESTMapping(gk, mcsv1beta1.GroupVersion.Version); err != nil {
+			c.Log.Info("The Multi-Cluster Services API is not installed (CRDs serviceexports and serviceimports.multicluster.x-k8s.io): no services are exported or imported. Install the CRDs and restart the gateway.", "missing", kind, "error", err.Error())
+			return nil
+		}
+	}
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[serviceKey](),
+		workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "wirespan_mcs"})
+	unwatch, err := c.watch(ctx)
+	if err != nil {
+		return err
+	}
+	defer unwatch()
+	if !c.Cache.WaitForCacheSync(ctx) {
+		return errors.New("caches did not sync")
+	}
+	var wg sync.WaitGroup
+	for range c.Workers {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	c.loop(ctx)
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// loop follows the exchange and gossip: it seeds a new exchange, and on
+// every wake (gossip changed) and every Resync queues the services whose
+// remote records changed.
+func (c *Controller) loop(ctx context.Context) {
+	tick := time.NewTicker(c.Resync)
+	defer tick.Stop()
+	var graceTimer *time.Timer
+	defer func() {
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+		case <-tick.C:
+		}
+		change, ok := c.step(ctx)
+		if !ok {
+			continue
+		}
+		// Wake when the grace of a silent cluster ends.
+		if !change.wakeAt.IsZero() {
+			if graceTimer != nil {
+				graceTimer.Stop()
+			}
+			graceTimer = time.AfterFunc(time.Until(change.wakeAt)+10*time.Millisecond, c.Wake)
+		}
+	}
+}
+
+// step is one pass of the loop; false if no exchange is active.
+func (c *Controller) step(ctx context.Context) (gossipDelta, bool) {
+	c.mu.Lock()
+	exch, active, all := c.exch, c.active, c.enqueueAll
+	c.enqueueAll = false
+	c.mu.Unlock()
+	if exch != active {
+		if exch == nil {
+			c.deactivate()
+			return gossipDelta{}, false
+		}
+		if err := c.seed(ctx, exch); err != nil {
+			c.Log.Error(err, "Cannot publish this cluster's exports yet; retrying in a second")
+			time.AfterFunc(time.Second, c.Wake)
+			return gossipDelta{}, false
+		}
+		all = true
+	}
+	if exch == nil {
+		return gossipDelta{}, false
+	}
+	change := c.refreshRemote(exch, time.Now())
+	c.mu.Lock()
+	c.refreshes++
+	c.mu.Unlock()
+	if all || change.clusterState {
+		if err := c.enqueueEverything(ctx); err != nil {
+			c.Log.Error(err, "Cannot list the services to reconcile; retrying in a second")
+			c.mu.Lock()
+			c.enqueueAll = true
+			c.mu.Unlock()
+			time.AfterFunc(time.Second, c.Wake)
+		}
+	}
+	for key := range change.keys {
+		c.queue.Add(key)
+	}
+	return change, true
+}
+
+// seed gives a new exchange the whole set of our exports, then makes it
+// the active one: until then gossip says nothing of our exports, and
+// remote clusters keep what they knew.
+func (c *Controller) seed(ctx context.Context, exch Exchange) error {
+	var ses mcsv1beta1.ServiceExportList
+	if err := c.Cache.List(ctx, &ses); err != nil {
+		return fmt.Errorf("list ServiceExports: %w", err)
+	}
+	records := map[gossip.ExportKey]json.RawMessage{}
+	for i := range ses.Items {
+		key := client.ObjectKeyFromObject(&ses.Items[i])
+		l, err := c.readLocal(ctx, key)
+		if err != nil {
+			return err
+		}
+		if l == nil || !l.exported() {
+			continue
+		}
+		rec, err := json.Marshal(l.export)
+		if err != nil {
+			return fmt.Errorf("encode export of %s: %w", key, err)
+		}
+		records[exportKey(key)] = rec
+	}
+	// Refused records are reported by their own reconcile.
+	var refused *gossip.RefusedExportsError
+	if err := exch.SetExports(records); err != nil && !errors.As(err, &refused) {
+		return fmt.Errorf("publish %d exports: %w", len(records), err)
+	}
+	c.mu.Lock()
+	c.active, c.remote = exch, nil
+	c.mu.Unlock()
+	c.Log.Info("Publishing this cluster's exports", "exports", len(records))
+	return nil
+}
+
+// deactivate stops writing: the next exchange starts from scratch.
+func (c *Controller) deactivate() {
+	c.mu.Lock()
+	c.active, c.remote = nil, nil
+	c.mu.Unlock()
+}
+
+// enqueueEverything queues every service the controller may have to act
+// on: exported here, imported here, derived, exported by a remote
+// cluster, or known to DNS.
+func (c *Controller) enqueueEverything(ctx context.Context) error {
+	lists := []client.ObjectList{&mcsv1beta1.ServiceExportList{}, &mcsv1beta1.ServiceImportList{}}
+	for _, l := range lists {
+		if err := c.Cache.List(ctx, l); err != nil {
+			return fmt.Errorf("list %T: %w", l, err)
+		}
+	}
+	for _, se := range lists[0].(*mcsv1beta1.ServiceExportList).Items {
+		c.queue.Add(client.ObjectKeyFromObject(&se))
+	}
+	for _, si := range lists[1].(*mcsv1beta1.ServiceImportList).Items {
+		c.queue.Add(client.ObjectKeyFromObject(&si))
+	}
+	derived, err := c.derivedServices(ctx, "")
+	if err != nil {
+		return err
+	}
+	for key := range derived {
+		c.queue.Add(key)
+	}
+	for _, key := range c.remoteKeys() {
+		c.queue.Add(key)
+	}
+	c.dnsMu.Lock()
+	for key := range c.dnsLast {
+		c.queue.Add(key)
+	}
+	c.dnsMu.Unlock()
+	return nil
+}
+
+// processNext reconciles one service from the queue; false once the
+// queue is shut down. A failure retries that service alone, with
+// exponential backoff; a conflict (an object changed under the write) is
+// an expected race, requeued without an error.
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	c.mu.Lock()
+	exch := c.active
+	c.busy++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.busy--
+		c.mu.Unlock()
+	}()
+	if exch == nil {
+		c.queue.Forget(key) // queued again when an exchange is seeded
+		return true
+	}
+	start := time.Now()
+	err := c.reconcile(ctx, exch, key)
+	c.Metrics.reconcileDuration.Observe(time.Since(start).Seconds())
+	c.mu.Lock()
+	if err == nil {
+		delete(c.failing, key)
+	} else {
+		c.failing[key] = true
+	}
+	c.mu.Unlock()
+	switch {
+	case err == nil:
+		c.queue.Forget(key)
+	case onlyRaces(err):
+		c.Metrics.requeues.Inc()
+		c.Log.V(1).Info("A write raced another; reconciling the service again", "service", key.String(), "error", err.Error())
+		c.queue.AddRateLimited(key)
+	case ctx.Err() != nil:
+	default:
+		c.Metrics.reconcileErrors.Inc()
+		c.Log.Error(err, "Cannot reconcile a service; what was written stays, and it is retried with backoff", "service", key.String(),
+			"retries", c.queue.NumRequeues(key))
+		c.queue.AddRateLimited(key)
+	}
+	return true
+}
 
 // AddIndexes registers the cache indexes the controller lists by. Call it
 // before the cache starts.
@@ -177,112 +443,27 @@ func AddIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	return nil
 }
 
-// watched are the kinds whose changes trigger a sync.
-func watched() []client.Object {
-	return []client.Object{
-		&mcsv1beta1.ServiceExport{}, &mcsv1beta1.ServiceImport{}, &corev1.Service{},
-		&discoveryv1.EndpointSlice{}, &corev1.Namespace{},
-	}
-}
-
-// Start runs the controller until ctx is done.
-func (c *Controller) Start(ctx context.Context) error {
-	c.init()
-	if c.Workers <= 0 {
-		c.Workers = 32
-	}
-	if c.Resync <= 0 {
-		c.Resync = 30 * time.Second
-	}
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics(nil)
-	}
-	for _, kind := range []string{"ServiceExport", "ServiceImport"} {
-		gk := schema.GroupKind{Group: mcsv1beta1.GroupName, Kind: kind}
-		if _, err := c.Client.RESTMapper().RESTMapping(gk, mcsv1beta1.GroupVersion.Version); err != nil {
-			c.Log.Info("The Multi-Cluster Services API is not installed (CRDs serviceexports and serviceimports.multicluster.x-k8s.io): no services are exported or imported. Install the CRDs and restart the gateway.", "missing", kind, "error", err.Error())
-			return nil
-		}
-	}
-	for _, obj := range watched() {
-		inf, err := c.Cache.GetInformer(ctx, obj)
-		if err != nil {
-			return fmt.Errorf("watch %T: %w", obj, err)
-		}
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { c.Wake() },
-			UpdateFunc: func(any, any) { c.Wake() },
-			DeleteFunc: func(any) { c.Wake() },
-		}); err != nil {
-			return err
-		}
-	}
-	if !c.Cache.WaitForCacheSync(ctx) {
-		return errors.New("caches did not sync")
-	}
-	tick := time.NewTicker(c.Resync)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.wake:
-		case <-tick.C:
-		}
-		exch := c.exchange()
-		if exch == nil {
-			continue
-		}
-		start := time.Now()
-		c.awaitCreated(ctx)
-		err := c.sync(ctx, exch)
-		c.Metrics.syncDuration.Observe(time.Since(start).Seconds())
-		if err != nil {
-			c.Metrics.syncErrors.Inc()
-			c.Log.Error(err, "MCS sync failed; what was written stays, the next sync retries")
-			// Retry soon, not only at the next resync.
-			time.AfterFunc(time.Second, c.Wake)
-		}
-	}
-}
-
-// create creates obj and records it for awaitCreated.
-func (c *Controller) create(ctx context.Context, obj client.Object) error {
-	if err := c.Client.Create(ctx, obj); err != nil {
-		return err
-	}
-	c.createdMu.Lock()
-	c.created = append(c.created, obj)
-	c.createdMu.Unlock()
-	return nil
-}
-
-// createdCacheWait bounds how long a sync waits for the cache to show
-// the objects the previous one created.
-const createdCacheWait = 2 * time.Second
-
-// awaitCreated waits, up to createdCacheWait, until the cache holds every
-// object created since the last call. The events of a sync's own writes
-// wake the next sync; begun before the cache has the last of them, it
-// would find that object missing and create it again (a request the API
-// server refuses as AlreadyExists, or, for a ServiceImport, a failed sync).
-func (c *Controller) awaitCreated(ctx context.Context) {
-	c.createdMu.Lock()
-	pending := c.created
-	c.created = nil
-	c.createdMu.Unlock()
-	deadline := time.Now().Add(createdCacheWait)
-	for _, obj := range pending {
-		into := obj.DeepCopyObject().(client.Object)
-		for c.Cache.Get(ctx, client.ObjectKeyFromObject(obj), into) != nil && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-}
+// Cache indexes of EndpointSlices by the Service they belong to: a cache
+// List that matches labels scans every object of the namespace.
+const (
+	// indexSlicesOfService: a Service's own slices, by its name
+	// (kubernetes.io/service-name).
+	indexSlicesOfService = "wirespan.io/slices-of-service"
+	// indexImportedSlices: the slices Wirespan imported for a service,
+	// by the service's name (multicluster.kubernetes.io/service-name).
+	indexImportedSlices = "wirespan.io/imported-slices"
+)
 
 // serviceKey is the namespace and name of a Service.
 type serviceKey = types.NamespacedName
+
+func exportKey(key serviceKey) gossip.ExportKey {
+	return gossip.ExportKey{Namespace: key.Namespace, Name: key.Name}
+}
+
+// activeExchange returns the exchange in use, nil if none.
+func (c *Controller) activeExchange() Exchange {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active
+}

@@ -15,31 +15,52 @@ import (
 // sets.
 type fakeExchange struct {
 	mu        sync.Mutex
+	set       bool // SetExports was called
 	published map[gossip.ExportKey]json.RawMessage
 	remote    map[string]gossip.ClusterExports
 	version   uint64
-	// calls counts RemoteExports calls: one per sync.
+	// calls counts RemoteExports calls.
 	calls int
-	// refuse, if set, is returned by SetExports.
+	// refuse, if set, is returned by SetExports and PublishExport.
 	refuse error
 }
 
 func (f *fakeExchange) SetExports(records map[gossip.ExportKey]json.RawMessage) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.set = true
 	f.published = maps.Clone(records)
 	return f.refuse
+}
+
+func (f *fakeExchange) PublishExport(key gossip.ExportKey, rec json.RawMessage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.set {
+		return gossip.ErrExportsNotSet
+	}
+	if f.refuse != nil {
+		return f.refuse
+	}
+	f.published[key] = rec
+	return nil
+}
+
+func (f *fakeExchange) WithdrawExport(key gossip.ExportKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.set {
+		return gossip.ErrExportsNotSet
+	}
+	delete(f.published, key)
+	return nil
 }
 
 func (f *fakeExchange) RemoteExports() map[string]gossip.ClusterExports {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	out := make(map[string]gossip.ClusterExports, len(f.remote))
-	for c, ce := range f.remote {
-		out[c] = gossip.ClusterExports{Exports: maps.Clone(ce.Exports), Complete: ce.Complete}
-	}
-	return out
+	return maps.Clone(f.remote)
 }
 
 // remoteChange is a change of one remote cluster's exports in gossip.
@@ -61,7 +82,7 @@ func drop(cluster string) remoteChange { return remoteChange{cluster: cluster, g
 
 // update makes the changes at once, as no sync can see only some of them,
 // and wakes the controller. Each record gets a new version, as gossip
-// gives a changed record.
+// gives a changed record, and each changed cluster a new generation.
 func (h *harness) update(changes ...remoteChange) {
 	h.t.Helper()
 	h.exch.mu.Lock()
@@ -72,7 +93,8 @@ func (h *harness) update(changes ...remoteChange) {
 			delete(h.exch.remote, c.cluster)
 			continue
 		}
-		ce := gossip.ClusterExports{Exports: map[gossip.ExportKey]gossip.RemoteExport{}, Complete: c.complete}
+		h.exch.version++
+		ce := gossip.ClusterExports{Exports: map[gossip.ExportKey]gossip.RemoteExport{}, Complete: c.complete, Generation: h.exch.version}
 		for _, e := range c.exports {
 			rec, err := json.Marshal(e)
 			if err != nil {
@@ -84,6 +106,21 @@ func (h *harness) update(changes ...remoteChange) {
 		}
 		h.exch.remote[c.cluster] = ce
 	}
+}
+
+// silence marks a remote cluster silent since the given time, or live
+// again with since zero, keeping its exports.
+func (h *harness) silence(cluster string, since time.Time) {
+	h.t.Helper()
+	h.exch.mu.Lock()
+	defer h.ctrl.Wake()
+	defer h.exch.mu.Unlock()
+	ce, ok := h.exch.remote[cluster]
+	if !ok {
+		h.t.Fatalf("no remote cluster %s", cluster)
+	}
+	ce.Silent, ce.SilentSince = !since.IsZero(), since
+	h.exch.remote[cluster] = ce
 }
 
 // setRemote replaces the exports of one remote cluster: see set.
@@ -108,26 +145,25 @@ func (h *harness) published(ns, name string) (mcs.Export, bool) {
 	return e, ok
 }
 
-// settle returns once two whole syncs have run after the call: the first
-// sync saw every change made before it; the second one started, so the
-// first one had finished writing.
+// settle returns once the controller has seen every change made before
+// the call and has nothing left to do: a pass over gossip began after the
+// call, and then the queue was empty, no service in work or waiting for a
+// retry, twice in a row.
 func (h *harness) settle() {
 	h.t.Helper()
-	h.exch.mu.Lock()
-	target := h.exch.calls + 2
-	h.exch.mu.Unlock()
+	target := h.ctrl.refreshCount() + 1
+	h.ctrl.Wake()
 	deadline := time.Now().Add(waitFor)
-	for {
-		h.exch.mu.Lock()
-		calls := h.exch.calls
-		h.exch.mu.Unlock()
-		if calls >= target {
-			return
-		}
+	quiet := 0
+	for quiet < 2 {
 		if time.Now().After(deadline) {
-			h.t.Fatalf("the controller ran %d of 2 syncs in %v", calls-target+2, waitFor)
+			h.t.Fatalf("the controller did not settle in %v", waitFor)
 		}
-		h.ctrl.Wake()
 		time.Sleep(20 * time.Millisecond)
+		if h.ctrl.refreshCount() >= target && h.ctrl.idle() {
+			quiet++
+		} else {
+			quiet = 0
+		}
 	}
 }

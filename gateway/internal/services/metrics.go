@@ -2,13 +2,16 @@ package services
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics are the MCS controller's wirespan_mcs_* metrics.
+// Metrics are the MCS controller's wirespan_mcs_* metrics. The work
+// queue's own (depth, latency, retries) are workqueue_* with
+// name="wirespan_mcs", from controller-runtime's registry.
 type Metrics struct {
-	localExports prometheus.Gauge
-	imports      prometheus.Gauge
-	badRecords   prometheus.Counter
-	syncErrors   prometheus.Counter
-	syncDuration prometheus.Histogram
+	localExports      prometheus.Gauge
+	imports           prometheus.Gauge
+	badRecords        prometheus.Counter
+	reconcileErrors   prometheus.Counter
+	requeues          prometheus.Counter
+	reconcileDuration prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with r, if not nil.
@@ -26,18 +29,22 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			Name: "wirespan_mcs_unusable_records_total",
 			Help: "Export records from other clusters that were authentic but could not be decoded, and were ignored.",
 		}),
-		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wirespan_mcs_sync_errors_total",
-			Help: "MCS syncs that failed to write something; the next sync retries.",
+		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirespan_mcs_reconcile_errors_total",
+			Help: "Reconciles of one service that failed to write something; that service is retried with backoff.",
 		}),
-		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "wirespan_mcs_sync_duration_seconds",
-			Help:    "Time of one MCS sync: compute every export and import and write the differences.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		requeues: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirespan_mcs_reconcile_races_total",
+			Help: "Reconciles of one service whose write raced another writer (a conflict, or an object that already existed); retried at once, not an error.",
+		}),
+		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wirespan_mcs_reconcile_duration_seconds",
+			Help:    "Time of one reconcile of one service: merge every cluster's export and write the differences.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
 	}
 	if r != nil {
-		r.MustRegister(m.localExports, m.imports, m.badRecords, m.syncErrors, m.syncDuration)
+		r.MustRegister(m.localExports, m.imports, m.badRecords, m.reconcileErrors, m.requeues, m.reconcileDuration)
 	}
 	return m
 }
