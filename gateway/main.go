@@ -21,6 +21,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/app"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/gateway/internal/services"
 	"github.com/wirespan/wirespan/internal/kubeflag"
 )
 
@@ -66,6 +67,7 @@ func run() error {
 	fs.StringVar(&dnsService, "dns-service", "", "namespace/name of a Service without selector in front of the clusterset DNS server: the active gateway writes its own address into the Service's EndpointSlice while it serves DNS (the chart's DNS Service); empty: none")
 	fs.StringVar(&opts.SysctlDir, "sysctl-dir", "/proc/sys", "where the kernel's /proc/sys is: a container's /proc/sys is read-only, so the chart mounts the host's /proc/sys/net writable at /host/proc/sys/net")
 	fs.DurationVar(&opts.ExportTTL, "export-ttl", 30e9, "how long a cluster's exported endpoints stay imported after its last gateway left the gossip pool")
+	fs.DurationVar(&opts.ImportGrace, "import-grace", services.DefaultImportGrace, "how long the ServiceImports and clusterset IPs of a silent cluster's exports stay after its last gateway left the gossip pool (its endpoints go at --export-ttl), so that a partition does not renumber them; at least --export-ttl")
 	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")

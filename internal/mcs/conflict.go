@@ -46,12 +46,21 @@ func (c Conflict) Condition(generation int64) metav1.Condition {
 	return condition(mcsv1beta1.ServiceExportConditionConflict, c.Conflicting(), reason, c.Message, generation)
 }
 
+// portFindings are what merging the ports found, by cluster.
+type portFindings struct {
+	clashes map[string][]portClash
+	lacks   map[string][]portLack
+}
+
 // property is a service-wide property that exports may disagree on.
 type property struct {
 	reason mcsv1beta1.ServiceExportConditionReason
 	name   string
 	// differs reports whether export e conflicts with the oldest.
 	differs func(oldest, e *Export) bool
+	// oldestToo: the oldest export can differ as well (it lacks a port
+	// that a newer one adds); others are judged against the oldest.
+	oldestToo bool
 	// show renders a value for messages; nil for values too large to show.
 	show func(e *Export) string
 	// detail and summary, if set, replace the generic text for an export
@@ -63,7 +72,7 @@ type property struct {
 // conflictProperties lists the properties checked, in precedence order:
 // what changes how the service is reached at all first (type, ports, IP
 // families), then how traffic is balanced, then metadata.
-func conflictProperties(clashes map[string][]portClash) []property {
+func conflictProperties(pf portFindings) []property {
 	quote := func(s string) string { return fmt.Sprintf("%q", s) }
 	return []property{{
 		reason:  mcsv1beta1.ServiceExportReasonTypeConflict,
@@ -71,13 +80,14 @@ func conflictProperties(clashes map[string][]portClash) []property {
 		differs: func(o, e *Export) bool { return o.Type != e.Type },
 		show:    func(e *Export) string { return quote(string(e.Type)) },
 	}, {
-		reason:  mcsv1beta1.ServiceExportReasonPortConflict,
-		name:    "ports",
-		differs: func(_, e *Export) bool { return len(clashes[e.Cluster]) > 0 },
-		detail:  func(e *Export) string { return clashText(clashes[e.Cluster]) },
+		reason:    mcsv1beta1.ServiceExportReasonPortConflict,
+		name:      "ports",
+		differs:   func(_, e *Export) bool { return len(pf.clashes[e.Cluster]) > 0 || len(pf.lacks[e.Cluster]) > 0 },
+		oldestToo: true,
+		detail:    func(e *Export) string { return portText(pf.clashes[e.Cluster], pf.lacks[e.Cluster]) },
 		// Each port is won by the oldest export that declares it, not
 		// always the oldest export of all: name the winners.
-		summary: func(ndiff, n int) string { return keptText(clashes, ndiff, n) },
+		summary: func(ndiff, n int) string { return keptText(pf.clashes, ndiff, n) },
 	}, {
 		// mcs-api leaves IP families to the implementation but requires
 		// this reason when traffic of some family could reach only some
@@ -138,16 +148,20 @@ func conflictProperties(clashes map[string][]portClash) []property {
 
 // conflicts computes the Conflict condition of each export, given oldest
 // first.
-func conflicts(order []*Export, clashes map[string][]portClash) map[string]Conflict {
+func conflicts(order []*Export, pf portFindings) map[string]Conflict {
 	oldest := order[0]
 	type finding struct {
 		property
 		differing map[string]bool
 	}
 	var found []finding
-	for _, p := range conflictProperties(clashes) {
+	for _, p := range conflictProperties(pf) {
 		d := map[string]bool{}
-		for _, e := range order[1:] {
+		judged := order[1:]
+		if p.oldestToo {
+			judged = order
+		}
+		for _, e := range judged {
 			if p.differs(oldest, e) {
 				d[e.Cluster] = true
 			}
@@ -206,17 +220,34 @@ func clause(p *property, oldest, e *Export, differs bool, ndiff, n int) string {
 	}
 }
 
-// clashText describes an export's port clashes, the first three in full.
-func clashText(cs []portClash) string {
+// portText describes an export's port clashes and the import's ports it
+// lacks, the first three of each in full.
+func portText(cs []portClash, ls []portLack) string {
+	var parts []string
+	if len(cs) > 0 {
+		parts = append(parts, firstFew(len(cs), func(i int) string {
+			return fmt.Sprintf("this export's port %s clashes with %s from cluster %q, which wins",
+				portString(cs[i].own), portString(cs[i].kept), cs[i].owner)
+		}))
+	}
+	if len(ls) > 0 {
+		parts = append(parts, "this export lacks "+firstFew(len(ls), func(i int) string {
+			return fmt.Sprintf("port %s (from cluster %q)", portString(ls[i].port), ls[i].owner)
+		})+", which the import exposes and only the clusters that declare it serve")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// firstFew joins the texts of n items, the first three in full.
+func firstFew(n int, text func(i int) string) string {
 	const shown = 3
 	parts := make([]string, 0, shown+1)
-	for i, c := range cs {
+	for i := range n {
 		if i == shown {
-			parts = append(parts, fmt.Sprintf("and %d more", len(cs)-shown))
+			parts = append(parts, fmt.Sprintf("and %d more", n-shown))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("this export's port %s clashes with %s from cluster %q, which wins",
-			portString(c.own), portString(c.kept), c.owner))
+		parts = append(parts, text(i))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -236,17 +267,11 @@ func keptText(clashes map[string][]portClash, ndiff, n int) string {
 	}
 	slices.SortFunc(ks, func(a, b kept) int { return comparePorts(a.port, b.port) })
 	ks = slices.CompactFunc(ks, func(a, b kept) bool { return comparePorts(a.port, b.port) == 0 })
-	const shown = 3
-	parts := make([]string, 0, shown+1)
-	for i, k := range ks {
-		if i == shown {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ks)-shown))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("%s from cluster %q", portString(k.port), k.owner))
+	if len(ks) == 0 {
+		return fmt.Sprintf("this export declares every port of the import, the union of the exports' ports; exports that differ: %d of %d", ndiff, n)
 	}
 	return fmt.Sprintf("kept over clashing ports of newer exports: %s; exports that differ: %d of %d",
-		strings.Join(parts, ", "), ndiff, n)
+		firstFew(len(ks), func(i int) string { return fmt.Sprintf("%s from cluster %q", portString(ks[i].port), ks[i].owner) }), ndiff, n)
 }
 
 // coversFamilies reports whether have includes every family of want. An

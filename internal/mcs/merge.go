@@ -59,7 +59,8 @@ func (imp Import) PortClusters(i int) []string {
 // created in the same second are common (the API server keeps seconds, and
 // GitOps applies to every cluster at once); the smaller cluster ID then
 // counts as older, so every cluster computes the same winner. Ports are
-// the union described in ports.go.
+// the union described in ports.go; exports whose port sets differ
+// conflict.
 //
 // The result does not depend on the order of exports. With no exports,
 // Merge returns the zero Import: nothing to import. If a cluster appears
@@ -70,7 +71,7 @@ func Merge(exports []Export) Import {
 		return Import{}
 	}
 	oldest := order[0]
-	ports, sources, clashes := mergePorts(order)
+	ports, sources, clashes, lacks := mergePorts(order)
 
 	affinity := cmp.Or(oldest.SessionAffinity, corev1.ServiceAffinityNone)
 	var affinityConfig *corev1.SessionAffinityConfig
@@ -92,7 +93,7 @@ func Merge(exports []Export) Import {
 		Labels:      cloneMap(oldest.Labels),
 		Annotations: cloneMap(oldest.Annotations),
 		Oldest:      oldest.Cluster,
-		Conflicts:   conflicts(order, clashes),
+		Conflicts:   conflicts(order, portFindings{clashes, lacks}),
 	}
 	for _, e := range order {
 		imp.Clusters = append(imp.Clusters, e.Cluster)

@@ -109,7 +109,6 @@ func TestMergeConflicts(t *testing.T) {
 			R(mcsv1beta1.ServiceExportReasonTypeConflict), []string{`"ClusterSetIP"`, `"Headless"`}},
 		{"port", withPorts(sp("http", "TCP", 8080)), nil,
 			R(mcsv1beta1.ServiceExportReasonPortConflict), []string{`"http" 8080/TCP`, `"http" 80/TCP`}},
-		{"port union is no conflict", withPorts(sp("http", "TCP", 80), sp("grpc", "TCP", 9090)), nil, nil, nil},
 		{"IP family missing", func(e *Export) { e.IPFamilies = []corev1.IPFamily{v6} }, nil,
 			R(mcsv1beta1.ServiceExportReasonIPFamilyConflict), []string{"[IPv4]", "[IPv6]"}},
 		{"dual stack oldest, single stack newer", func(e *Export) { e.IPFamilies = []corev1.IPFamily{v4} },
@@ -260,6 +259,13 @@ func TestMergePorts(t *testing.T) {
 			exp("a", 0, withPorts()), exp("b", 1, withPorts()),
 		}, []mcsv1beta1.ServicePort{}, []src{}, nil, nil},
 	}
+	// The clusters that lack a port of the import, by case.
+	lacking := map[string][]string{
+		"union, sorted by port":                       {"a", "b"},
+		"same number, other protocol: no clash":       {"a", "b"},
+		"unnamed and named join":                      {"a", "b"},
+		"a newer export wins a port the oldest lacks": {"a", "b"},
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			imp := Merge(tt.exports)
@@ -267,13 +273,18 @@ func TestMergePorts(t *testing.T) {
 			sameJSON(t, "sources", imp.PortSources, tt.sources)
 			for _, e := range tt.exports {
 				wantClash := slices.Contains(tt.clashing, e.Cluster)
+				wantLack := slices.Contains(lacking[tt.name], e.Cluster)
+				conflict := len(tt.clashing) > 0 || len(lacking[tt.name]) > 0
 				clash := slices.Contains(imp.Conflicts[e.Cluster].Reasons, mcsv1beta1.ServiceExportReasonPortConflict)
-				if clash != (len(tt.clashing) > 0) {
-					t.Errorf("%s: PortConflict %v, want %v", e.Cluster, clash, len(tt.clashing) > 0)
+				if clash != conflict {
+					t.Errorf("%s: PortConflict %v, want %v", e.Cluster, clash, conflict)
 				}
-				if wantClash {
+				switch {
+				case wantClash:
 					contains(t, e.Cluster+"'s message", imp.Conflicts[e.Cluster].Message, "this export's port")
-				} else if clash {
+				case wantLack:
+					contains(t, e.Cluster+"'s message", imp.Conflicts[e.Cluster].Message, "this export lacks port")
+				case clash:
 					contains(t, e.Cluster+"'s message", imp.Conflicts[e.Cluster].Message, "exports that differ")
 				}
 			}
@@ -372,10 +383,36 @@ func TestMergeDoesNotAlias(t *testing.T) {
 func TestMergePortWinnerNamed(t *testing.T) {
 	imp := Merge([]Export{
 		exp("a", 0),
-		exp("b", 1, withPorts(sp("grpc", "TCP", 9090))),
+		exp("b", 1, withPorts(sp("grpc", "TCP", 9090), sp("http", "TCP", 80))),
 		exp("c", 2, withPorts(sp("grpc", "TCP", 9091), sp("http", "TCP", 80))),
 	})
+	// b declares every port and clashes with none: its message names the
+	// winners (b itself for grpc, not the oldest), a lacks grpc, c clashes.
+	contains(t, "b's message", imp.Conflicts["b"].Message, `kept over clashing ports of newer exports: "grpc" 9090/TCP from cluster "b"`, "2 of 3")
+	contains(t, "a's message", imp.Conflicts["a"].Message, `this export lacks port "grpc" 9090/TCP (from cluster "b")`)
+	contains(t, "c's message", imp.Conflicts["c"].Message, `this export's port "grpc" 9091/TCP clashes`)
+}
+
+// TestMergePortSetsDiffer: exports with different sets of ports make the
+// union, and every export reports PortConflict, naming the ports it lacks
+// (mcs-api conformance v0.5, "should expose the union of the constituent
+// service ports and raise a conflict").
+func TestMergePortSetsDiffer(t *testing.T) {
+	imp := Merge([]Export{
+		exp("a", 0),
+		exp("b", 1, withPorts(sp("http", "TCP", 80), sp("stcp", "SCTP", 142))),
+	})
+	sameJSON(t, "ports", imp.Spec.Ports, []mcsv1beta1.ServicePort{sp("http", "TCP", 80), sp("stcp", "SCTP", 142)})
 	for _, c := range []string{"a", "b"} {
-		contains(t, c+"'s message", imp.Conflicts[c].Message, `kept over clashing ports of newer exports: "grpc" 9090/TCP from cluster "b"`, "1 of 3")
+		if got := imp.Conflicts[c].Condition(1); got.Status != metav1.ConditionTrue || got.Reason != string(mcsv1beta1.ServiceExportReasonPortConflict) {
+			t.Errorf("%s: condition %+v, want PortConflict", c, got)
+		}
+	}
+	contains(t, "a's message", imp.Conflicts["a"].Message, `this export lacks port "stcp" 142/SCTP (from cluster "b")`)
+	contains(t, "b's message", imp.Conflicts["b"].Message, "declares every port of the import", "1 of 2")
+
+	same := Merge([]Export{exp("a", 0), exp("b", 1)})
+	if same.Conflicts["a"].Conflicting() || same.Conflicts["b"].Conflicting() {
+		t.Errorf("equal port sets conflict: %+v", same.Conflicts)
 	}
 }

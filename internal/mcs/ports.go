@@ -23,9 +23,13 @@ import (
 //     merged into it: the names differ, so the two clash.
 //  3. else is added.
 //
-// Plain union, an export adding a port the others lack, is no conflict: it
-// merges without contention, and it is how a new port rolls out one
-// cluster at a time.
+// Plain union, an export adding a port the others lack, merges without
+// contention, but it is a conflict all the same (PortConflict on every
+// export), as KEP-1645's "Service Port" section and the mcs-api
+// conformance suite (v0.5) read it: clients of the import see a port that
+// some clusters do not serve, and traffic to it reaches only those that
+// do. The condition names the ports each export lacks, which is what an
+// operator rolling out a new port one cluster at a time wants to watch.
 //
 // A cluster serves a merged port if the port of its own that was merged
 // into it has the same protocol: the port number on the Service side is
@@ -38,6 +42,15 @@ type mergedPort struct {
 	def     mcsv1beta1.ServicePort
 	owner   string            // cluster whose definition is kept
 	sources map[string]string // serving cluster -> name of its own port
+	// declared are the clusters that have a port merged into this one,
+	// whether it clashes or not.
+	declared map[string]bool
+}
+
+// portLack is a port of the import that an export does not declare.
+type portLack struct {
+	port  mcsv1beta1.ServicePort
+	owner string // the cluster whose definition the import keeps
 }
 
 // portClash is one port of an export that clashed with a port taken from
@@ -55,14 +68,15 @@ type protoPort struct {
 
 // mergePorts merges the ports of exports, given oldest first. It returns
 // the import's ports sorted by port number, protocol and name, which
-// cluster serves each, and the clashes of each cluster.
-func mergePorts(order []*Export) ([]mcsv1beta1.ServicePort, []map[string]string, map[string][]portClash) {
+// cluster serves each, and the clashes and lacking ports of each cluster.
+func mergePorts(order []*Export) ([]mcsv1beta1.ServicePort, []map[string]string, map[string][]portClash, map[string][]portLack) {
 	var merged []*mergedPort
 	byName := map[string]*mergedPort{}
 	byProtoPort := map[protoPort]*mergedPort{}
 	clashes := map[string][]portClash{}
 
 	mergeInto := func(m *mergedPort, e *Export, p mcsv1beta1.ServicePort) {
+		m.declared[e.Cluster] = true
 		if !samePort(m.def, p) {
 			clashes[e.Cluster] = append(clashes[e.Cluster], portClash{own: p, kept: m.def, owner: m.owner})
 		}
@@ -92,7 +106,7 @@ func mergePorts(order []*Export) ([]mcsv1beta1.ServicePort, []map[string]string,
 				mergeInto(m, e, p)
 				continue
 			}
-			m := &mergedPort{def: p, owner: e.Cluster, sources: map[string]string{e.Cluster: p.Name}}
+			m := &mergedPort{def: p, owner: e.Cluster, sources: map[string]string{e.Cluster: p.Name}, declared: map[string]bool{e.Cluster: true}}
 			merged = append(merged, m)
 			byName[p.Name] = m
 			byProtoPort[key] = m
@@ -106,11 +120,17 @@ func mergePorts(order []*Export) ([]mcsv1beta1.ServicePort, []map[string]string,
 	slices.SortFunc(merged, func(a, b *mergedPort) int { return comparePorts(a.def, b.def) })
 	ports := make([]mcsv1beta1.ServicePort, len(merged))
 	sources := make([]map[string]string, len(merged))
+	lacks := map[string][]portLack{}
 	for i, m := range merged {
 		ports[i] = m.def
 		sources[i] = m.sources
+		for _, e := range order {
+			if !m.declared[e.Cluster] {
+				lacks[e.Cluster] = append(lacks[e.Cluster], portLack{port: m.def, owner: m.owner})
+			}
+		}
 	}
-	return ports, sources, clashes
+	return ports, sources, clashes, lacks
 }
 
 // normalizePorts copies ports with the protocol defaulted, as FromService

@@ -42,6 +42,8 @@ type Options struct {
 	SysctlDir string
 	// ExportTTL: see gossip.Config.ExportTTL.
 	ExportTTL time.Duration
+	// ImportGrace: see services.Controller.ImportGrace.
+	ImportGrace time.Duration
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
@@ -103,6 +105,9 @@ func (o Options) Validate() error {
 	}
 	if o.ExportTTL <= 0 {
 		errs = append(errs, fmt.Errorf("--export-ttl %v: must be positive", o.ExportTTL))
+	}
+	if o.ImportGrace < o.ExportTTL {
+		errs = append(errs, fmt.Errorf("--import-grace %v: must be at least --export-ttl (%v): a silent cluster's imports outlive its endpoints", o.ImportGrace, o.ExportTTL))
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v, --kube-api-burst %d: must be positive", o.KubeAPIQPS, o.KubeAPIBurst))

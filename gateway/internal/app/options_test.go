@@ -11,7 +11,7 @@ import (
 func TestValidateNamesTheWrongFlag(t *testing.T) {
 	valid := func() Options {
 		return Options{ClusterID: "east", NodeName: "n1", GossipPort: 7946, Agent: DefaultAgentConfig(),
-			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, KubeAPIQPS: 100, KubeAPIBurst: 200}
+			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, ImportGrace: time.Hour, KubeAPIQPS: 100, KubeAPIBurst: 200}
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)
@@ -34,6 +34,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 		{func(o *Options) { o.Agent.RulePriority = 32766 }, "--rule-priority"},
 		{func(o *Options) { o.Agent.VXLANVNI = 1 << 24 }, "--vxlan-vni"},
 		{func(o *Options) { o.DNSAddr, o.DNSService.Name = "", "wirespan-dns" }, "--dns-service"},
+		{func(o *Options) { o.ImportGrace = 10 * time.Second }, "--import-grace"},
 	} {
 		o := valid()
 		tc.change(&o)

@@ -98,7 +98,7 @@ type Controller struct {
 	dnsMu   sync.Mutex
 	dnsLast map[serviceKey]dns.Service
 	// counts of local exports and imports, for the metrics.
-	countMu          sync.Mutex
+	countMu            sync.Mutex
 	exported, imported map[serviceKey]bool
 }
 

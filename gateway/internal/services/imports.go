@@ -283,7 +283,9 @@ func (c *Controller) removeImport(ctx context.Context, key serviceKey, remote re
 		return err
 	}
 	guarded := si != nil && (slices.ContainsFunc(si.Status.Clusters, func(cs mcsv1beta1.ClusterStatus) bool { return remote.keeps(cs.Cluster, false) }) ||
-		slices.ContainsFunc(have, func(h *discoveryv1.EndpointSlice) bool { return remote.keeps(h.Labels[mcsv1beta1.LabelSourceCluster], false) }))
+		slices.ContainsFunc(have, func(h *discoveryv1.EndpointSlice) bool {
+			return remote.keeps(h.Labels[mcsv1beta1.LabelSourceCluster], false)
+		}))
 	var errs []error
 	var kept []*discoveryv1.EndpointSlice
 	for _, h := range have {
