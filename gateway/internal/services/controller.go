@@ -130,11 +130,18 @@ func (c *Controller) SetServiceFamilies(families []corev1.IPFamily) {
 	c.mu.Lock()
 	changed := !slices.Equal(c.families, families)
 	c.families = slices.Clone(families)
-	c.enqueueAll = c.enqueueAll || changed
 	c.mu.Unlock()
 	if changed {
-		c.Wake()
+		c.requeueAll()
 	}
+}
+
+// requeueAll has the loop queue every service.
+func (c *Controller) requeueAll() {
+	c.mu.Lock()
+	c.enqueueAll = true
+	c.mu.Unlock()
+	c.Wake()
 }
 
 func (c *Controller) serviceFamilies() []corev1.IPFamily {
@@ -281,10 +288,7 @@ func (c *Controller) step(ctx context.Context) (gossipDelta, bool) {
 	if all || change.clusterState {
 		if err := c.enqueueEverything(ctx); err != nil {
 			c.Log.Error(err, "Cannot list the services to reconcile; retrying in a second")
-			c.mu.Lock()
-			c.enqueueAll = true
-			c.mu.Unlock()
-			time.AfterFunc(time.Second, c.Wake)
+			time.AfterFunc(time.Second, c.requeueAll)
 		}
 	}
 	for key := range change.keys {

@@ -95,8 +95,9 @@ func TestConvergedSyncWritesNothing(t *testing.T) {
 	}
 	h.update(remotes...)
 
-	affinity := cond{conflict, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonSessionAffinityConflict, ""}
-	h.waitConditions(h.ns, "web", exportedOK[0], exportedOK[1], affinity)
+	// west's admin port, which we lack, comes first of the conflicts.
+	ports := cond{conflict, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonPortConflict, `this export lacks port "admin" 9000/TCP`}
+	h.waitConditions(h.ns, "web", exportedOK[0], exportedOK[1], ports)
 	h.waitConditions(h.ns, "db", exportedOK...)
 	h.waitConditions(h.ns, "missing",
 		cond{valid, isFalse, mcsv1beta1.ServiceExportReasonNoService, ""},
@@ -113,12 +114,18 @@ func TestConvergedSyncWritesNothing(t *testing.T) {
 	}
 	h.settle()
 
-	// Nothing is written: no API call, and no object changes.
+	// Every service reconciled again: nothing is written, no API call
+	// and no object changed.
 	before := versions(t, h.ns)
 	h.takeWrites()
+	h.takeTouched()
+	h.ctrl.requeueAll()
 	h.settle()
 	if w := h.takeWrites(); len(w) > 0 {
 		t.Errorf("a sync of a converged state wrote:\n%s", strings.Join(w, "\n"))
+	}
+	if touched := h.takeTouched(); touched[h.ns+"/web"] == 0 || touched[h.ns+"/cache"] == 0 {
+		t.Errorf("the services were not reconciled again: %v", touched)
 	}
 	if d := cmp.Diff(before, versions(t, h.ns)); d != "" {
 		t.Errorf("a sync of a converged state changed objects (-before +after):\n%s", d)

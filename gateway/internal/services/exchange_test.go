@@ -21,6 +21,9 @@ type fakeExchange struct {
 	version   uint64
 	// calls counts RemoteExports calls.
 	calls int
+	// touched counts the PublishExport and WithdrawExport calls by key:
+	// each reconcile of a service makes one.
+	touched map[gossip.ExportKey]int
 	// refuse, if set, is returned by SetExports and PublishExport.
 	refuse error
 }
@@ -39,6 +42,7 @@ func (f *fakeExchange) PublishExport(key gossip.ExportKey, rec json.RawMessage) 
 	if !f.set {
 		return gossip.ErrExportsNotSet
 	}
+	f.touch(key)
 	if f.refuse != nil {
 		return f.refuse
 	}
@@ -52,8 +56,29 @@ func (f *fakeExchange) WithdrawExport(key gossip.ExportKey) error {
 	if !f.set {
 		return gossip.ErrExportsNotSet
 	}
+	f.touch(key)
 	delete(f.published, key)
 	return nil
+}
+
+func (f *fakeExchange) touch(key gossip.ExportKey) {
+	if f.touched == nil {
+		f.touched = map[gossip.ExportKey]int{}
+	}
+	f.touched[key]++
+}
+
+// takeTouched returns the services reconciled since the last call, with
+// how many times each was.
+func (h *harness) takeTouched() map[string]int {
+	h.exch.mu.Lock()
+	defer h.exch.mu.Unlock()
+	out := map[string]int{}
+	for k, n := range h.exch.touched {
+		out[k.String()] = n
+	}
+	h.exch.touched = nil
+	return out
 }
 
 func (f *fakeExchange) RemoteExports() map[string]gossip.ClusterExports {
@@ -106,6 +131,25 @@ func (h *harness) update(changes ...remoteChange) {
 		}
 		h.exch.remote[c.cluster] = ce
 	}
+}
+
+// updateRecord replaces one record of a remote cluster, as gossip does
+// for one changed export: only that record gets a new version.
+func (h *harness) updateRecord(cluster string, e mcs.Export) {
+	h.t.Helper()
+	rec, err := json.Marshal(e)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.exch.mu.Lock()
+	defer h.ctrl.Wake()
+	defer h.exch.mu.Unlock()
+	ce := h.exch.remote[cluster]
+	exports := maps.Clone(ce.Exports)
+	h.exch.version++
+	exports[gossip.ExportKey{Namespace: e.Service.Namespace, Name: e.Service.Name}] = gossip.RemoteExport{Version: h.exch.version, Record: rec}
+	ce.Exports, ce.Generation = exports, h.exch.version
+	h.exch.remote[cluster] = ce
 }
 
 // silence marks a remote cluster silent since the given time, or live

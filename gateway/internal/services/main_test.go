@@ -141,7 +141,7 @@ var nsCounter atomic.Int32
 
 // start creates a namespace and runs a Controller until the test ends;
 // then it stops the controller and deletes what the test created.
-func start(t *testing.T) *harness {
+func start(t *testing.T, configure ...func(*Controller)) *harness {
 	t.Helper()
 	h := &harness{t: t, exch: &fakeExchange{remote: map[string]gossip.ClusterExports{}}, store: dns.NewStore()}
 	// Cleanups run last registered first: the controller stops, then
@@ -155,6 +155,9 @@ func start(t *testing.T) *harness {
 	h.ctrl = &Controller{
 		ClusterID: localCluster, Cache: sharedCache, Client: h.recordingClient(),
 		Log: testr.New(t), DNS: h.store, Resync: time.Hour, Metrics: NewMetrics(nil),
+	}
+	for _, c := range configure {
+		c(h.ctrl)
 	}
 	h.ctrl.SetExchange(h.exch)
 	ctx, cancel := context.WithCancel(context.Background())
