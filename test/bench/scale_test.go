@@ -178,36 +178,46 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("%s: all %d names resolve to their ServiceImport's IPs", c.Name, len(ips[i]))
 	}
 
-	// A sync with nothing to write, at this many imports: what any later
-	// change to a Service or EndpointSlice in the cluster costs the
-	// gateway, and how long it can delay the next export's name. The
-	// controller resyncs every 30 s, so a minute holds about two.
+	// With every import in place: an idle minute, then one more change at
+	// a time, each timed next to its reference from the same run.
 	gateway := st.Clusters[0].Nodes[0].Netns
-	before, err := syncTotals(gateway)
-	if err != nil {
-		b.Fatal(err)
-	}
 	profiled := make(chan error, 1)
 	if path := os.Getenv("WIRESPAN_SCALE_PROFILE"); path != "" {
 		go func() { profiled <- cpuProfile(gateway, path, 60*time.Second) }()
 	} else {
 		profiled <- nil
 	}
-	time.Sleep(65 * time.Second)
+	idle := idleCPU(st.Processes, 60*time.Second)
 	if err := <-profiled; err != nil {
 		b.Error(err)
 	}
-	after, err := syncTotals(gateway)
+	b.Logf("an idle minute at %d imports per cluster, CPU seconds by program (all clusters):", services)
+	for _, kind := range slices.Sorted(maps.Keys(idle)) {
+		b.Logf("  %-24s %6.2f CPU s", kind, idle[kind])
+	}
+	b.ReportMetric(idle["wirespan-gateway"]/float64(len(cls)), "cpu-s/idle-minute-gateway")
+	b.ReportMetric(idle["kube-proxy"]/float64(len(cls)), "cpu-s/idle-minute-ref-kube-proxy")
+
+	b.Logf("one more change at %d imports (%s exports, %s answers):", services, cls[1].name, cls[0].name)
+	conn := dnsConnIn(b, st.Clusters[0].Pods[0].Netns, st.Clusters[0].ClusterDNS)
+	late, err := exportToDNS(ctx, cls[1].cs, cls[1].dyn, conn, latencySamples)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if after.count <= before.count {
-		b.Fatalf("%s: no MCS sync in 65 s", st.Clusters[0].Name)
+	refs, err := serviceToDNS(ctx, cls[0].cs, conn, latencySamples)
+	if err != nil {
+		b.Fatal(err)
 	}
-	idleSync := (after.seconds - before.seconds) / (after.count - before.count)
-	b.Logf("%s: a sync with nothing to write takes %.0f ms (%v syncs)", st.Clusters[0].Name, idleSync*1000, after.count-before.count)
+	_ = conn.Close()
+	reportLatencies(b, "export-to-dns", late)
+	reportLatencies(b, "ref-service-to-dns", refs)
+	imported, own, err := endpointToImport(ctx, cls[1].cs, cls[0].cs, cls[1].svcs[0], cls[1].pods, latencySamples)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reportLatencies(b, "endpoint-to-import", imported)
+	reportLatencies(b, "ref-endpoint-to-own-watch", own)
 
-	b.ReportMetric(idleSync, "s/idle-sync")
 	b.ReportMetric(converged.Seconds(), "s/converge")
 	b.ReportMetric(exportsCreated.Seconds(), "s/exports-created")
 	b.ReportMetric(refCreate.Seconds(), "s/ref-create-services")
@@ -499,41 +509,6 @@ func cpuSeconds(pid int) (float64, error) {
 		ticks += t
 	}
 	return ticks / 100, nil
-}
-
-// syncCounter is the gateway's wirespan_mcs_sync_duration_seconds
-// histogram's sum and count.
-type syncCounter struct{ seconds, count float64 }
-
-// syncTotals reads the MCS sync time histogram of the gateway whose node
-// is the network namespace ns, from its metrics endpoint.
-func syncTotals(ns string) (syncCounter, error) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", plan.GatewayMetricsPort)
-	resp, err := httpClientIn(ns, 10*time.Second).Get(url)
-	if err != nil {
-		return syncCounter{}, fmt.Errorf("gateway metrics in %s: %w", ns, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return syncCounter{}, fmt.Errorf("gateway metrics in %s: %w", ns, err)
-	}
-	var out syncCounter
-	found := 0
-	for line := range strings.SplitSeq(string(body), "\n") {
-		for suffix, into := range map[string]*float64{"_sum ": &out.seconds, "_count ": &out.count} {
-			if v, ok := strings.CutPrefix(line, "wirespan_mcs_sync_duration_seconds"+suffix); ok {
-				if *into, err = strconv.ParseFloat(v, 64); err != nil {
-					return syncCounter{}, fmt.Errorf("gateway metrics in %s: %q: %w", ns, line, err)
-				}
-				found++
-			}
-		}
-	}
-	if found != 2 {
-		return syncCounter{}, fmt.Errorf("gateway metrics in %s: no wirespan_mcs_sync_duration_seconds histogram at %s", ns, url)
-	}
-	return out, nil
 }
 
 // httpClientIn is an HTTP client whose connections are made from inside

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,31 +181,8 @@ func TestServiceExportedFromTwoClustersBalancesAndSurvivesAGatewayLoss(t *testin
 
 	// c3's gateway hangs (SIGSTOP): gossip declares it dead; after the
 	// export TTL its endpoints are withdrawn in c1, and traffic goes to c2.
-	st, err := status(sharedDir, sharedInstance)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := 0
-	for _, p := range st.Processes {
-		if p.Name == shared.Clusters[2].Nodes[0].Name+"-wirespan-gateway" {
-			pid = p.PID
-		}
-	}
-	if pid == 0 {
-		t.Fatalf("no gateway process for %s in %+v", c3, st.Processes)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	resume := hangGateway(t, 2)
 	stopped := time.Now()
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}
-	defer resume()
 	eventually(t, 60*time.Second, c3+"'s endpoints withdrawn from "+c1, func() error {
 		slices := kubectlIn(t, c1, "get", "endpointslices", "-n", "default", "-l",
 			"multicluster.kubernetes.io/service-name=echo,multicluster.kubernetes.io/source-cluster="+c3, "-o", "name")
@@ -237,6 +215,93 @@ func TestServiceExportedFromTwoClustersBalancesAndSurvivesAGatewayLoss(t *testin
 			if rcode, answers := digIn(t, c.Name, "echo-0", clustersetName, "A"); rcode != "NXDOMAIN" {
 				return fmt.Errorf("dig: %s %v", rcode, answers)
 			}
+			if ips := importIPs(t, c.Name, "default", "echo"); ips != "" {
+				return fmt.Errorf("ServiceImport still there with %s", ips)
+			}
+			return nil
+		})
+	}
+}
+
+// hangGateway stops (SIGSTOP) the gateway of the shared lab's cluster i,
+// its only gateway, so that the cluster goes silent in gossip; the
+// returned resume continues it, and runs at the latest when the test ends.
+func hangGateway(t *testing.T, i int) (resume func()) {
+	t.Helper()
+	st, err := status(sharedDir, sharedInstance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for _, p := range st.Processes {
+		if p.Name == shared.Clusters[i].Nodes[0].Name+"-wirespan-gateway" {
+			pid = p.PID
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no gateway process for %s in %+v", shared.Clusters[i].Name, st.Processes)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(resume)
+	return resume
+}
+
+// TestSilentClusterKeepsItsVIP: a cluster whose gateway is gone from
+// gossip for longer than the export TTL loses its endpoints elsewhere, but
+// its import keeps the clusterset IP and the name keeps answering; when it
+// returns, traffic flows again to the same VIP.
+func TestSilentClusterKeepsItsVIP(t *testing.T) {
+	waitConnected(t, 60*time.Second)
+	c1, c3 := shared.Clusters[0].Name, shared.Clusters[2].Name
+	exportIn(t, c3, "default", "echo")
+	var vip string
+	eventually(t, 20*time.Second, c1+" reaches "+c3+"'s echo through its VIP", func() error {
+		if vip = importIPs(t, c1, "default", "echo"); vip == "" {
+			return fmt.Errorf("no ServiceImport with an IP yet")
+		}
+		if seen := answeringClusters(t, c1, "echo-0", vip+":8080", 4); seen[c3] != 4 {
+			return fmt.Errorf("answers by cluster %v", seen)
+		}
+		return nil
+	})
+
+	resume := hangGateway(t, 2)
+	stopped := time.Now()
+	eventually(t, 60*time.Second, c3+"'s endpoints withdrawn from "+c1, func() error {
+		slices := kubectlIn(t, c1, "get", "endpointslices", "-n", "default", "-l",
+			"multicluster.kubernetes.io/service-name=echo,multicluster.kubernetes.io/source-cluster="+c3, "-o", "name")
+		if strings.TrimSpace(slices) != "" {
+			return fmt.Errorf("still there: %s", slices)
+		}
+		return nil
+	})
+	t.Logf("%s silent: its endpoints withdrawn from %s %v after its gateway stopped", c3, c1, time.Since(stopped).Round(100*time.Millisecond))
+	if got := importIPs(t, c1, "default", "echo"); got != vip {
+		t.Errorf("the silent cluster's import has IP %q, want %s as before", got, vip)
+	}
+	if rcode, answers := digIn(t, c1, "echo-0", clustersetName, "A"); rcode != "NOERROR" || len(answers) != 1 || answers[0] != vip {
+		t.Errorf("dig while %s is silent: %s %v, want %s", c3, rcode, answers, vip)
+	}
+
+	resume()
+	eventually(t, 60*time.Second, c3+"'s endpoints come back behind the same VIP", func() error {
+		if got := importIPs(t, c1, "default", "echo"); got != vip {
+			return fmt.Errorf("VIP %q, want %s", got, vip)
+		}
+		if seen := answeringClusters(t, c1, "echo-0", vip+":8080", 4); seen[c3] != 4 {
+			return fmt.Errorf("answers by cluster %v", seen)
+		}
+		return nil
+	})
+	t.Logf("%s back: traffic to %s flows again %v after its gateway stopped", c3, vip, time.Since(stopped).Round(100*time.Millisecond))
+
+	kubectlIn(t, c3, "delete", "serviceexport", "-n", "default", "echo")
+	for _, c := range shared.Clusters {
+		eventually(t, 20*time.Second, clustersetName+" disappears from "+c.Name, func() error {
 			if ips := importIPs(t, c.Name, "default", "echo"); ips != "" {
 				return fmt.Errorf("ServiceImport still there with %s", ips)
 			}
