@@ -95,9 +95,11 @@ func startNode(t *testing.T, c string, keys map[string]wgtypes.Key, pushPull tim
 		PushPullInterval: pushPull,
 		GossipInterval:   50 * time.Millisecond,
 		TCPTimeout:       time.Second,
-		LeaveTimeout:     time.Second,
-		RetryInterval:    100 * time.Millisecond,
-		ExportTTL:        testExportTTL,
+		// Generous: the leave broadcast waits for a gossip round, which a
+		// busy machine can delay; no test times the leave.
+		LeaveTimeout:  5 * time.Second,
+		RetryInterval: 100 * time.Millisecond,
+		ExportTTL:     testExportTTL,
 	})
 	if err != nil {
 		t.Fatalf("New(%s): %v", c, err)
