@@ -183,14 +183,7 @@ func TestServiceExportedFromTwoClustersBalancesAndSurvivesAGatewayLoss(t *testin
 	// export TTL its endpoints are withdrawn in c1, and traffic goes to c2.
 	resume := hangGateway(t, 2)
 	stopped := time.Now()
-	eventually(t, 60*time.Second, c3+"'s endpoints withdrawn from "+c1, func() error {
-		slices := kubectlIn(t, c1, "get", "endpointslices", "-n", "default", "-l",
-			"multicluster.kubernetes.io/service-name=echo,multicluster.kubernetes.io/source-cluster="+c3, "-o", "name")
-		if strings.TrimSpace(slices) != "" {
-			return fmt.Errorf("still there: %s", slices)
-		}
-		return nil
-	})
+	waitWithdrawn(t, c1, c3, "echo")
 	t.Logf("%s's endpoints withdrawn %v after its gateway stopped (export TTL %v)", c3, time.Since(stopped).Round(100*time.Millisecond), 10*time.Second)
 	eventually(t, 10*time.Second, "traffic to "+vip+" goes to "+c2+" only", func() error {
 		if seen := answeringClusters(t, c1, "echo-0", vip+":8080", 8); seen[c2] != 8 {
@@ -221,6 +214,20 @@ func TestServiceExportedFromTwoClustersBalancesAndSurvivesAGatewayLoss(t *testin
 			return nil
 		})
 	}
+}
+
+// waitWithdrawn waits until cluster importer holds no EndpointSlice of
+// default/name imported from cluster exporter.
+func waitWithdrawn(t *testing.T, importer, exporter, name string) {
+	t.Helper()
+	eventually(t, 60*time.Second, exporter+"'s endpoints withdrawn from "+importer, func() error {
+		slices := kubectlIn(t, importer, "get", "endpointslices", "-n", "default", "-l",
+			"multicluster.kubernetes.io/service-name="+name+",multicluster.kubernetes.io/source-cluster="+exporter, "-o", "name")
+		if strings.TrimSpace(slices) != "" {
+			return fmt.Errorf("still there: %s", slices)
+		}
+		return nil
+	})
 }
 
 // hangGateway stops (SIGSTOP) the gateway of the shared lab's cluster i,
@@ -271,14 +278,7 @@ func TestSilentClusterKeepsItsVIP(t *testing.T) {
 
 	resume := hangGateway(t, 2)
 	stopped := time.Now()
-	eventually(t, 60*time.Second, c3+"'s endpoints withdrawn from "+c1, func() error {
-		slices := kubectlIn(t, c1, "get", "endpointslices", "-n", "default", "-l",
-			"multicluster.kubernetes.io/service-name=echo,multicluster.kubernetes.io/source-cluster="+c3, "-o", "name")
-		if strings.TrimSpace(slices) != "" {
-			return fmt.Errorf("still there: %s", slices)
-		}
-		return nil
-	})
+	waitWithdrawn(t, c1, c3, "echo")
 	t.Logf("%s silent: its endpoints withdrawn from %s %v after its gateway stopped", c3, c1, time.Since(stopped).Round(100*time.Millisecond))
 	if got := importIPs(t, c1, "default", "echo"); got != vip {
 		t.Errorf("the silent cluster's import has IP %q, want %s as before", got, vip)
