@@ -39,6 +39,10 @@ const (
 	DefaultWorkers     = 32
 	DefaultResync      = 30 * time.Second
 	DefaultImportGrace = 6 * time.Hour
+	// DefaultMaxRetryDelay is shorter than Kubernetes' 1000 s: a service
+	// that failed for a passing reason (an API server restart) should not
+	// wait a quarter of an hour.
+	DefaultMaxRetryDelay = 30 * time.Second
 )
 
 // Controller is the MCS controller. Start it with the manager; it works
@@ -67,7 +71,11 @@ type Controller struct {
 	// endpoints go when gossip reports it silent (the export TTL), its
 	// VIPs only after this, so that a partition does not renumber them.
 	ImportGrace time.Duration
-	Metrics     *Metrics
+	// MaxRetryDelay bounds the backoff of a failing service (default
+	// DefaultMaxRetryDelay); the first retry comes after 5 ms, and each
+	// next one waits twice as long.
+	MaxRetryDelay time.Duration
+	Metrics       *Metrics
 
 	queue  workqueue.TypedRateLimitingInterface[serviceKey]
 	writes writes
@@ -195,8 +203,9 @@ func (c *Controller) Start(ctx context.Context) error {
 			return nil
 		}
 	}
+	c.MaxRetryDelay = cmpOr(c.MaxRetryDelay, DefaultMaxRetryDelay)
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[serviceKey](),
+		workqueue.NewTypedItemExponentialFailureRateLimiter[serviceKey](5*time.Millisecond, c.MaxRetryDelay),
 		workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "wirespan_mcs"})
 	unwatch, err := c.watch(ctx)
 	if err != nil {

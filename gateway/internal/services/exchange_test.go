@@ -2,6 +2,7 @@ package services
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"sync"
 	"time"
@@ -28,12 +29,14 @@ type fakeExchange struct {
 	refuse error
 }
 
+// SetExports keeps the whole set; refuse applies to PublishExport only,
+// which every reconcile calls.
 func (f *fakeExchange) SetExports(records map[gossip.ExportKey]json.RawMessage) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.set = true
 	f.published = maps.Clone(records)
-	return f.refuse
+	return nil
 }
 
 func (f *fakeExchange) PublishExport(key gossip.ExportKey, rec json.RawMessage) error {
@@ -43,7 +46,12 @@ func (f *fakeExchange) PublishExport(key gossip.ExportKey, rec json.RawMessage) 
 		return gossip.ErrExportsNotSet
 	}
 	f.touch(key)
-	if f.refuse != nil {
+	var refused *gossip.RefusedExportsError
+	switch {
+	case errors.As(f.refuse, &refused) && refused.Refused[key] != nil:
+		return f.refuse // as gossip: the refused record is not published
+	case errors.As(f.refuse, &refused):
+	case f.refuse != nil:
 		return f.refuse
 	}
 	f.published[key] = rec

@@ -115,6 +115,9 @@ func TestExportOfTooManyEndpointsFails(t *testing.T) {
 	h.waitConditions(h.ns, "big", exportedOK...)
 }
 
+// TestExportRefusedByGossipFails: gossip fails to take a record (not a
+// refusal of the record itself, which would stay): Ready=False, and the
+// service is retried until gossip takes it.
 func TestExportRefusedByGossipFails(t *testing.T) {
 	h := start(t)
 	h.exch.mu.Lock()
@@ -130,7 +133,6 @@ func TestExportRefusedByGossipFails(t *testing.T) {
 	h.exch.mu.Lock()
 	h.exch.refuse = nil
 	h.exch.mu.Unlock()
-	h.ctrl.Wake()
 	h.waitConditions(h.ns, "web", exportedOK...)
 }
 

@@ -167,9 +167,10 @@ func TestNewImportTakesFourWrites(t *testing.T) {
 		f := strings.Fields(w)
 		got = append(got, strings.Join(f[:len(f)-1], " ")) // without the object's name
 	}
+	// The status comes last: it says whether the slices are there.
 	want := []string{
 		"create *v1.Service", "create *v1beta1.ServiceImport",
-		"update status *v1beta1.ServiceImport", "create *v1.EndpointSlice",
+		"create *v1.EndpointSlice", "update status *v1beta1.ServiceImport",
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("writes of a new import (-want +have):\n%s", d)
@@ -221,14 +222,16 @@ func TestDerivedServiceAndSlices(t *testing.T) {
 		endpoint("10.1.0.2", "", "zone-a", false, true, true)))
 	se := newExport(h.ns, "shop")
 	h.create(se)
-	// West is newer and adds a port: a union, no conflict.
+	// West is newer and adds a port: the union, and a conflict that
+	// names the port we lack.
 	west := remoteExport("west", h.ns, "shop", se.CreationTimestamp.Add(time.Hour), mport("http", 80), mport("admin", 9000))
 	west.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("http", 8081), epPort("admin", 9001)},
 		rep("10.2.0.1", "", "zone-x", true, true, false),
 		rep("10.2.0.2", "", "zone-y", false, true, true))}
 	h.setRemote("west", true, west)
 
-	h.waitConditions(h.ns, "shop", exportedOK...)
+	h.waitConditions(h.ns, "shop", exportedOK[0], exportedOK[1],
+		cond{conflict, isTrue, mcsv1beta1.ServiceExportReasonPortConflict, `this export lacks port "admin" 9000/TCP (from cluster "west")`})
 	si := h.waitImport(h.ns, "shop", all(importClusters(localCluster, "west"), withIPs, importPorts(80, 9000)))
 	h.eventually("slices of both clusters", func() error { return sliceClusters(h.ns, "shop", localCluster, "west") })
 

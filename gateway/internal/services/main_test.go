@@ -155,6 +155,8 @@ func start(t *testing.T, configure ...func(*Controller)) *harness {
 	h.ctrl = &Controller{
 		ClusterID: localCluster, Cache: sharedCache, Client: h.recordingClient(),
 		Log: testr.New(t), DNS: h.store, Resync: time.Hour, Metrics: NewMetrics(nil),
+		// A failure a test causes and then removes is retried within a second.
+		MaxRetryDelay: time.Second,
 	}
 	for _, c := range configure {
 		c(h.ctrl)

@@ -30,7 +30,9 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	if err != nil {
 		return err
 	}
-	published := c.publish(exch, key, local)
+	var errs []error
+	published, retry := c.publish(exch, key, local)
+	errs = append(errs, retry)
 	remote := c.remoteFor(key)
 	exports := remote.exports
 	if local != nil && local.exported() {
@@ -42,7 +44,6 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	}
 	c.count(key, local != nil, len(exports) > 0)
 
-	var errs []error
 	if local != nil {
 		errs = append(errs, c.writeExportStatus(ctx, key, local, published, imp))
 	}
@@ -86,30 +87,31 @@ func (c *Controller) readLocal(ctx context.Context, key serviceKey) (*localExpor
 	return &localExport{se: se, export: e, validity: v, limit: limit}, nil
 }
 
-// publish hands our export of key to gossip, or withdraws it; it returns
-// why gossip refused the record, if it did.
-func (c *Controller) publish(exch Exchange, key serviceKey, local *localExport) error {
+// publish hands our export of key to gossip, or withdraws it. It returns
+// why the record is not published, for the Ready condition, and the error
+// to retry on: gossip refusing the record for what it is (too large, say)
+// is not retried, since only a change of the Service can help; any other
+// failure (gossip stopping) is.
+func (c *Controller) publish(exch Exchange, key serviceKey, local *localExport) (refusal, retry error) {
 	if local == nil || !local.exported() {
 		if err := exch.WithdrawExport(exportKey(key)); err != nil {
-			c.Log.Error(err, "Cannot withdraw an export", "service", key.String())
+			return nil, fmt.Errorf("withdraw the export: %w", err)
 		}
-		return nil
+		return nil, nil
 	}
 	rec, err := json.Marshal(local.export)
 	if err != nil {
-		return fmt.Errorf("encode the export: %w", err)
+		return fmt.Errorf("encode the export: %w", err), nil
 	}
 	err = exch.PublishExport(exportKey(key), rec)
 	var refused *gossip.RefusedExportsError
 	if errors.As(err, &refused) {
-		if r := refused.Refused[exportKey(key)]; r != nil {
-			return r
-		}
+		return refused.Refused[exportKey(key)], nil
 	}
 	if err != nil {
-		c.Log.Error(err, "Cannot publish an export", "service", key.String())
+		return err, fmt.Errorf("publish the export: %w", err)
 	}
-	return err
+	return nil, nil
 }
 
 // writeExportStatus writes the Valid, Ready and Conflict conditions of

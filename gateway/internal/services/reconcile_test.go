@@ -177,6 +177,7 @@ func TestOneChangeTouchesOneService(t *testing.T) {
 	}
 	h.settle()
 	h.takeTouched()
+	h.takeWrites()
 
 	var svc corev1.Service
 	if err := get(h.ns, "local-3", &svc); err != nil {
@@ -192,6 +193,7 @@ func TestOneChangeTouchesOneService(t *testing.T) {
 		t.Errorf("a change of local-3 reconciled %v", touched)
 	}
 
+	h.takeWrites()
 	remote[7].Ports = append(remote[7].Ports, mport("admin", 9000))
 	h.updateRecord("west", remote[7])
 	h.waitImport(h.ns, "remote-7", importPorts(80, 9000))
