@@ -155,6 +155,13 @@ func TestNoDuplicateCreatesUnderLoad(t *testing.T) {
 	if n := counterValue(t, h.ctrl.Metrics.reconcileErrors); n != 0 {
 		t.Errorf("%v reconciles failed", n)
 	}
+	// Every write was seen by the informers, and so forgotten.
+	h.eventually("no write left remembered", func() error {
+		if n := h.ctrl.writes.size(); n > 0 {
+			return fmt.Errorf("%d writes still remembered", n)
+		}
+		return nil
+	})
 }
 
 // TestOneChangeTouchesOneService: with many services exported and

@@ -162,7 +162,7 @@ func (w *writes) pending(key serviceKey, kind string) map[string]written {
 	return out
 }
 
-// size returns how many writes are remembered (for tests and metrics).
+// size returns how many writes are remembered.
 func (w *writes) size() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
