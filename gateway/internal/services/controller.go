@@ -338,8 +338,46 @@ func (c *Controller) seed(ctx context.Context, exch Exchange) error {
 	c.mu.Lock()
 	c.active, c.remote = exch, nil
 	c.mu.Unlock()
-	c.Log.Info("Publishing this cluster's exports", "exports", len(records))
+	n := c.prefillDNS(ctx)
+	c.Log.Info("Publishing this cluster's exports; DNS answers from the imports already here until each is reconciled",
+		"exports", len(records), "imports", n)
 	return nil
+}
+
+// prefillDNS gives DNS every import this cluster already has, from the
+// cache, before any is reconciled: a gateway that just became active (a
+// restart, a failover) answers at once for thousands of imports instead
+// of as the queue reaches each. The reconciles that follow correct what
+// changed meanwhile. It returns how many imports it gave.
+func (c *Controller) prefillDNS(ctx context.Context) int {
+	if c.DNS == nil {
+		return 0
+	}
+	var sis mcsv1beta1.ServiceImportList
+	if err := c.Cache.List(ctx, &sis); err != nil {
+		c.Log.Error(err, "Cannot list ServiceImports for DNS; names come as each import is reconciled")
+		return 0
+	}
+	n := 0
+	for i := range sis.Items {
+		si := &sis.Items[i]
+		key := client.ObjectKeyFromObject(si)
+		if !ours(si.Labels) {
+			continue
+		}
+		var slices []*discoveryv1.EndpointSlice
+		if si.Spec.Type == mcsv1beta1.Headless {
+			var err error
+			if slices, err = c.importedSlices(ctx, key); err != nil {
+				continue
+			}
+		}
+		if svc := dnsFor(key, si.Spec, si.Spec.IPs, nil, slices); svc != nil {
+			c.setDNS(key, svc)
+			n++
+		}
+	}
+	return n
 }
 
 // deactivate stops writing: the next exchange starts from scratch.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	mdns "github.com/miekg/dns"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -194,4 +196,37 @@ func TestDNSDoesNotWaitForTheWholeSync(t *testing.T) {
 	h.eventually("slow in DNS", func() error {
 		return resolvesTo(resolve, "slow."+h.ns+zone, slow.Spec.IPs...)
 	})
+}
+
+// TestNewlyActiveGatewayAnswersAtOnce: a controller that becomes active
+// (a restart, a failover) gives DNS the imports the cluster already has
+// before it reconciles any: prefillDNS, alone, fills an empty store with
+// the ClusterSetIP and headless names the first controller wrote.
+func TestNewlyActiveGatewayAnswersAtOnce(t *testing.T) {
+	h := start(t)
+	created := time.Now().Add(-time.Hour)
+	db := remoteExport("west", h.ns, "db", created, mport("pg", 5432))
+	db.Type = mcsv1beta1.Headless
+	db.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)}, rep("10.2.1.1", "db-0", "", true, true, false))}
+	h.setRemote("west", true, remoteExport("west", h.ns, "web", created, mport("http", 80)), db)
+	si := h.waitImport(h.ns, "web", withIPs)
+	h.eventually("db's slice", func() error { return sliceClusters(h.ns, "db", "west") })
+	h.settle()
+
+	next := &Controller{ClusterID: localCluster, Cache: sharedCache, Client: k8s, Log: testr.New(t), DNS: dns.NewStore(), Metrics: NewMetrics(nil)}
+	if n := next.prefillDNS(context.Background()); n < 2 {
+		t.Fatalf("prefilled %d imports, want at least web and db", n)
+	}
+	want := map[string][]netip.Addr{"web": {netip.MustParseAddr(si.Spec.IPs[0])}, "db": nil}
+	for name, ips := range want {
+		svc, ok := next.dnsLast[serviceKey{Namespace: h.ns, Name: name}]
+		switch {
+		case !ok:
+			t.Errorf("%s: not given to DNS", name)
+		case name == "web" && !slices.Equal(svc.IPs, ips):
+			t.Errorf("web: DNS has %v, want %v", svc.IPs, ips)
+		case name == "db" && (len(svc.Endpoints) != 1 || svc.Endpoints[0].Hostname != "db-0" || svc.Endpoints[0].Cluster != "west"):
+			t.Errorf("db: DNS has endpoints %+v, want db-0 of west", svc.Endpoints)
+		}
+	}
 }
