@@ -209,6 +209,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "wirespan_mcs"})
 	unwatch, err := c.watch(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while the informers were starting
+		}
 		return err
 	}
 	defer unwatch()

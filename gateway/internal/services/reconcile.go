@@ -191,7 +191,8 @@ func read[T any, PT interface {
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("read %s %s: %w", kindOf(obj), name, err)
 	}
-	got, ok := c.writes.resolve(key, refOf(obj), cached)
+	// The name given, not obj's: a cache miss leaves obj empty.
+	got, ok := c.writes.resolve(key, objRef{kind: kindOf(obj), NamespacedName: name}, cached)
 	if !ok {
 		return nil, nil
 	}
