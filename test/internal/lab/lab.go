@@ -324,6 +324,7 @@ func (l *Lab) down(instance int) error {
 		return err
 	}
 	stopped := 0
+	var stopErrs []error
 	var mu sync.Mutex
 	// In waves: Wirespan's processes and the workloads first, then the API
 	// servers, then etcd, so nothing spends its last seconds logging about
@@ -342,9 +343,12 @@ func (l *Lab) down(instance int) error {
 		for _, p := range recorded {
 			if wave(p) == w && p.Alive() {
 				wg.Go(func() {
-					p.Stop(5 * time.Second)
+					// Stop returns when every thread is gone, so the
+					// next wave, and the command, start only then.
+					err := p.Stop(5 * time.Second)
 					mu.Lock()
 					stopped++
+					stopErrs = append(stopErrs, err)
 					mu.Unlock()
 				})
 			}
@@ -361,10 +365,11 @@ func (l *Lab) down(instance int) error {
 		}
 	}
 	for _, pid := range leftovers {
-		proc.Kill(pid, 2*time.Second)
+		stopErrs = append(stopErrs, proc.Kill(pid, 2*time.Second))
 		stopped++
 	}
 	removed, err := network.Teardown(prefix)
+	err = errors.Join(append(stopErrs, err)...)
 	if rmErr := l.removeStateDir(); rmErr != nil {
 		err = errors.Join(err, rmErr)
 	}

@@ -60,48 +60,78 @@ func Start(name, netns, log string, args ...string) (*Process, error) {
 	return p, nil
 }
 
-// Alive says whether the recorded process still runs (and is not a zombie).
+// Alive says whether the recorded process still runs: a thread of it has
+// not exited yet.
 func (p *Process) Alive() bool {
 	ticks, err := startTicks(p.PID)
 	if err != nil || ticks != p.StartTicks {
 		return false
 	}
-	state, _ := procState(p.PID)
-	return state != "Z"
+	return exists(p.PID)
 }
 
-// Stop sends SIGTERM, waits up to grace, then SIGKILLs. It is a no-op for a
-// process that is gone.
-func (p *Process) Stop(grace time.Duration) {
+// Stop sends SIGTERM, waits up to grace, then SIGKILLs, and returns once
+// the process is gone (see Kill). It is a no-op for a process that is
+// gone.
+func (p *Process) Stop(grace time.Duration) error {
 	if !p.Alive() {
-		return
+		return nil
 	}
-	Kill(p.PID, grace)
+	if err := Kill(p.PID, grace); err != nil {
+		return fmt.Errorf("stop %s: %w", p.Name, err)
+	}
+	return nil
 }
 
-// Kill stops pid: SIGTERM, then SIGKILL after grace.
-func Kill(pid int, grace time.Duration) {
+// killWait bounds the wait for a process to go after SIGKILL. It is long:
+// a large process on a busy machine takes seconds to release its memory,
+// and returning earlier lets a caller reuse its ports too soon.
+const killWait = 30 * time.Second
+
+// Kill stops pid: SIGTERM, then SIGKILL after grace. It returns once every
+// thread of the process has exited, or an error if that takes longer than
+// killWait after SIGKILL.
+func Kill(pid int, grace time.Duration) error {
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !exists(pid) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if waitGone(pid, grace) {
+		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for range 100 {
-		if !exists(pid) {
-			return
+	if waitGone(pid, killWait) {
+		return nil
+	}
+	return fmt.Errorf("pid %d still runs %s after SIGKILL", pid, killWait)
+}
+
+func waitGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for exists(pid) {
+		if time.Now().After(deadline) {
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
 }
 
-// exists is false once pid is gone or only a zombie.
+// exists is true while any thread of pid has not exited. The main thread
+// alone is not enough: it turns zombie ("Z" in /proc/PID/stat) as soon as
+// it exits, while the process's other threads may still be finishing
+// (returning from a system call, releasing a large process's memory) and
+// the process still holds its ports and files. That is how `down` once
+// reported etcd and the API servers stopped while they still ran.
 func exists(pid int) bool {
-	state, err := procState(pid)
-	return err == nil && state != "Z"
+	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	if err != nil {
+		return false
+	}
+	for _, t := range tasks {
+		state, err := taskState(pid, t.Name())
+		if err == nil && state != "Z" && state != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // Referring lists the processes running one of programs (by executable
@@ -180,6 +210,11 @@ func stat(pid int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return statFields(raw)
+}
+
+// statFields splits a stat file after the command name.
+func statFields(raw []byte) ([]string, error) {
 	s := string(raw)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
@@ -188,10 +223,15 @@ func stat(pid int) ([]string, error) {
 	return strings.Fields(s[i+1:]), nil
 }
 
-func procState(pid int) (string, error) {
-	f, err := stat(pid)
-	if err != nil || len(f) < 1 {
+// taskState is the state letter of one thread of pid.
+func taskState(pid int, tid string) (string, error) {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", tid, "stat"))
+	if err != nil {
 		return "", err
+	}
+	f, err := statFields(raw)
+	if err != nil || len(f) < 1 {
+		return "", errors.Join(errors.New("short stat"), err)
 	}
 	return f[0], nil
 }
