@@ -19,7 +19,7 @@ import (
 func TestClusterKeyTrimmedLikeTheOperator(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "cluster-key"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "cluster-key-"}}
 	if err := c.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestClusterKeyTrimmedLikeTheOperator(t *testing.T) {
 				t.Errorf("%s: key %v, err %v; want the key", name, key, err)
 			}
 		default:
-			if err == nil || !strings.Contains(err.Error(), "cluster key Secret cluster-key/"+name) {
+			if err == nil || !strings.Contains(err.Error(), "cluster key Secret "+ns.Name+"/"+name) {
 				t.Errorf("%s: err %v, want one naming the Secret", name, err)
 			}
 		}
