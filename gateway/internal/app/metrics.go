@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wirespan_gateway_peer_latency_seconds", Help: "Last gossip probe round-trip time to the peer's gateway, through the tunnel."}, []string{"peer"}),
 		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "wirespan_gateway_refused_cidrs", Help: "Ranges a peer claims that are refused (outside allowedCIDRs or overlapping) and not routed."}, []string{"peer"}),
+			Name: "wirespan_gateway_refused_cidrs", Help: "Ranges a peer claims that are refused (outside allowedCIDRs, overlapping, or of an IP family not routed yet) and not routed."}, []string{"peer"}),
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirespan_gateway_sync_errors_total", Help: "Syncs that failed to read inputs, apply the data plane or write status."}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
