@@ -267,6 +267,9 @@ func (s *syncer) apply(plan agent.Plan) []dataplane.Refusal {
 	var refused []dataplane.Refusal
 	if ae, ok := errors.AsType[*dataplane.ApplyError](err); ok {
 		refused = ae.Refused
+	} else if err != nil {
+		// Apply names what it refused; anything else is still reported.
+		refused = []dataplane.Refusal{{Kind: "apply", Object: "data plane", Err: err}}
 	}
 	s.metrics.kernelRefusals(refused)
 	appeared, cleared := s.refusals.Update(refused)
