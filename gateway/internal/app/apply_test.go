@@ -48,10 +48,10 @@ func TestRefusalsLoggedOnceCountedEverySync(t *testing.T) {
 	if n := count("the kernel refused a change"); n != 1 {
 		t.Errorf("%d log lines for one refusal over 3 syncs, want 1:\n%s", n, strings.Join(lines, "\n"))
 	}
-	if got := counterValue(t, s.metrics.refusals, dataplane.KindRoute); got != 3 {
+	if got := value(t, s.metrics.refusals.WithLabelValues(dataplane.KindRoute)); got != 3 {
 		t.Errorf("refusals_total{kind=route} = %v, want 3", got)
 	}
-	if got := gaugeValue(t, s.metrics.refusedObjects, dataplane.KindRoute); got != 1 {
+	if got := value(t, s.metrics.refusedObjects.WithLabelValues(dataplane.KindRoute)); got != 1 {
 		t.Errorf("refused_objects{kind=route} = %v, want 1", got)
 	}
 	if !strings.Contains(k.Dump(), "10.2.0.0/16 dev eth0") {
@@ -62,25 +62,20 @@ func TestRefusalsLoggedOnceCountedEverySync(t *testing.T) {
 	if n := count("the kernel took a change it refused before"); n != 1 {
 		t.Errorf("%d log lines for a cleared refusal, want 1", n)
 	}
-	if got := gaugeValue(t, s.metrics.refusedObjects, dataplane.KindRoute); got != 0 {
+	if got := value(t, s.metrics.refusedObjects.WithLabelValues(dataplane.KindRoute)); got != 0 {
 		t.Errorf("refused_objects{kind=route} = %v after it cleared, want 0", got)
 	}
 }
 
-func counterValue(t *testing.T, v *prometheus.CounterVec, label string) float64 {
+// value reads a counter's or a gauge's value.
+func value(t *testing.T, m prometheus.Metric) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := v.WithLabelValues(label).Write(&m); err != nil {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
-}
-
-func gaugeValue(t *testing.T, v *prometheus.GaugeVec, label string) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := v.WithLabelValues(label).Write(&m); err != nil {
-		t.Fatal(err)
+	if d.Counter != nil {
+		return d.Counter.GetValue()
 	}
-	return m.GetGauge().GetValue()
+	return d.Gauge.GetValue()
 }
