@@ -89,10 +89,14 @@ func TestKillWaitsForEveryThread(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+		_ = cmd.Process.Kill()
 		t.Fatalf("helper said %q, %v", line, err)
 	}
+	// Reap it once it has exited (Kill does not wait for that).
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-waited })
 	pid := cmd.Process.Pid
 
 	// Watch for the state that fooled the old check: the main thread a
@@ -131,4 +135,52 @@ func TestKillWaitsForEveryThread(t *testing.T) {
 		t.Errorf("Kill took %s: it sent SIGKILL, but the process exits on SIGTERM within %s", took, lingerFor)
 	}
 	t.Logf("Kill returned after %s", took.Round(time.Millisecond))
+}
+
+// WaitReaped returns only once the stopped process's parent has reaped
+// it. The lab's processes are init's children once `up` has exited, and
+// the init of this project's microVMs reaps about once a second: `down`
+// returned while `ps` still listed etcd and the API servers, for a second
+// or two.
+func TestWaitReapedWaitsForTheReaper(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	p := ByPID(cmd.Process.Pid)
+	if p == nil {
+		t.Fatal("ByPID found no process")
+	}
+	const reapAfter = 500 * time.Millisecond
+	reaping := make(chan time.Time, 1)
+	go func() {
+		// A slow init: reap only reapAfter after the process exited.
+		for p.Alive() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(reapAfter)
+		reaping <- time.Now()
+		_ = cmd.Wait()
+	}()
+	start := time.Now()
+	if err := p.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if left := WaitReaped([]*Process{p}, 5*time.Second); len(left) != 0 {
+		t.Fatalf("still listed after 5 s: %v", left)
+	}
+	returned := time.Now()
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.PID)); err == nil {
+		t.Errorf("/proc/%d is still there", p.PID)
+	}
+	select {
+	case at := <-reaping:
+		if returned.Before(at) {
+			t.Errorf("WaitReaped returned %s before the reaper started", at.Sub(returned))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reaper never ran")
+	}
+	t.Logf("stopped and reaped after %s", returned.Sub(start).Round(time.Millisecond))
 }
