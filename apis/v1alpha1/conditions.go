@@ -114,8 +114,8 @@ const (
 	// is refused, so nothing is routed to it.
 	ReasonCIDRsRefused = "CIDRsRefused"
 	// ReasonKernelRefused: the node's kernel refused part of the tunnel's
-	// configuration (the WireGuard peer or a route to the peer) and no
-	// handshake has completed; the message names each object and the
+	// configuration (the WireGuard device, the peer, or a route to the
+	// peer) and no handshake has completed; the message names each object and the
 	// kernel's error. It is tried again on every sync.
 	ReasonKernelRefused = "KernelRefused"
 	// ReasonTunnelAddressConflict: the peer's key derives the same tunnel

@@ -147,13 +147,19 @@ func describeKernelRefusals(rs []dataplane.Refusal) string {
 }
 
 // Concerns says whether a kernel refusal is about this peer: its WireGuard
-// peer, or a route to its tunnel address or to a range routed to it.
-func (p PeerPlan) Concerns(r dataplane.Refusal) bool {
-	if r.Peer != (wgtypes.Key{}) {
-		return p.Problem == "" && r.Peer == p.Key
+// peer, a route to its tunnel address or to a range routed to it, or the
+// WireGuard link (named wireGuard: its creation, address, MTU) that every
+// tunnel needs.
+func (p PeerPlan) Concerns(r dataplane.Refusal, wireGuard string) bool {
+	switch {
+	case p.Problem != "":
+		return false // no tunnel is built for it
+	case r.Link != "":
+		return r.Link == wireGuard
+	case r.Peer != (wgtypes.Key{}):
+		return r.Peer == p.Key
+	case r.Dst.IsValid():
+		return r.Dst == netip.PrefixFrom(p.TunnelAddr, p.TunnelAddr.BitLen()) || slices.Contains(p.Routed, r.Dst)
 	}
-	if !r.Dst.IsValid() {
-		return false
-	}
-	return r.Dst == netip.PrefixFrom(p.TunnelAddr, p.TunnelAddr.BitLen()) || slices.Contains(p.Routed, r.Dst)
+	return false
 }

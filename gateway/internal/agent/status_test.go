@@ -110,9 +110,12 @@ func TestRefusalConcernsItsPeer(t *testing.T) {
 		{"c3's WireGuard peer", dataplane.Refusal{Kind: dataplane.KindPeer, Peer: c3.Key}, false, true},
 		{"a range of nobody's", dataplane.Refusal{Kind: dataplane.KindRoute, Dst: netip.MustParsePrefix("10.9.0.0/16")}, false, false},
 		{"the rule", dataplane.Refusal{Kind: dataplane.KindRule}, false, false},
+		{"the WireGuard link", dataplane.Refusal{Kind: dataplane.KindLink, Link: "wirespan0"}, true, true},
+		{"the tunnel address", dataplane.Refusal{Kind: dataplane.KindAddress, Link: "wirespan0"}, true, true},
+		{"the VXLAN link", dataplane.Refusal{Kind: dataplane.KindLink, Link: "wirespan-vx"}, false, false},
 	} {
-		if c2.Concerns(tc.r) != tc.c2 || c3.Concerns(tc.r) != tc.c3 {
-			t.Errorf("%s: concerns c2 %t, c3 %t; want %t, %t", tc.name, c2.Concerns(tc.r), c3.Concerns(tc.r), tc.c2, tc.c3)
+		if c2.Concerns(tc.r, "wirespan0") != tc.c2 || c3.Concerns(tc.r, "wirespan0") != tc.c3 {
+			t.Errorf("%s: concerns c2 %t, c3 %t; want %t, %t", tc.name, c2.Concerns(tc.r, "wirespan0"), c3.Concerns(tc.r, "wirespan0"), tc.c2, tc.c3)
 		}
 	}
 }

@@ -394,15 +394,18 @@ func (s *syncer) stopGossip() {
 // refused are the kernel refusals of this sync's apply; each goes on the
 // peer it concerns.
 func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan, refused []dataplane.Refusal) error {
+	var errs []error
 	dev, err := s.kernel.Device(s.opts.Agent.WireGuardName)
 	if err != nil {
-		return fmt.Errorf("read WireGuard device: %w", err)
+		// The kernel may have refused the device: each peer's status
+		// still says so (see refused), with no tunnel figures.
+		errs = append(errs, fmt.Errorf("read WireGuard device: %w", err))
+		dev = &wgtypes.Device{}
 	}
 	now := time.Now()
 	selfMismatch := w.self != nil && w.self.Spec.PublicKey != "" && w.self.Spec.PublicKey != w.in.PrivateKey.PublicKey().String()
 	s.metrics.reset()
 	up := 0
-	var errs []error
 	for _, p := range plan.Peers {
 		cp, ok := w.remote[p.Cluster]
 		if !ok {
@@ -410,7 +413,7 @@ func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan, refused 
 		}
 		obs := agent.Observation{Learned: s.learned(p.Cluster), SelfKeyMismatch: selfMismatch, Now: now}
 		for _, r := range refused {
-			if p.Concerns(r) {
+			if p.Concerns(r, s.opts.Agent.WireGuardName) {
 				obs.Refused = append(obs.Refused, r)
 			}
 		}

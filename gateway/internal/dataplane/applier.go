@@ -64,6 +64,11 @@ func (r *run) refuse(kind, object string, err error) {
 	r.refused = append(r.refused, Refusal{Kind: kind, Object: object, Err: err})
 }
 
+// refuseOn records a refusal about one of Wirespan's links.
+func (r *run) refuseOn(kind, link, object string, err error) {
+	r.refused = append(r.refused, Refusal{Kind: kind, Link: link, Object: object, Err: err})
+}
+
 func (a *Applier) sysctls(r *run, want State) {
 	for _, name := range slices.Sorted(maps.Keys(want.Sysctls)) {
 		value := want.Sysctls[name]
@@ -86,7 +91,7 @@ func (a *Applier) sysctls(r *run, want State) {
 func (a *Applier) linkBasics(r *run, link Link, mtu int, addrs []netip.Prefix) {
 	if mtu != 0 && link.MTU != mtu {
 		if err := a.Kernel.SetMTU(link.Name, mtu); err != nil {
-			r.refuse(KindLink, fmt.Sprintf("%s mtu %d", link.Name, mtu), err)
+			r.refuseOn(KindLink, link.Name, fmt.Sprintf("%s mtu %d", link.Name, mtu), err)
 		} else {
 			r.note("set %s mtu %d", link.Name, mtu)
 		}
@@ -96,7 +101,7 @@ func (a *Applier) linkBasics(r *run, link Link, mtu int, addrs []netip.Prefix) {
 			continue
 		}
 		if err := a.Kernel.AddAddress(link.Name, p); err != nil {
-			r.refuse(KindAddress, fmt.Sprintf("%s dev %s", p, link.Name), err)
+			r.refuseOn(KindAddress, link.Name, fmt.Sprintf("%s dev %s", p, link.Name), err)
 			continue
 		}
 		r.note("add address %s dev %s", p, link.Name)
@@ -107,14 +112,14 @@ func (a *Applier) linkBasics(r *run, link Link, mtu int, addrs []netip.Prefix) {
 			continue
 		}
 		if err := a.Kernel.DeleteAddress(link.Name, p); err != nil {
-			r.refuse(KindAddress, fmt.Sprintf("%s dev %s", p, link.Name), err)
+			r.refuseOn(KindAddress, link.Name, fmt.Sprintf("%s dev %s", p, link.Name), err)
 			continue
 		}
 		r.note("delete address %s dev %s", p, link.Name)
 	}
 	if !link.Up {
 		if err := a.Kernel.SetUp(link.Name); err != nil {
-			r.refuse(KindLink, link.Name+" up", err)
+			r.refuseOn(KindLink, link.Name, link.Name+" up", err)
 			return
 		}
 		r.note("set %s up", link.Name)
@@ -128,13 +133,13 @@ func (a *Applier) vxlan(r *run, want State) {
 	}
 	link, ok, err := a.Kernel.Link(v.Name)
 	if err != nil {
-		r.refuse(KindLink, v.Name, err)
+		r.refuseOn(KindLink, v.Name, v.Name, err)
 		return
 	}
 	if ok && (link.VXLAN == nil || !sameVXLAN(*link.VXLAN, *v)) {
 		// VXLAN attributes cannot be changed in place.
 		if err := a.Kernel.DeleteLink(v.Name); err != nil {
-			r.refuse(KindLink, v.Name+" (attributes changed)", err)
+			r.refuseOn(KindLink, v.Name, v.Name+" (attributes changed)", err)
 			return
 		}
 		r.note("delete vxlan %s (attributes changed)", v.Name)
@@ -142,7 +147,7 @@ func (a *Applier) vxlan(r *run, want State) {
 	}
 	if !ok {
 		if err := a.Kernel.CreateVXLAN(*v); err != nil {
-			r.refuse(KindLink, fmt.Sprintf("%s vni %d remote %s", v.Name, v.VNI, v.Remote), err)
+			r.refuseOn(KindLink, v.Name, fmt.Sprintf("%s vni %d remote %s", v.Name, v.VNI, v.Remote), err)
 			return
 		}
 		r.note("create vxlan %s vni %d remote %s", v.Name, v.VNI, v.Remote)
@@ -178,7 +183,7 @@ func (a *Applier) removeLink(r *run, name string) {
 		err = a.Kernel.DeleteLink(name)
 	}
 	if err != nil {
-		r.refuse(KindLink, name+" (delete)", err)
+		r.refuseOn(KindLink, name, name+" (delete)", err)
 		return
 	}
 	if ok {

@@ -185,3 +185,28 @@ func TestRefusalLog(t *testing.T) {
 		}
 	}
 }
+
+// A WireGuard device the kernel refuses to create is named with its link,
+// so the caller can put it on every peer; the routes through it are
+// refused too, and the rest converges.
+func TestRefusedDevice(t *testing.T) {
+	k := fake.New()
+	k.FailOn["CreateWireGuard"] = errors.New("operation not supported")
+	a := &dataplane.Applier{Kernel: k, WireGuardName: "wirespan0"}
+	want := gatewayState()
+	want.Routes = want.Routes[:1]
+	delete(want.Sysctls, "net/ipv4/conf/wirespan-vx/rp_filter")
+	_, err := a.Apply(want)
+	refused := refusals(t, err)
+	if len(refused) == 0 || refused[0].Kind != dataplane.KindLink || refused[0].Link != "wirespan0" {
+		t.Fatalf("refusals %v, want the WireGuard link first, naming its link", err)
+	}
+	for _, line := range []string{"rule priority 100 table 51820", "sysctl net/ipv4/ip_forward=1"} {
+		if !strings.Contains(k.Dump(), line) {
+			t.Errorf("%q missing after a refused device:\n%s", line, k.Dump())
+		}
+	}
+	if _, err := a.Apply(want); err != nil {
+		t.Errorf("retry: %v", err)
+	}
+}

@@ -18,12 +18,12 @@ func (a *Applier) wireGuard(r *run, want State) {
 	}
 	link, err := a.wireGuardLink(r, d)
 	if err != nil {
-		r.refuse(KindLink, d.Name, err)
+		r.refuseOn(KindLink, d.Name, d.Name, err)
 		return
 	}
 	dev, err := a.wireGuardDevice(r, d)
 	if err != nil {
-		r.refuse(KindDevice, d.Name, err)
+		r.refuseOn(KindDevice, d.Name, d.Name, err)
 		return
 	}
 	a.linkBasics(r, link, d.MTU, []netip.Prefix{d.Address})
@@ -65,7 +65,7 @@ func (a *Applier) wireGuardDevice(r *run, d *Device) (*wgtypes.Device, error) {
 func (a *Applier) configureDevice(r *run, dev *wgtypes.Device, want *Device) {
 	if cfg, what := deviceSettings(dev, want); len(what) > 0 {
 		if err := a.Kernel.ConfigureDevice(want.Name, cfg); err != nil {
-			r.refuse(KindDevice, want.Name+": "+strings.Join(what, ", "), err)
+			r.refuseOn(KindDevice, want.Name, want.Name+": "+strings.Join(what, ", "), err)
 		} else {
 			for _, w := range what {
 				r.note("wireguard %s: %s", want.Name, w)

@@ -32,10 +32,13 @@ type Refusal struct {
 	// Object names the object in `ip` words, such as
 	// "10.2.0.0/16 dev wirespan0 src 100.96.0.1 table 51820".
 	Object string
-	// Dst is a refused route's destination and Peer a refused WireGuard
-	// peer's key, so the caller can tell which remote cluster it concerns.
+	// Dst is a refused route's destination, Peer a refused WireGuard
+	// peer's key, and Link the link a refused link, address or device
+	// setting belongs to, so the caller can tell which remote clusters it
+	// concerns.
 	Dst  netip.Prefix
 	Peer wgtypes.Key
+	Link string
 	Err  error
 }
 
