@@ -113,6 +113,11 @@ const (
 	// ReasonCIDRsRefused: the tunnel is up but every range the peer claims
 	// is refused, so nothing is routed to it.
 	ReasonCIDRsRefused = "CIDRsRefused"
+	// ReasonKernelRefused: the node's kernel refused part of the tunnel's
+	// configuration (the WireGuard device, the peer, or a route to the
+	// peer) and no handshake has completed; the message names each object and the
+	// kernel's error. It is tried again on every sync.
+	ReasonKernelRefused = "KernelRefused"
 	// ReasonTunnelAddressConflict: the peer's key derives the same tunnel
 	// address as another peer's; one of the clusters needs a new key.
 	ReasonTunnelAddressConflict = "TunnelAddressConflict"

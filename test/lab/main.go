@@ -31,10 +31,12 @@ Usage:
   wirespan-lab kubeconfig CLUSTER
   wirespan-lab exec CLUSTER POD|NODE -- COMMAND [ARGS...]
   wirespan-lab apply DIR
-  wirespan-lab restart PROCESS        (a name from status, e.g. c1-n0-wirespan-gateway)
+  wirespan-lab restart PROCESS [--grace D]   (a name from status, e.g. c1-n0-wirespan-gateway)
 
-Every command takes --state-dir DIR (default: .lab in the Wirespan checkout,
-or $WIRESPAN_LAB_DIR) and --instance N (default 0; labs with different
+Flags may come before or after a command's arguments (exec's go before
+CLUSTER: what follows POD|NODE is the command's). Every command takes
+--state-dir DIR (default: .lab in the Wirespan checkout, or
+$WIRESPAN_LAB_DIR) and --instance N (default 0; labs with different
 instances and state folders can run side by side). Run a command with -h
 for its flags. docs/lab.md describes the lab.
 `
@@ -149,17 +151,18 @@ func run(args []string) error {
 		s.Print(os.Stdout)
 		return nil
 	case "kubeconfig":
-		if err := fs.Parse(args); err != nil {
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return errors.New("usage: wirespan-lab kubeconfig CLUSTER")
 		}
 		l, err := c.lab()
 		if err != nil {
 			return err
 		}
-		path, err := l.Kubeconfig(fs.Arg(0))
+		path, err := l.Kubeconfig(pos[0])
 		if err != nil {
 			return err
 		}
@@ -183,30 +186,32 @@ func run(args []string) error {
 		}
 		return l.Exec(rest[0], rest[1], argv)
 	case "apply":
-		if err := fs.Parse(args); err != nil {
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return errors.New("usage: wirespan-lab apply DIR")
 		}
 		l, err := c.lab()
 		if err != nil {
 			return err
 		}
-		return l.Apply(fs.Arg(0))
+		return l.Apply(pos[0])
 	case "restart":
 		grace := fs.Duration("grace", 5*time.Second, "how long to wait after SIGTERM before SIGKILL")
-		if err := fs.Parse(args); err != nil {
+		names, err := parseInterspersed(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			return errors.New("usage: wirespan-lab restart PROCESS (see `wirespan-lab status` for names)")
+		if len(names) != 1 {
+			return errors.New("usage: wirespan-lab restart PROCESS [--grace D] (see `wirespan-lab status` for names)")
 		}
 		l, err := c.lab()
 		if err != nil {
 			return err
 		}
-		p, err := l.Restart(fs.Arg(0), *grace)
+		p, err := l.Restart(names[0], *grace)
 		if err != nil {
 			return err
 		}
@@ -218,6 +223,29 @@ func run(args []string) error {
 		return probe(fs, args)
 	default:
 		return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+}
+
+// parseInterspersed parses flags wherever they stand among the positional
+// arguments, as kubectl does: `restart NAME --grace 0s` as well as
+// `restart --grace 0s NAME` (Go's flag package stops at the first
+// positional argument). A "--" ends the flags; it and what follows are
+// positional. It returns the positional arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
 }
 

@@ -184,7 +184,7 @@ func Desired(in Inputs) Plan {
 	if plan.Active != nil && plan.Active.Node == in.Node.Name {
 		plan.Role = RoleGateway
 	}
-	plan.Peers = peerPlans(in)
+	plan.Peers = peerPlans(in, routableFamily(in, plan))
 	st := dataplane.State{
 		Table:   cfg.Table,
 		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table},
@@ -283,7 +283,9 @@ func vxlan(cfg Config, n Node, remote netip.Addr) *dataplane.VXLAN {
 // peer's allowedCIDRs, or overlaps this cluster's ranges or a range another
 // peer claims (then both sides are refused: there is no telling which one
 // is right).
-func peerPlans(in Inputs) []PeerPlan {
+// A range of a family this node cannot route is refused too (see
+// routableFamily).
+func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 	claims := map[string][]netip.Prefix{in.Cluster: in.SelfRanges}
 	for _, p := range in.Peers {
 		claims[p.Cluster] = p.Claims
@@ -311,7 +313,11 @@ func peerPlans(in Inputs) []PeerPlan {
 			pp.Endpoint = p.Endpoints[0]
 		}
 		for _, c := range sortPrefixes(p.Claims) {
-			if r := refusal(c, p.AllowedCIDRs, overlaps[p.Cluster]); r != "" {
+			r := family(c)
+			if r == "" {
+				r = refusal(c, p.AllowedCIDRs, overlaps[p.Cluster])
+			}
+			if r != "" {
 				pp.Refused = append(pp.Refused, Refusal{Prefix: c, Reason: r})
 				continue
 			}
@@ -321,6 +327,35 @@ func peerPlans(in Inputs) []PeerPlan {
 	}
 	slices.SortFunc(plans, func(a, b PeerPlan) int { return strings.Compare(a.Cluster, b.Cluster) })
 	return plans
+}
+
+// routableFamily returns the check that says why a range cannot be routed
+// on this node because of its IP family, or "" when it can. A route into
+// the tunnel takes its source from this cluster's tunnel address, and a
+// node agent's route its next hop from the active gateway's node address:
+// the kernel refuses a route whose source or next hop is of another family
+// than its destination, so such a route is never attempted. Tunnel
+// addresses are IPv4 only today (--tunnel-cidr); an IPv6 tunnel range will
+// give IPv6 ranges their source here, and nothing else need change.
+func routableFamily(in Inputs, plan Plan) func(netip.Prefix) string {
+	tunnel := in.Config.TunnelCIDR.Addr()
+	return func(p netip.Prefix) string {
+		fam := familyName(p.Addr())
+		if tunnel.Is4() != p.Addr().Is4() {
+			return fmt.Sprintf("%s is not routed yet: the tunnel range %s gives no %s tunnel address", fam, in.Config.TunnelCIDR, fam)
+		}
+		if plan.Role == RoleNode && plan.Active != nil && plan.Active.IP.Is4() != p.Addr().Is4() {
+			return fmt.Sprintf("%s is not routed from this node: the active gateway %s has no %s node address", fam, plan.Active.Node, fam)
+		}
+		return ""
+	}
+}
+
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func refusal(p netip.Prefix, allowed []netip.Prefix, overlaps []cidr.Overlap) string {

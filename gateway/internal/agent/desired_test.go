@@ -1,10 +1,9 @@
 package agent
 
 import (
-	"flag"
+	"errors"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,9 +13,8 @@ import (
 
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/fake"
+	"github.com/wirespan/wirespan/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // Fixed keys, so golden files are stable.
 var (
@@ -70,65 +68,56 @@ func threeClusters(node string, mode RouteMode) Inputs {
 	}
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run the test with -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from the golden file (rerun with -update if the change is intended)\n--- want\n%s--- got\n%s", name, want, got)
-	}
-}
-
 func newApplier(k *fake.Kernel) *dataplane.Applier {
 	return &dataplane.Applier{Kernel: k, WireGuardName: "wirespan0", VXLANName: "wirespan-vx"}
 }
 
-func apply(t *testing.T, a *dataplane.Applier, in Inputs, prune bool) []string {
+func apply(t *testing.T, a *dataplane.Applier, in Inputs) []string {
 	t.Helper()
-	ch, err := a.Apply(Desired(in).State, prune)
+	ch, err := a.Apply(Desired(in).State)
 	if err != nil {
 		t.Fatalf("apply: %v (changes so far: %q)", err, ch)
 	}
 	return ch
 }
 
+// goldenStates are the nodes and modes whose whole kernel state is kept
+// in testdata, by file name.
+var goldenStates = []struct {
+	name, node string
+	mode       RouteMode
+}{
+	{"gateway-vxlan.txt", "c1-n0", RouteVXLAN},
+	{"gateway-direct.txt", "c1-n0", RouteDirect},
+	{"node-vxlan.txt", "c1-n1", RouteVXLAN},
+	{"node-direct.txt", "c1-n1", RouteDirect},
+}
+
+// freshNode is an empty kernel with the node network's link.
+func freshNode() *fake.Kernel {
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	return k
+}
+
 func TestGoldenKernelState(t *testing.T) {
-	for _, tc := range []struct {
-		name, node string
-		mode       RouteMode
-	}{
-		{"gateway-vxlan.txt", "c1-n0", RouteVXLAN},
-		{"gateway-direct.txt", "c1-n0", RouteDirect},
-		{"node-vxlan.txt", "c1-n1", RouteVXLAN},
-		{"node-direct.txt", "c1-n1", RouteDirect},
-	} {
+	for _, tc := range goldenStates {
 		t.Run(tc.name, func(t *testing.T) {
-			k := fake.New()
-			k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
-			apply(t, newApplier(k), threeClusters(tc.node, tc.mode), true)
-			golden(t, tc.name, k.Dump())
+			k := freshNode()
+			apply(t, newApplier(k), threeClusters(tc.node, tc.mode))
+			golden.Check(t, tc.name, k.Dump())
 		})
 	}
 }
 
 func TestSecondApplyChangesNothing(t *testing.T) {
 	for _, node := range []string{"c1-n0", "c1-n1"} {
-		k := fake.New()
-		k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+		k := freshNode()
 		a := newApplier(k)
 		in := threeClusters(node, RouteVXLAN)
-		apply(t, a, in, true)
+		apply(t, a, in)
 		before, calls := k.Dump(), k.ChangeCount()
-		if ch := apply(t, a, in, true); len(ch) != 0 {
+		if ch := apply(t, a, in); len(ch) != 0 {
 			t.Errorf("%s: second apply changed %q", node, ch)
 		}
 		if k.ChangeCount() != calls || k.Dump() != before {
@@ -146,13 +135,12 @@ func TestUnclampedKeyIsSetOnce(t *testing.T) {
 	if dataplane.StoredKey(unclamped) == unclamped {
 		t.Fatal("the test key is already clamped")
 	}
-	k := fake.New()
-	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	k := freshNode()
 	a := newApplier(k)
 	in := threeClusters("c1-n0", RouteVXLAN)
 	in.PrivateKey = &unclamped
-	apply(t, a, in, true)
-	if ch := apply(t, a, in, true); len(ch) != 0 {
+	apply(t, a, in)
+	if ch := apply(t, a, in); len(ch) != 0 {
 		t.Errorf("second apply changed %q", ch)
 	}
 }
@@ -161,14 +149,13 @@ func TestUnclampedKeyIsSetOnce(t *testing.T) {
 // routes as it left them, attaches a new device and configures its peers;
 // nothing else in the kernel changes, and no route is ever deleted.
 func TestRestartChangesNothingButTheDevice(t *testing.T) {
-	k := fake.New()
-	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	k := freshNode()
 	in := threeClusters("c1-n0", RouteVXLAN)
-	apply(t, newApplier(k), in, true)
+	apply(t, newApplier(k), in)
 	before := k.Dump()
 	k.StopDevices()
 	k.Calls = map[string]int{}
-	ch := apply(t, newApplier(k), in, false)
+	ch := apply(t, newApplier(k), in)
 	if k.Dump() != before {
 		t.Errorf("state after restart differs:\n--- before\n%s--- after\n%s", before, k.Dump())
 	}
@@ -181,13 +168,12 @@ func TestRestartChangesNothingButTheDevice(t *testing.T) {
 
 // Peers change one by one: a new claim of one peer touches only that peer.
 func TestPeersUpdatedOneByOne(t *testing.T) {
-	k := fake.New()
-	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	k := freshNode()
 	in := threeClusters("c1-n0", RouteVXLAN)
 	a := newApplier(k)
-	apply(t, a, in, true)
+	apply(t, a, in)
 	in.Peers[1].Claims = append(in.Peers[1].Claims, netip.MustParsePrefix("10.4.0.0/16"))
-	ch := apply(t, a, in, true)
+	ch := apply(t, a, in)
 	tunnelC3 := TunnelAddress(in.Config.TunnelCIDR, keyC3.PublicKey())
 	self := TunnelAddress(in.Config.TunnelCIDR, keyC1.PublicKey())
 	want := []string{
@@ -202,13 +188,12 @@ func TestPeersUpdatedOneByOne(t *testing.T) {
 // Pruning removes only what Wirespan owns: a foreign route in the same
 // table survives, and so does anything not named by the Applier.
 func TestTeardownRemovesOnlyOwnedState(t *testing.T) {
-	k := fake.New()
-	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	k := freshNode()
 	foreign := dataplane.Route{Dst: netip.MustParsePrefix("192.168.50.0/24"), Dev: "eth0"}
 	k.AddForeignRoute(51820, 4, foreign)
 	a := newApplier(k)
-	apply(t, a, threeClusters("c1-n0", RouteVXLAN), true)
-	if _, err := a.Apply(dataplane.State{Table: 51820}, true); err != nil {
+	apply(t, a, threeClusters("c1-n0", RouteVXLAN))
+	if _, err := a.Apply(dataplane.State{Table: 51820}); err != nil {
 		t.Fatal(err)
 	}
 	got := k.Dump()
@@ -222,41 +207,29 @@ func TestTeardownRemovesOnlyOwnedState(t *testing.T) {
 	}
 }
 
-// Without prune nothing is removed, so a gateway that starts before it has
-// heard of every peer never drops their routes.
-func TestNoPruneNeverRemoves(t *testing.T) {
-	k := fake.New()
-	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
-	a := newApplier(k)
-	in := threeClusters("c1-n0", RouteVXLAN)
-	apply(t, a, in, true)
-	in.Peers = in.Peers[:1]
-	for _, c := range apply(t, a, in, false) {
-		if strings.HasPrefix(c, "delete") || strings.HasPrefix(c, "remove") || strings.HasPrefix(c, "wireguard wirespan0: remove") {
-			t.Errorf("apply without prune removed: %s", c)
-		}
-	}
-	if !strings.Contains(k.Dump(), "10.3.0.0/16") {
-		t.Error("c3's route is gone without prune")
-	}
-	apply(t, a, in, true)
-	if strings.Contains(k.Dump(), "10.3.0.0/16") {
-		t.Error("c3's route stays after prune")
-	}
-}
-
-// An error part-way leaves what was done, and the next apply finishes.
+// A change the kernel refuses holds back nothing else: the rest is
+// applied, the refusal names the object, and the next apply finishes.
 func TestApplyResumesAfterError(t *testing.T) {
-	k := fake.New()
-	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	k := freshNode()
 	k.FailOn["ReplaceRoute"] = os.ErrPermission
 	a := newApplier(k)
 	in := threeClusters("c1-n0", RouteVXLAN)
-	if _, err := a.Apply(Desired(in).State, true); err == nil {
-		t.Fatal("no error from a failing route")
+	_, err := a.Apply(Desired(in).State)
+	var ae *dataplane.ApplyError
+	if !errors.As(err, &ae) || len(ae.Refused) != 1 || ae.Refused[0].Kind != dataplane.KindRoute || !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("error from one failing route: %v, want an ApplyError naming that route", err)
 	}
-	apply(t, a, in, true)
-	if ch := apply(t, a, in, true); len(ch) != 0 {
+	routes := strings.Count(k.Dump(), "proto 201\n") - 1 // the rule's line says proto 201 too
+	if want := len(Desired(in).State.Routes) - 1; routes != want {
+		t.Errorf("%d routes installed, want all but the refused one (%d):\n%s", routes, want, k.Dump())
+	}
+	for _, line := range []string{"rule priority 100 table 51820", "nft wirespan mss clamp on [wirespan0]"} {
+		if !strings.Contains(k.Dump(), line) {
+			t.Errorf("%q missing after a refused route", line)
+		}
+	}
+	apply(t, a, in)
+	if ch := apply(t, a, in); len(ch) != 0 {
 		t.Errorf("third apply changed %q", ch)
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/internal/cidr"
 )
 
@@ -36,7 +38,11 @@ type Observation struct {
 	// SelfKeyMismatch is true when this cluster's own spec.publicKey is not
 	// the key its gateways use, so no remote can complete a handshake.
 	SelfKeyMismatch bool
-	Now             time.Time
+	// Refused are this cluster's kernel objects (its WireGuard peer, its
+	// routes) that the last apply could not put in place; see
+	// PeerPlan.Concerns.
+	Refused []dataplane.Refusal
+	Now     time.Time
 }
 
 // RemoteStatus is the status of a remote ClusterPeer with the fields the
@@ -104,6 +110,12 @@ func connected(p PeerPlan, obs Observation) metav1.Condition {
 		if len(p.Refused) > 0 {
 			c.Message += "; refused ranges: " + describeRefusals(p.Refused)
 		}
+		if len(obs.Refused) > 0 {
+			c.Message += "; " + describeKernelRefusals(obs.Refused)
+		}
+	case len(obs.Refused) > 0:
+		c.Reason = wirespanv1alpha1.ReasonKernelRefused
+		c.Message = describeKernelRefusals(obs.Refused)
 	case !p.Endpoint.IsValid() && (w == nil || w.Endpoint == nil):
 		c.Reason = wirespanv1alpha1.ReasonNoEndpoint
 		c.Message = "the cluster lists no spec.endpoints and has not dialed in yet; it must reach one of this cluster's endpoints"
@@ -124,4 +136,30 @@ func describeRefusals(rs []Refusal) string {
 		parts = append(parts, r.Prefix.String()+" ("+r.Reason+")")
 	}
 	return strings.Join(parts, ", ")
+}
+
+func describeKernelRefusals(rs []dataplane.Refusal) string {
+	parts := make([]string, 0, len(rs))
+	for _, r := range rs {
+		parts = append(parts, r.Error())
+	}
+	return "the kernel refused, and is asked again every sync: " + strings.Join(parts, "; ")
+}
+
+// Concerns says whether a kernel refusal is about this peer: its WireGuard
+// peer, a route to its tunnel address or to a range routed to it, or the
+// WireGuard link (named wireGuard: its creation, address, MTU) that every
+// tunnel needs.
+func (p PeerPlan) Concerns(r dataplane.Refusal, wireGuard string) bool {
+	switch {
+	case p.Problem != "":
+		return false // no tunnel is built for it
+	case r.Link != "":
+		return r.Link == wireGuard
+	case r.Peer != (wgtypes.Key{}):
+		return r.Peer == p.Key
+	case r.Dst.IsValid():
+		return r.Dst == netip.PrefixFrom(p.TunnelAddr, p.TunnelAddr.BitLen()) || slices.Contains(p.Routed, r.Dst)
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
 func TestConnectedCondition(t *testing.T) {
@@ -24,6 +26,8 @@ func TestConnectedCondition(t *testing.T) {
 	stale := &wgtypes.Peer{LastHandshakeTime: now.Add(-10 * time.Minute), Endpoint: endpoint}
 	refusedAll := ok
 	refusedAll.Routed, refusedAll.Refused = nil, []Refusal{{Prefix: netip.MustParsePrefix("10.2.0.0/16"), Reason: "outside spec.allowedCIDRs"}}
+	refusedPeer := dataplane.Refusal{Kind: dataplane.KindPeer, Object: "AgICAgIC on wirespan0", Peer: ok.Key, Err: errors.New("invalid argument")}
+	refusedRoute := dataplane.Refusal{Kind: dataplane.KindRoute, Object: "10.2.0.0/16 dev wirespan0 table 51820", Dst: ok.Routed[0], Err: errors.New("no such device")}
 	noEndpoint := ok
 	noEndpoint.Endpoint = netip.AddrPort{}
 	for _, tc := range []struct {
@@ -41,6 +45,8 @@ func TestConnectedCondition(t *testing.T) {
 		{"tunnel address clash", PeerPlan{Cluster: "c2", Key: keyC2.PublicKey(), Problem: "tunnel address 100.96.0.7 is also derived for cluster c3"}, Observation{}, metav1.ConditionFalse, wirespanv1alpha1.ReasonTunnelAddressConflict, "c3"},
 		{"no endpoint either way", noEndpoint, Observation{WireGuard: &wgtypes.Peer{}}, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoEndpoint, "dialed in"},
 		{"own key wrong in Git", ok, Observation{WireGuard: &wgtypes.Peer{}, SelfKeyMismatch: true}, metav1.ConditionFalse, wirespanv1alpha1.ReasonSelfKeyMismatch, "KeyMatches"},
+		{"kernel refused the peer", ok, Observation{WireGuard: &wgtypes.Peer{}, Refused: []dataplane.Refusal{refusedPeer}}, metav1.ConditionFalse, wirespanv1alpha1.ReasonKernelRefused, "invalid argument"},
+		{"kernel refused a route", ok, Observation{WireGuard: fresh, Refused: []dataplane.Refusal{refusedRoute}}, metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected, "kernel refused, and is asked again every sync: route 10.2.0.0/16"},
 		{"everything refused", refusedAll, Observation{WireGuard: fresh}, metav1.ConditionFalse, wirespanv1alpha1.ReasonCIDRsRefused, "outside spec.allowedCIDRs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,5 +93,29 @@ func TestRemoteStatusKeepsWhatItDoesNotOwn(t *testing.T) {
 	}
 	if cur.PodCIDRs[0] != "10.2.0.0/16" {
 		t.Error("RemoteStatus changed its input")
+	}
+}
+
+// A kernel refusal is put on the peer whose tunnel or range it is about.
+func TestRefusalConcernsItsPeer(t *testing.T) {
+	plan := Desired(threeClusters("c1-n0", RouteVXLAN))
+	c2, c3 := plan.Peers[0], plan.Peers[1]
+	for _, tc := range []struct {
+		name   string
+		r      dataplane.Refusal
+		c2, c3 bool
+	}{
+		{"c2's range", dataplane.Refusal{Kind: dataplane.KindRoute, Dst: netip.MustParsePrefix("10.2.0.0/16")}, true, false},
+		{"c3's tunnel address", dataplane.Refusal{Kind: dataplane.KindRoute, Dst: netip.PrefixFrom(c3.TunnelAddr, 32)}, false, true},
+		{"c3's WireGuard peer", dataplane.Refusal{Kind: dataplane.KindPeer, Peer: c3.Key}, false, true},
+		{"a range of nobody's", dataplane.Refusal{Kind: dataplane.KindRoute, Dst: netip.MustParsePrefix("10.9.0.0/16")}, false, false},
+		{"the rule", dataplane.Refusal{Kind: dataplane.KindRule}, false, false},
+		{"the WireGuard link", dataplane.Refusal{Kind: dataplane.KindLink, Link: "wirespan0"}, true, true},
+		{"the tunnel address", dataplane.Refusal{Kind: dataplane.KindAddress, Link: "wirespan0"}, true, true},
+		{"the VXLAN link", dataplane.Refusal{Kind: dataplane.KindLink, Link: "wirespan-vx"}, false, false},
+	} {
+		if c2.Concerns(tc.r, "wirespan0") != tc.c2 || c3.Concerns(tc.r, "wirespan0") != tc.c3 {
+			t.Errorf("%s: concerns c2 %t, c3 %t; want %t, %t", tc.name, c2.Concerns(tc.r, "wirespan0"), c3.Concerns(tc.r, "wirespan0"), tc.c2, tc.c3)
+		}
 	}
 }

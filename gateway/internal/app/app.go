@@ -140,6 +140,9 @@ type syncer struct {
 	joining  chan struct{}
 	// dnsEndpoint points the DNS Service at this node while it serves DNS.
 	dnsEndpoint *dnsEndpoint
+	// refusals remembers what the kernel refused at the last apply, so each
+	// refusal is logged once, not once per sync.
+	refusals dataplane.RefusalLog
 	// written is when each remote peer's status was last written, so
 	// tunnel figures alone are written at most every StatusPeriod.
 	written map[string]time.Time
@@ -230,16 +233,7 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		// Without the key the device cannot be configured; keep what runs.
 		return fmt.Errorf("active gateway without the cluster key: %w", w.keyErr)
 	}
-	start := time.Now()
-	changes, err := s.applier.Apply(plan.State, true)
-	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
-	s.metrics.changes.Add(float64(len(changes)))
-	for _, c := range changes {
-		s.log.Info("dataplane", "change", c)
-	}
-	if err != nil {
-		return fmt.Errorf("apply data plane: %w", err)
-	}
+	refused := s.apply(plan)
 	s.healthMu.Lock()
 	s.synced = true
 	s.healthMu.Unlock()
@@ -251,11 +245,43 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		s.metrics.reset()
 		return nil
 	}
-	if err := s.runGossip(w, plan); err != nil {
-		return err
-	}
+	// Status and DNS go on when gossip cannot start (its tunnel address
+	// may be what the kernel refused): they are how a user learns why.
+	err = s.runGossip(w, plan)
 	s.publishDNS(ctx, w)
-	return s.report(ctx, w, plan)
+	return errors.Join(err, s.report(ctx, w, plan, refused))
+}
+
+// apply puts the plan's kernel state in place and returns what the kernel
+// refused. A refusal is not a sync error: everything else is applied, and
+// gossip, status and DNS go on. It is logged once when it appears and once
+// when it clears, counted by kind, put on the peer it concerns (report),
+// and tried again on every sync.
+func (s *syncer) apply(plan agent.Plan) []dataplane.Refusal {
+	start := time.Now()
+	changes, err := s.applier.Apply(plan.State)
+	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	s.metrics.changes.Add(float64(len(changes)))
+	for _, c := range changes {
+		s.log.Info("dataplane", "change", c)
+	}
+	var refused []dataplane.Refusal
+	if ae, ok := errors.AsType[*dataplane.ApplyError](err); ok {
+		refused = ae.Refused
+	} else if err != nil {
+		// Apply names what it refused; anything else is still reported.
+		refused = []dataplane.Refusal{{Kind: "apply", Object: "data plane", Err: err}}
+	}
+	s.metrics.kernelRefusals(refused)
+	appeared, cleared := s.refusals.Update(refused)
+	for _, r := range appeared {
+		s.log.Error(r.Err, "the kernel refused a change; the rest is applied, and this is tried again every sync",
+			"kind", r.Kind, "object", r.Object)
+	}
+	for _, c := range cleared {
+		s.log.Info("the kernel took a change it refused before", "refusal", c)
+	}
+	return refused
 }
 
 // learned is what gossip knows of a cluster.
@@ -366,22 +392,32 @@ func (s *syncer) stopGossip() {
 }
 
 // report writes, on each remote ClusterPeer, what this gateway sees of it.
-func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan) error {
+// refused are the kernel refusals of this sync's apply; each goes on the
+// peer it concerns.
+func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan, refused []dataplane.Refusal) error {
+	var errs []error
 	dev, err := s.kernel.Device(s.opts.Agent.WireGuardName)
 	if err != nil {
-		return fmt.Errorf("read WireGuard device: %w", err)
+		// The kernel may have refused the device: each peer's status
+		// still says so (see refused), with no tunnel figures.
+		errs = append(errs, fmt.Errorf("read WireGuard device: %w", err))
+		dev = &wgtypes.Device{}
 	}
 	now := time.Now()
 	selfMismatch := w.self != nil && w.self.Spec.PublicKey != "" && w.self.Spec.PublicKey != w.in.PrivateKey.PublicKey().String()
 	s.metrics.reset()
 	up := 0
-	var errs []error
 	for _, p := range plan.Peers {
 		cp, ok := w.remote[p.Cluster]
 		if !ok {
 			continue
 		}
 		obs := agent.Observation{Learned: s.learned(p.Cluster), SelfKeyMismatch: selfMismatch, Now: now}
+		for _, r := range refused {
+			if p.Concerns(r, s.opts.Agent.WireGuardName) {
+				obs.Refused = append(obs.Refused, r)
+			}
+		}
 		if i := slices.IndexFunc(dev.Peers, func(x wgtypes.Peer) bool { return x.PublicKey == p.Key }); i >= 0 && p.Problem == "" {
 			obs.WireGuard = &dev.Peers[i]
 		}
@@ -441,7 +477,7 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	}
 	defer func() { _ = kernel.Close() }()
 	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
-	return a.Apply(dataplane.State{Table: opts.Agent.Table}, true)
+	return a.Apply(dataplane.State{Table: opts.Agent.Table})
 }
 
 // startDNS starts the clusterset DNS server, answering from the MCS

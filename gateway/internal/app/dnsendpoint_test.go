@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 func TestDNSEndpointFollowsTheActiveGateway(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "dns-endpoint"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "dns-endpoint-"}}
 	if err := c.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,12 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/gateway/internal/agent"
+	"github.com/wirespan/wirespan/internal/clusterkey"
 )
 
 // world is one consistent read of everything the gateway depends on.
@@ -104,16 +106,24 @@ func claims(p *wirespanv1alpha1.ClusterPeer, l *agent.Learned) []netip.Prefix {
 }
 
 func (s *syncer) clusterKey(ctx context.Context) (*wgtypes.Key, error) {
+	return readClusterKey(ctx, s.cache, s.opts.KeySecret)
+}
+
+// readClusterKey reads the cluster key Secret and parses its private key
+// the way the operator does (clusterkey.PrivateKey), so a Secret the
+// operator accepts, such as one whose key ends in a newline, never stops
+// the active gateway.
+func readClusterKey(ctx context.Context, r client.Reader, name types.NamespacedName) (*wgtypes.Key, error) {
 	var secret corev1.Secret
-	if err := s.cache.Get(ctx, s.opts.KeySecret, &secret); err != nil {
+	if err := r.Get(ctx, name, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("cluster key Secret %s not found (the operator creates it)", s.opts.KeySecret)
+			return nil, fmt.Errorf("cluster key Secret %s not found (the operator creates it)", name)
 		}
-		return nil, fmt.Errorf("read cluster key Secret %s: %w", s.opts.KeySecret, err)
+		return nil, fmt.Errorf("read cluster key Secret %s: %w", name, err)
 	}
-	key, err := wgtypes.ParseKey(string(secret.Data[wirespanv1alpha1.KeySecretPrivateKey]))
+	key, err := clusterkey.PrivateKey(&secret)
 	if err != nil {
-		return nil, fmt.Errorf("cluster key Secret %s: data.%s is not a WireGuard private key: %w", s.opts.KeySecret, wirespanv1alpha1.KeySecretPrivateKey, err)
+		return nil, fmt.Errorf("cluster key Secret %s: %w", name, err)
 	}
 	return &key, nil
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
 // metrics are the gateway's own Prometheus metrics. Per-peer figures are
@@ -20,6 +22,10 @@ type metrics struct {
 	syncErrors    prometheus.Counter
 	applyDuration prometheus.Histogram
 	changes       prometheus.Counter
+	// refusals counts kernel objects refused, on every apply that tried
+	// them; refusedObjects is how many the last apply left out.
+	refusals       *prometheus.CounterVec
+	refusedObjects *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wirespan_gateway_peer_latency_seconds", Help: "Last gossip probe round-trip time to the peer's gateway, through the tunnel."}, []string{"peer"}),
 		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "wirespan_gateway_refused_cidrs", Help: "Ranges a peer claims that are refused (outside allowedCIDRs or overlapping) and not routed."}, []string{"peer"}),
+			Name: "wirespan_gateway_refused_cidrs", Help: "Ranges a peer claims that are refused (outside allowedCIDRs, overlapping, or of an IP family not routed yet) and not routed."}, []string{"peer"}),
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirespan_gateway_sync_errors_total", Help: "Syncs that failed to read inputs, apply the data plane or write status."}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -43,8 +49,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		changes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirespan_gateway_dataplane_changes_total", Help: "Kernel changes made (links, peers, routes, rules, clamp, sysctls)."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wirespan_gateway_dataplane_refusals_total", Help: "Kernel objects the kernel refused (or that could not be read), by kind, counted on every apply that tried them."}, []string{"kind"}),
+		refusedObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wirespan_gateway_dataplane_refused_objects", Help: "Kernel objects the last apply could not put in place, by kind; the next apply tries them again."}, []string{"kind"}),
 	}
-	reg.MustRegister(m.peersUp, m.handshakeAge, m.rxBytes, m.txBytes, m.latency, m.refused, m.syncErrors, m.applyDuration, m.changes)
+	reg.MustRegister(m.peersUp, m.handshakeAge, m.rxBytes, m.txBytes, m.latency, m.refused, m.syncErrors, m.applyDuration, m.changes,
+		m.refusals, m.refusedObjects)
 	return m
 }
 
@@ -68,5 +79,14 @@ func (m *metrics) peer(name string, w *wgtypes.Peer, rtt time.Duration, refused 
 func (m *metrics) reset() {
 	for _, v := range []*prometheus.GaugeVec{m.handshakeAge, m.rxBytes, m.txBytes, m.latency, m.refused} {
 		v.Reset()
+	}
+}
+
+// kernelRefusals records what one apply could not put in place.
+func (m *metrics) kernelRefusals(refused []dataplane.Refusal) {
+	m.refusedObjects.Reset()
+	for _, r := range refused {
+		m.refusals.WithLabelValues(r.Kind).Inc()
+		m.refusedObjects.WithLabelValues(r.Kind).Inc()
 	}
 }

@@ -1,15 +1,11 @@
 package dataplane
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
-
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Applier makes the kernel match a wanted State with the fewest changes.
@@ -24,111 +20,91 @@ type Applier struct {
 	VXLANName     string
 }
 
-// Apply changes the kernel to match want and returns the changes it made,
-// one line each, in the order made. Without prune it only adds and updates:
-// nothing is removed (use this until every input has synced, so a restart
-// never tears down state it has not yet learned is still wanted). Apply
-// stops at the first error, so the changes before it stay and the next call
-// carries on from there.
-func (a *Applier) Apply(want State, prune bool) ([]string, error) {
-	var c changes
+// Apply changes the kernel to match want, removing what Wirespan owns and
+// want does not hold, and returns the changes it made, one line each, in
+// the order made.
+//
+// One object the kernel refuses never stops the rest: Apply carries on
+// past it, so every other route, the rule, the clamp and the pruning of
+// stale objects still converge, and returns an *ApplyError naming each
+// object it could not put in place. Those are tried again on the next
+// call, which is how a transient failure heals.
+//
+// Apply removes what is not wanted, so it must only be called once every
+// input of want has been read: the gateway syncs its caches first, and
+// seeds the ranges of peers not yet heard over gossip from their
+// ClusterPeer status, so its first Apply after a restart wants what is
+// there.
+func (a *Applier) Apply(want State) ([]string, error) {
+	r := &run{}
 	// Links first, since sysctls, neighbors and routes name them; links
 	// no longer wanted go last, after the routes through them.
-	steps := []func(*changes, State, bool) error{
+	for _, step := range []func(*run, State){
 		a.wireGuard, a.vxlan, a.sysctls, a.neighbors, a.routes, a.rule, a.mssClamp, a.removeLinks,
+	} {
+		step(r, want)
 	}
-	for _, step := range steps {
-		if err := step(&c, want, prune); err != nil {
-			return c, err
-		}
+	if len(r.refused) > 0 {
+		return r.changes, &ApplyError{Refused: r.refused}
 	}
-	return c, nil
+	return r.changes, nil
 }
 
-// changes records what Apply did, for logs, metrics and tests.
-type changes = []string
+// run records what one Apply did and what it could not do.
+type run struct {
+	changes []string
+	refused []Refusal
+}
 
-func note(c *changes, format string, args ...any) { *c = append(*c, fmt.Sprintf(format, args...)) }
+func (r *run) note(format string, args ...any) {
+	r.changes = append(r.changes, fmt.Sprintf(format, args...))
+}
 
-func (a *Applier) sysctls(c *changes, want State, _ bool) error {
+func (r *run) refuse(kind, object string, err error) {
+	r.refused = append(r.refused, Refusal{Kind: kind, Object: object, Err: err})
+}
+
+// refuseOn records a refusal about one of Wirespan's links.
+func (r *run) refuseOn(kind, link, object string, err error) {
+	r.refused = append(r.refused, Refusal{Kind: kind, Link: link, Object: object, Err: err})
+}
+
+func (a *Applier) sysctls(r *run, want State) {
 	for _, name := range slices.Sorted(maps.Keys(want.Sysctls)) {
 		value := want.Sysctls[name]
 		got, err := a.Kernel.Sysctl(name)
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(got) == value {
+		if err == nil && strings.TrimSpace(got) == value {
 			continue
 		}
-		if err := a.Kernel.SetSysctl(name, value); err != nil {
-			return err
+		if err == nil {
+			err = a.Kernel.SetSysctl(name, value)
 		}
-		note(c, "sysctl %s=%s", name, value)
-	}
-	return nil
-}
-
-func (a *Applier) wireGuard(c *changes, want State, prune bool) error {
-	d := want.WireGuard
-	if d == nil {
-		return nil
-	}
-	link, ok, err := a.Kernel.Link(d.Name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		if err := a.Kernel.CreateWireGuard(d.Name, d.MTU); err != nil {
-			return err
+		if err != nil {
+			r.refuse(KindSysctl, name+"="+value, err)
+			continue
 		}
-		note(c, "create wireguard %s", d.Name)
-		link = Link{Name: d.Name, MTU: d.MTU}
+		r.note("sysctl %s=%s", name, value)
 	}
-	dev, err := a.Kernel.Device(d.Name)
-	if errors.Is(err, os.ErrNotExist) {
-		// A userspace device's link outlives the process that served it;
-		// a new device attaches to the link as it is.
-		if err := a.Kernel.CreateWireGuard(d.Name, d.MTU); err != nil {
-			return err
-		}
-		note(c, "attach wireguard %s", d.Name)
-		dev, err = a.Kernel.Device(d.Name)
-	}
-	if err != nil {
-		return err
-	}
-	if err := a.linkBasics(c, link, d.MTU, []netip.Prefix{d.Address}); err != nil {
-		return err
-	}
-	cfg, what := deviceConfig(dev, d, prune)
-	if len(what) == 0 {
-		return nil
-	}
-	if err := a.Kernel.ConfigureDevice(d.Name, cfg); err != nil {
-		return err
-	}
-	for _, w := range what {
-		note(c, "wireguard %s: %s", d.Name, w)
-	}
-	return nil
 }
 
 // linkBasics sets a link's MTU and addresses and brings it up.
-func (a *Applier) linkBasics(c *changes, link Link, mtu int, addrs []netip.Prefix) error {
+func (a *Applier) linkBasics(r *run, link Link, mtu int, addrs []netip.Prefix) {
 	if mtu != 0 && link.MTU != mtu {
 		if err := a.Kernel.SetMTU(link.Name, mtu); err != nil {
-			return err
+			r.refuseOn(KindLink, link.Name, fmt.Sprintf("%s mtu %d", link.Name, mtu), err)
+		} else {
+			r.note("set %s mtu %d", link.Name, mtu)
 		}
-		note(c, "set %s mtu %d", link.Name, mtu)
 	}
 	for _, p := range addrs {
 		if !p.IsValid() || slices.Contains(link.Addresses, p) {
 			continue
 		}
 		if err := a.Kernel.AddAddress(link.Name, p); err != nil {
-			return err
+			r.refuseOn(KindAddress, link.Name, fmt.Sprintf("%s dev %s", p, link.Name), err)
+			continue
 		}
-		note(c, "add address %s dev %s", p, link.Name)
+		r.note("add address %s dev %s", p, link.Name)
 	}
 	// The link is Wirespan's own, so any other address on it is stale.
 	for _, p := range link.Addresses {
@@ -136,110 +112,51 @@ func (a *Applier) linkBasics(c *changes, link Link, mtu int, addrs []netip.Prefi
 			continue
 		}
 		if err := a.Kernel.DeleteAddress(link.Name, p); err != nil {
-			return err
+			r.refuseOn(KindAddress, link.Name, fmt.Sprintf("%s dev %s", p, link.Name), err)
+			continue
 		}
-		note(c, "delete address %s dev %s", p, link.Name)
+		r.note("delete address %s dev %s", p, link.Name)
 	}
 	if !link.Up {
 		if err := a.Kernel.SetUp(link.Name); err != nil {
-			return err
+			r.refuseOn(KindLink, link.Name, link.Name+" up", err)
+			return
 		}
-		note(c, "set %s up", link.Name)
+		r.note("set %s up", link.Name)
 	}
-	return nil
 }
 
-// deviceConfig is the wgctrl change that turns dev into want, and a line per
-// change. Peers are changed one by one; the peer list is never replaced.
-func deviceConfig(dev *wgtypes.Device, want *Device, prune bool) (wgtypes.Config, []string) {
-	var cfg wgtypes.Config
-	var what []string
-	if dev.PrivateKey != StoredKey(want.PrivateKey) {
-		cfg.PrivateKey = &want.PrivateKey
-		what = append(what, "set private key")
-	}
-	if want.ListenPort != 0 && dev.ListenPort != want.ListenPort {
-		cfg.ListenPort = &want.ListenPort
-		what = append(what, fmt.Sprintf("listen port %d", want.ListenPort))
-	}
-	found := make(map[wgtypes.Key]wgtypes.Peer, len(dev.Peers))
-	for _, p := range dev.Peers {
-		found[p.PublicKey] = p
-	}
-	for _, p := range want.Peers {
-		got, ok := found[p.PublicKey]
-		pc, why := peerConfig(got, ok, p)
-		if why == "" {
-			continue
-		}
-		cfg.Peers = append(cfg.Peers, pc)
-		what = append(what, fmt.Sprintf("peer %s: %s", short(p.PublicKey), why))
-	}
-	if prune {
-		for _, p := range dev.Peers {
-			if !slices.ContainsFunc(want.Peers, func(w Peer) bool { return w.PublicKey == p.PublicKey }) {
-				cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true})
-				what = append(what, fmt.Sprintf("remove peer %s", short(p.PublicKey)))
-			}
-		}
-	}
-	return cfg, what
-}
-
-// peerConfig is the change that turns a found peer into want; why is empty
-// when there is nothing to change. An endpoint that is not wanted is left
-// alone: it is what WireGuard learned from a peer that dialed in.
-func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, string) {
-	pc := wgtypes.PeerConfig{PublicKey: want.PublicKey, UpdateOnly: exists}
-	var why []string
-	if !exists {
-		why = append(why, "add")
-	}
-	if want.Endpoint.IsValid() && (got.Endpoint == nil || got.Endpoint.AddrPort() != want.Endpoint) {
-		pc.Endpoint = udpAddr(want.Endpoint)
-		why = append(why, "endpoint "+want.Endpoint.String())
-	}
-	if got.PersistentKeepaliveInterval != want.Keepalive {
-		ka := want.Keepalive
-		pc.PersistentKeepaliveInterval = &ka
-		why = append(why, fmt.Sprintf("keepalive %s", want.Keepalive))
-	}
-	if !samePrefixes(ipNets(got.AllowedIPs), want.AllowedIPs) {
-		pc.ReplaceAllowedIPs = true
-		pc.AllowedIPs = ipNetsOf(want.AllowedIPs)
-		why = append(why, "allowed-ips "+joinPrefixes(want.AllowedIPs))
-	}
-	return pc, strings.Join(why, ", ")
-}
-
-func (a *Applier) vxlan(c *changes, want State, prune bool) error {
+func (a *Applier) vxlan(r *run, want State) {
 	v := want.VXLAN
 	if v == nil {
-		return nil
+		return
 	}
 	link, ok, err := a.Kernel.Link(v.Name)
 	if err != nil {
-		return err
+		r.refuseOn(KindLink, v.Name, v.Name, err)
+		return
 	}
 	if ok && (link.VXLAN == nil || !sameVXLAN(*link.VXLAN, *v)) {
 		// VXLAN attributes cannot be changed in place.
 		if err := a.Kernel.DeleteLink(v.Name); err != nil {
-			return err
+			r.refuseOn(KindLink, v.Name, v.Name+" (attributes changed)", err)
+			return
 		}
-		note(c, "delete vxlan %s (attributes changed)", v.Name)
+		r.note("delete vxlan %s (attributes changed)", v.Name)
 		ok = false
 	}
 	if !ok {
 		if err := a.Kernel.CreateVXLAN(*v); err != nil {
-			return err
+			r.refuseOn(KindLink, v.Name, fmt.Sprintf("%s vni %d remote %s", v.Name, v.VNI, v.Remote), err)
+			return
 		}
-		note(c, "create vxlan %s vni %d remote %s", v.Name, v.VNI, v.Remote)
+		r.note("create vxlan %s vni %d remote %s", v.Name, v.VNI, v.Remote)
 		link = Link{Name: v.Name, MTU: v.MTU}
 	}
 	// The reverse-path filter passes nothing in on an interface without an
 	// IPv4 address, in loose mode too; the node's own address is the one
 	// that means something there.
-	return a.linkBasics(c, link, v.MTU, []netip.Prefix{netip.PrefixFrom(v.Local, 32)})
+	a.linkBasics(r, link, v.MTU, []netip.Prefix{netip.PrefixFrom(v.Local, 32)})
 }
 
 func sameVXLAN(a, b VXLAN) bool {
@@ -248,105 +165,108 @@ func sameVXLAN(a, b VXLAN) bool {
 }
 
 // removeLinks deletes the links Wirespan owns that are no longer wanted.
-func (a *Applier) removeLinks(c *changes, want State, prune bool) error {
-	if !prune {
-		return nil
-	}
+func (a *Applier) removeLinks(r *run, want State) {
 	if want.WireGuard == nil {
-		if err := a.removeLink(c, a.WireGuardName); err != nil {
-			return err
-		}
+		a.removeLink(r, a.WireGuardName)
 	}
 	if want.VXLAN == nil {
-		return a.removeLink(c, a.VXLANName)
+		a.removeLink(r, a.VXLANName)
 	}
-	return nil
 }
 
-func (a *Applier) removeLink(c *changes, name string) error {
+func (a *Applier) removeLink(r *run, name string) {
 	if name == "" {
-		return nil
+		return
 	}
 	_, ok, err := a.Kernel.Link(name)
-	if err != nil || !ok {
-		return err
+	if err == nil && ok {
+		err = a.Kernel.DeleteLink(name)
 	}
-	if err := a.Kernel.DeleteLink(name); err != nil {
-		return err
+	if err != nil {
+		r.refuseOn(KindLink, name, name+" (delete)", err)
+		return
 	}
-	note(c, "delete link %s", name)
-	return nil
+	if ok {
+		r.note("delete link %s", name)
+	}
 }
 
-func (a *Applier) neighbors(c *changes, want State, prune bool) error {
+func (a *Applier) neighbors(r *run, want State) {
 	if a.VXLANName == "" {
-		return nil
+		return
 	}
+	// Without the VXLAN link (not wanted, or refused: that is reported
+	// already) there is nothing to read or write.
 	if _, ok, err := a.Kernel.Link(a.VXLANName); err != nil || !ok {
-		return err
+		return
 	}
 	found, err := a.Kernel.Neighbors(a.VXLANName)
 	if err != nil {
-		return err
+		r.refuse(KindNeighbor, "list dev "+a.VXLANName, err)
+		return
 	}
 	for _, n := range want.Neighbors {
 		if slices.ContainsFunc(found, func(f Neighbor) bool { return sameNeighbor(f, n) }) {
 			continue
 		}
 		if err := a.Kernel.SetNeighbor(n); err != nil {
-			return err
+			r.refuse(KindNeighbor, fmt.Sprintf("%s lladdr %s dev %s", n.IP, n.MAC, n.Dev), err)
+			continue
 		}
-		note(c, "set neighbor %s lladdr %s dev %s", n.IP, n.MAC, n.Dev)
-	}
-	if !prune {
-		return nil
+		r.note("set neighbor %s lladdr %s dev %s", n.IP, n.MAC, n.Dev)
 	}
 	for _, f := range found {
 		if slices.ContainsFunc(want.Neighbors, func(n Neighbor) bool { return sameNeighbor(f, n) }) {
 			continue
 		}
 		if err := a.Kernel.DeleteNeighbor(f); err != nil {
-			return err
+			r.refuse(KindNeighbor, fmt.Sprintf("%s dev %s (delete)", f.IP, f.Dev), err)
+			continue
 		}
-		note(c, "delete neighbor %s dev %s", f.IP, f.Dev)
+		r.note("delete neighbor %s dev %s", f.IP, f.Dev)
 	}
-	return nil
 }
 
 func sameNeighbor(a, b Neighbor) bool {
 	return a.Dev == b.Dev && a.IP == b.IP && a.MAC.String() == b.MAC.String()
 }
 
-func (a *Applier) routes(c *changes, want State, prune bool) error {
+func (a *Applier) routes(r *run, want State) {
 	if want.Table == 0 {
-		return nil
+		return
 	}
 	found, err := a.Kernel.Routes(want.Table)
 	if err != nil {
-		return err
+		r.refuse(KindRoute, fmt.Sprintf("list table %d", want.Table), err)
+		return
 	}
-	for _, r := range want.Routes {
-		if slices.Contains(found, r) {
+	refuse := func(rt Route, suffix string, err error) {
+		r.refused = append(r.refused, Refusal{
+			Kind: KindRoute, Object: fmt.Sprintf("%s table %d%s", rt, want.Table, suffix), Dst: rt.Dst, Err: err,
+		})
+	}
+	for _, rt := range want.Routes {
+		if slices.Contains(found, rt) {
 			continue
 		}
-		if err := a.Kernel.ReplaceRoute(want.Table, r); err != nil {
-			return err
-		}
-		note(c, "replace route %s table %d", r.String(), want.Table)
-	}
-	if !prune {
-		return nil
-	}
-	for _, r := range found {
-		if slices.ContainsFunc(want.Routes, func(w Route) bool { return w.Dst == r.Dst }) {
+		if err := a.Kernel.ReplaceRoute(want.Table, rt); err != nil {
+			refuse(rt, "", err)
 			continue
 		}
-		if err := a.Kernel.DeleteRoute(want.Table, r); err != nil {
-			return err
-		}
-		note(c, "delete route %s table %d", r.String(), want.Table)
+		r.note("replace route %s table %d", rt, want.Table)
 	}
-	return nil
+	// A wanted route the kernel refused keeps the old route to the same
+	// destination, if any: it is still the best there is.
+	for _, rt := range found {
+		if slices.ContainsFunc(want.Routes, func(w Route) bool { return w.Dst == rt.Dst }) {
+			continue
+		}
+		if err := a.Kernel.DeleteRoute(want.Table, rt); err != nil {
+			refuse(rt, " (delete)", err)
+			continue
+		}
+		r.note("delete route %s table %d", rt, want.Table)
+	}
 }
 
 // String is the route in `ip route` words.
@@ -368,53 +288,45 @@ func (r Route) String() string {
 	return s
 }
 
-func (a *Applier) rule(c *changes, want State, prune bool) error {
+func (a *Applier) rule(r *run, want State) {
 	found, err := a.Kernel.Rules()
 	if err != nil {
-		return err
+		r.refuse(KindRule, "list", err)
+		return
 	}
-	if want.Rule != nil && !slices.Contains(found, *want.Rule) {
-		if err := a.Kernel.AddRule(*want.Rule); err != nil {
-			return err
+	if w := want.Rule; w != nil && !slices.Contains(found, *w) {
+		if err := a.Kernel.AddRule(*w); err != nil {
+			r.refuse(KindRule, fmt.Sprintf("priority %d table %d", w.Priority, w.Table), err)
+		} else {
+			r.note("add rule priority %d table %d", w.Priority, w.Table)
 		}
-		note(c, "add rule priority %d table %d", want.Rule.Priority, want.Rule.Table)
 	}
-	if !prune {
-		return nil
-	}
-	for _, r := range found {
-		if want.Rule != nil && r == *want.Rule {
+	for _, f := range found {
+		if want.Rule != nil && f == *want.Rule {
 			continue
 		}
-		if err := a.Kernel.DeleteRule(r); err != nil {
-			return err
+		if err := a.Kernel.DeleteRule(f); err != nil {
+			r.refuse(KindRule, fmt.Sprintf("priority %d table %d (delete)", f.Priority, f.Table), err)
+			continue
 		}
-		note(c, "delete rule priority %d table %d", r.Priority, r.Table)
+		r.note("delete rule priority %d table %d", f.Priority, f.Table)
 	}
-	return nil
 }
 
-func (a *Applier) mssClamp(c *changes, want State, prune bool) error {
+func (a *Applier) mssClamp(r *run, want State) {
 	found, err := a.Kernel.MSSClamp()
 	if err != nil {
-		return err
+		r.refuse(KindClamp, "list", err)
+		return
 	}
 	wantIfaces := slices.Sorted(slices.Values(want.MSSClamp))
-	if !prune {
-		// Keep what is there until pruning is allowed.
-		for _, f := range found {
-			if !slices.Contains(wantIfaces, f) {
-				wantIfaces = append(wantIfaces, f)
-			}
-		}
-		slices.Sort(wantIfaces)
-	}
 	if slices.Equal(slices.Sorted(slices.Values(found)), wantIfaces) {
-		return nil
+		return
 	}
+	on := "on [" + strings.Join(wantIfaces, " ") + "]"
 	if err := a.Kernel.SetMSSClamp(wantIfaces); err != nil {
-		return err
+		r.refuse(KindClamp, on, err)
+		return
 	}
-	note(c, "mss clamp on [%s]", strings.Join(wantIfaces, " "))
-	return nil
+	r.note("mss clamp %s", on)
 }

@@ -309,6 +309,10 @@ func (l *Lab) Down() error {
 // which name prefix to remove.
 func (l *Lab) DownInstance(instance int) error { return l.down(instance) }
 
+// reapWait bounds how long down waits for init to reap what it stopped:
+// an init that never reaps must not hang it.
+const reapWait = 10 * time.Second
+
 func (l *Lab) down(instance int) error {
 	prefix := ""
 	var recorded []*proc.Process
@@ -323,7 +327,8 @@ func (l *Lab) down(instance int) error {
 	default:
 		return err
 	}
-	stopped := 0
+	var stopped []*proc.Process
+	var stopErrs []error
 	var mu sync.Mutex
 	// In waves: Wirespan's processes and the workloads first, then the API
 	// servers, then etcd, so nothing spends its last seconds logging about
@@ -342,9 +347,12 @@ func (l *Lab) down(instance int) error {
 		for _, p := range recorded {
 			if wave(p) == w && p.Alive() {
 				wg.Go(func() {
-					p.Stop(5 * time.Second)
+					// Stop returns when every thread is gone, so the
+					// next wave, and the command, start only then.
+					err := p.Stop(5 * time.Second)
 					mu.Lock()
-					stopped++
+					stopped = append(stopped, p)
+					stopErrs = append(stopErrs, err)
 					mu.Unlock()
 				})
 			}
@@ -361,14 +369,22 @@ func (l *Lab) down(instance int) error {
 		}
 	}
 	for _, pid := range leftovers {
-		proc.Kill(pid, 2*time.Second)
-		stopped++
+		if p := proc.ByPID(pid); p != nil {
+			stopErrs = append(stopErrs, p.Stop(2*time.Second))
+			stopped = append(stopped, p)
+		}
+	}
+	// Return only when ps lists none of them, not even as a zombie.
+	if left := proc.WaitReaped(stopped, reapWait); len(left) > 0 {
+		l.printf("%d stopped processes are not reaped by their parent after %s (PID %d first); they no longer run.\n",
+			len(left), reapWait, left[0].PID)
 	}
 	removed, err := network.Teardown(prefix)
+	err = errors.Join(append(stopErrs, err)...)
 	if rmErr := l.removeStateDir(); rmErr != nil {
 		err = errors.Join(err, rmErr)
 	}
-	if stopped == 0 && len(removed) == 0 && !hadState {
+	if len(stopped) == 0 && len(removed) == 0 && !hadState {
 		l.printf("No lab in %s (instance prefix %s): nothing to remove.\n", l.Dir, prefix)
 		return err
 	}
@@ -381,7 +397,7 @@ func (l *Lab) down(instance int) error {
 		counts[kind]++
 	}
 	l.printf("Stopped %d processes; removed %d network namespaces, %d links, %d %s; removed %s.\n",
-		stopped, counts["netns"], counts["link"], counts[network.EtcNetns+" folders"], network.EtcNetns+" folders", l.Dir)
+		len(stopped), counts["netns"], counts["link"], counts[network.EtcNetns+" folders"], network.EtcNetns+" folders", l.Dir)
 	return err
 }
 

@@ -27,7 +27,11 @@ func (l *Lab) Restart(name string, grace time.Duration) (*proc.Process, error) {
 		return nil, fmt.Errorf("no process %q in this lab; it has: %s", name, strings.Join(names, ", "))
 	}
 	old := st.Processes[i]
-	old.Stop(grace)
+	// The new process starts only once the old one is gone: it needs the
+	// same ports.
+	if err := old.Stop(grace); err != nil {
+		return nil, err
+	}
 	p, err := proc.Start(old.Name, old.Netns, old.Log, old.Args...)
 	if err != nil {
 		return nil, err

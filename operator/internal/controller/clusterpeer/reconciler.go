@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
-	"github.com/wirespan/wirespan/operator/internal/clusterkey"
+	"github.com/wirespan/wirespan/internal/clusterkey"
 	"github.com/wirespan/wirespan/operator/internal/peerstatus"
 )
 

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/wirespan/wirespan/apis/v1alpha1"
-	"github.com/wirespan/wirespan/operator/internal/clusterkey"
+	"github.com/wirespan/wirespan/internal/clusterkey"
 )
 
 const otherKey = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="

@@ -60,48 +60,112 @@ func Start(name, netns, log string, args ...string) (*Process, error) {
 	return p, nil
 }
 
-// Alive says whether the recorded process still runs (and is not a zombie).
-func (p *Process) Alive() bool {
-	ticks, err := startTicks(p.PID)
-	if err != nil || ticks != p.StartTicks {
-		return false
-	}
-	state, _ := procState(p.PID)
-	return state != "Z"
-}
+// Alive says whether the recorded process still runs: a thread of it has
+// not exited yet.
+func (p *Process) Alive() bool { return running(p.PID, p.StartTicks) }
 
-// Stop sends SIGTERM, waits up to grace, then SIGKILLs. It is a no-op for a
-// process that is gone.
-func (p *Process) Stop(grace time.Duration) {
+// Stop sends SIGTERM, waits up to grace, then SIGKILLs, and returns once
+// the process is gone (see Kill). It is a no-op for a process that is
+// gone.
+func (p *Process) Stop(grace time.Duration) error {
 	if !p.Alive() {
-		return
+		return nil
 	}
-	Kill(p.PID, grace)
+	if err := Kill(p.PID, grace); err != nil {
+		return fmt.Errorf("stop %s: %w", p.Name, err)
+	}
+	return nil
 }
 
-// Kill stops pid: SIGTERM, then SIGKILL after grace.
-func Kill(pid int, grace time.Duration) {
+// killWait bounds the wait for a process to go after SIGKILL. It is long:
+// a large process on a busy machine takes seconds to release its memory,
+// and returning earlier lets a caller reuse its ports too soon.
+const killWait = 30 * time.Second
+
+// Kill stops pid: SIGTERM, then SIGKILL after grace. It returns once
+// every thread of the process has exited, or an error if that takes
+// longer than killWait after SIGKILL. The process may still be listed, as
+// a zombie, until its parent reaps it (see WaitReaped).
+func Kill(pid int, grace time.Duration) error {
+	ticks, err := startTicks(pid)
+	if err != nil {
+		return nil // gone already
+	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !exists(pid) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if waitUntil(grace, func() bool { return !running(pid, ticks) }) {
+		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for range 100 {
-		if !exists(pid) {
-			return
+	if waitUntil(killWait, func() bool { return !running(pid, ticks) }) {
+		return nil
+	}
+	return fmt.Errorf("pid %d still runs %s after SIGKILL", pid, killWait)
+}
+
+// ByPID is the running process pid, for Stop, or nil if there is none.
+func ByPID(pid int) *Process {
+	ticks, err := startTicks(pid)
+	if err != nil {
+		return nil
+	}
+	return &Process{Name: fmt.Sprintf("pid %d", pid), PID: pid, StartTicks: ticks}
+}
+
+// WaitReaped waits, up to d, until no process of ps is listed in /proc any
+// more, running or as a zombie, and returns those still listed. The lab's
+// long-running processes outlive the `up` that started them, so their
+// parent is init, which reaps them; the init of this project's microVMs
+// does so about once a second, and `down` returned while `ps` still
+// listed etcd and the API servers, for a second or two.
+func WaitReaped(ps []*Process, d time.Duration) []*Process {
+	var left []*Process
+	waitUntil(d, func() bool {
+		left = slices.DeleteFunc(slices.Clone(ps), func(p *Process) bool { return !listed(p.PID, p.StartTicks) })
+		return len(left) == 0
+	})
+	return left
+}
+
+// waitUntil polls done until it is true or d has passed; it says which.
+func waitUntil(d time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !done() {
+		if time.Now().After(deadline) {
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
 }
 
-// exists is false once pid is gone or only a zombie.
-func exists(pid int) bool {
-	state, err := procState(pid)
-	return err == nil && state != "Z"
+// listed is true while /proc still lists the process that started at
+// ticks, running or a zombie; a PID used again since is another process.
+func listed(pid int, ticks uint64) bool {
+	t, err := startTicks(pid)
+	return err == nil && t == ticks
+}
+
+// running is true while the process that started at ticks has a thread
+// that has not exited. The main thread alone is not enough: it turns
+// zombie ("Z" in /proc/PID/stat) as soon as it exits, while the process's
+// other threads may still be finishing (returning from a system call,
+// releasing a large process's memory) and the process still holds its
+// ports and files.
+func running(pid int, ticks uint64) bool {
+	if !listed(pid, ticks) {
+		return false
+	}
+	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	if err != nil {
+		return false
+	}
+	for _, t := range tasks {
+		state, err := taskState(pid, t.Name())
+		if err == nil && state != "Z" && state != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // Referring lists the processes running one of programs (by executable
@@ -180,6 +244,11 @@ func stat(pid int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return statFields(raw)
+}
+
+// statFields splits a stat file after the command name.
+func statFields(raw []byte) ([]string, error) {
 	s := string(raw)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
@@ -188,10 +257,15 @@ func stat(pid int) ([]string, error) {
 	return strings.Fields(s[i+1:]), nil
 }
 
-func procState(pid int) (string, error) {
-	f, err := stat(pid)
-	if err != nil || len(f) < 1 {
+// taskState is the state letter of one thread of pid.
+func taskState(pid int, tid string) (string, error) {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", tid, "stat"))
+	if err != nil {
 		return "", err
+	}
+	f, err := statFields(raw)
+	if err != nil || len(f) < 1 {
+		return "", errors.Join(errors.New("short stat"), err)
 	}
 	return f[0], nil
 }

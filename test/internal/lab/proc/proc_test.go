@@ -16,7 +16,7 @@ func TestStartFindStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Stop(0) })
+	t.Cleanup(func() { _ = p.Stop(0) })
 	if !p.Alive() {
 		t.Fatal("not alive after Start")
 	}
@@ -31,7 +31,9 @@ func TestStartFindStop(t *testing.T) {
 		t.Errorf("Referring of another folder lists %d", p.PID)
 	}
 	start := time.Now()
-	p.Stop(200 * time.Millisecond)
+	if err := p.Stop(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	if p.Alive() {
 		t.Fatal("alive after Stop")
 	}

@@ -66,3 +66,17 @@ func TestPublicKey(t *testing.T) {
 		t.Fatal("missing key is not ErrNoPrivateKey")
 	}
 }
+
+// PrivateKey is the one parser the operator and the gateways share.
+func TestPrivateKeyTrims(t *testing.T) {
+	priv, _ := wgtypes.GeneratePrivateKey()
+	for _, raw := range []string{priv.String(), priv.String() + "\n", " \t" + priv.String() + "\r\n"} {
+		got, err := PrivateKey(&corev1.Secret{Data: map[string][]byte{"privateKey": []byte(raw)}})
+		if err != nil || got != priv {
+			t.Errorf("%q: %v, %v", raw, got, err)
+		}
+	}
+	if _, err := PrivateKey(&corev1.Secret{}); !errors.Is(err, ErrNoPrivateKey) {
+		t.Errorf("no entry: %v", err)
+	}
+}

@@ -1,0 +1,156 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+func (a *Applier) wireGuard(r *run, want State) {
+	d := want.WireGuard
+	if d == nil {
+		return
+	}
+	link, err := a.wireGuardLink(r, d)
+	if err != nil {
+		r.refuseOn(KindLink, d.Name, d.Name, err)
+		return
+	}
+	dev, err := a.wireGuardDevice(r, d)
+	if err != nil {
+		r.refuseOn(KindDevice, d.Name, d.Name, err)
+		return
+	}
+	a.linkBasics(r, link, d.MTU, []netip.Prefix{d.Address})
+	a.configureDevice(r, dev, d)
+}
+
+// wireGuardLink finds the device's link, or creates it.
+func (a *Applier) wireGuardLink(r *run, d *Device) (Link, error) {
+	link, ok, err := a.Kernel.Link(d.Name)
+	if err != nil || ok {
+		return link, err
+	}
+	if err := a.Kernel.CreateWireGuard(d.Name, d.MTU); err != nil {
+		return Link{}, err
+	}
+	r.note("create wireguard %s", d.Name)
+	return Link{Name: d.Name, MTU: d.MTU}, nil
+}
+
+// wireGuardDevice reads the device's configuration. A userspace device's
+// link outlives the process that served it; a new device attaches to the
+// link as it is.
+func (a *Applier) wireGuardDevice(r *run, d *Device) (*wgtypes.Device, error) {
+	dev, err := a.Kernel.Device(d.Name)
+	if !errors.Is(err, os.ErrNotExist) {
+		return dev, err
+	}
+	if err := a.Kernel.CreateWireGuard(d.Name, d.MTU); err != nil {
+		return nil, err
+	}
+	r.note("attach wireguard %s", d.Name)
+	return a.Kernel.Device(d.Name)
+}
+
+// configureDevice sets the device's own settings in one call, then each
+// peer that needs a change in a call of its own, so that a peer WireGuard
+// refuses names itself and holds back no other. The peer list is never
+// replaced.
+func (a *Applier) configureDevice(r *run, dev *wgtypes.Device, want *Device) {
+	if cfg, what := deviceSettings(dev, want); len(what) > 0 {
+		if err := a.Kernel.ConfigureDevice(want.Name, cfg); err != nil {
+			r.refuseOn(KindDevice, want.Name, want.Name+": "+strings.Join(what, ", "), err)
+		} else {
+			for _, w := range what {
+				r.note("wireguard %s: %s", want.Name, w)
+			}
+		}
+	}
+	for _, pc := range peerChanges(dev, want) {
+		if err := a.Kernel.ConfigureDevice(want.Name, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc.config}}); err != nil {
+			r.refused = append(r.refused, Refusal{
+				Kind: KindPeer, Object: fmt.Sprintf("%s on %s (%s)", short(pc.config.PublicKey), want.Name, pc.what),
+				Peer: pc.config.PublicKey, Err: err,
+			})
+			continue
+		}
+		r.note("wireguard %s: %s", want.Name, pc.what)
+	}
+}
+
+// deviceSettings is the change of the device's own settings (key, port)
+// that turns dev into want, and a line per change.
+func deviceSettings(dev *wgtypes.Device, want *Device) (wgtypes.Config, []string) {
+	var cfg wgtypes.Config
+	var what []string
+	if dev.PrivateKey != StoredKey(want.PrivateKey) {
+		cfg.PrivateKey = &want.PrivateKey
+		what = append(what, "set private key")
+	}
+	if want.ListenPort != 0 && dev.ListenPort != want.ListenPort {
+		cfg.ListenPort = &want.ListenPort
+		what = append(what, fmt.Sprintf("listen port %d", want.ListenPort))
+	}
+	return cfg, what
+}
+
+// peerChange is one peer's change and the line that describes it.
+type peerChange struct {
+	config wgtypes.PeerConfig
+	what   string
+}
+
+// peerChanges are the peers to add, update and remove to turn dev into
+// want.
+func peerChanges(dev *wgtypes.Device, want *Device) []peerChange {
+	found := make(map[wgtypes.Key]wgtypes.Peer, len(dev.Peers))
+	for _, p := range dev.Peers {
+		found[p.PublicKey] = p
+	}
+	var out []peerChange
+	for _, p := range want.Peers {
+		got, ok := found[p.PublicKey]
+		pc, why := peerConfig(got, ok, p)
+		if why != "" {
+			out = append(out, peerChange{pc, fmt.Sprintf("peer %s: %s", short(p.PublicKey), why)})
+		}
+	}
+	for _, p := range dev.Peers {
+		if !slices.ContainsFunc(want.Peers, func(w Peer) bool { return w.PublicKey == p.PublicKey }) {
+			out = append(out, peerChange{wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true}, "remove peer " + short(p.PublicKey)})
+		}
+	}
+	return out
+}
+
+// peerConfig is the change that turns a found peer into want; why is empty
+// when there is nothing to change. An endpoint that is not wanted is left
+// alone: it is what WireGuard learned from a peer that dialed in.
+func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, string) {
+	pc := wgtypes.PeerConfig{PublicKey: want.PublicKey, UpdateOnly: exists}
+	var why []string
+	if !exists {
+		why = append(why, "add")
+	}
+	if want.Endpoint.IsValid() && (got.Endpoint == nil || got.Endpoint.AddrPort() != want.Endpoint) {
+		pc.Endpoint = udpAddr(want.Endpoint)
+		why = append(why, "endpoint "+want.Endpoint.String())
+	}
+	if got.PersistentKeepaliveInterval != want.Keepalive {
+		ka := want.Keepalive
+		pc.PersistentKeepaliveInterval = &ka
+		why = append(why, fmt.Sprintf("keepalive %s", want.Keepalive))
+	}
+	if !samePrefixes(ipNets(got.AllowedIPs), want.AllowedIPs) {
+		pc.ReplaceAllowedIPs = true
+		pc.AllowedIPs = ipNetsOf(want.AllowedIPs)
+		why = append(why, "allowed-ips "+joinPrefixes(want.AllowedIPs))
+	}
+	return pc, strings.Join(why, ", ")
+}
