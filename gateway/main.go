@@ -68,6 +68,7 @@ func run() error {
 	fs.StringVar(&opts.SysctlDir, "sysctl-dir", "/proc/sys", "where the kernel's /proc/sys is: a container's /proc/sys is read-only, so the chart mounts the host's /proc/sys/net writable at /host/proc/sys/net")
 	fs.DurationVar(&opts.ExportTTL, "export-ttl", 30e9, "how long a cluster's exported endpoints stay imported after its last gateway left the gossip pool")
 	fs.DurationVar(&opts.ImportGrace, "import-grace", services.DefaultImportGrace, "how long the ServiceImports and clusterset IPs of a silent cluster's exports stay after its last gateway left the gossip pool (its endpoints go at --export-ttl), so that a partition does not renumber them; at least --export-ttl")
+	fs.IntVar(&opts.MaxImportsPerCluster, "max-imports-per-cluster", services.DefaultMaxImportsPerCluster, "how many services one other cluster may have imported here; the rest (last by namespace and name) are left out and counted in wirespan_mcs_unusable_records_total{reason=\"over-cap\"}")
 	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")

@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	s.services = &services.Controller{
 		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
 		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),
-		ImportGrace: opts.ImportGrace,
+		ImportGrace: opts.ImportGrace, MaxImportsPerCluster: opts.MaxImportsPerCluster,
 	}
 	for _, r := range []manager.Runnable{s, s.services} {
 		if err := mgr.Add(r); err != nil {

@@ -44,6 +44,8 @@ type Options struct {
 	ExportTTL time.Duration
 	// ImportGrace: see services.Controller.ImportGrace.
 	ImportGrace time.Duration
+	// MaxImportsPerCluster: see services.Controller.MaxImportsPerCluster.
+	MaxImportsPerCluster int
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
@@ -105,6 +107,9 @@ func (o Options) Validate() error {
 	}
 	if o.ExportTTL <= 0 {
 		errs = append(errs, fmt.Errorf("--export-ttl %v: must be positive", o.ExportTTL))
+	}
+	if o.MaxImportsPerCluster < 1 {
+		errs = append(errs, fmt.Errorf("--max-imports-per-cluster %d: must be positive", o.MaxImportsPerCluster))
 	}
 	if o.ImportGrace < o.ExportTTL {
 		errs = append(errs, fmt.Errorf("--import-grace %v: must be at least --export-ttl (%v): a silent cluster's imports outlive its endpoints", o.ImportGrace, o.ExportTTL))

@@ -11,7 +11,7 @@ import (
 func TestValidateNamesTheWrongFlag(t *testing.T) {
 	valid := func() Options {
 		return Options{ClusterID: "east", NodeName: "n1", GossipPort: 7946, Agent: DefaultAgentConfig(),
-			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, ImportGrace: time.Hour, KubeAPIQPS: 100, KubeAPIBurst: 200}
+			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, ImportGrace: time.Hour, MaxImportsPerCluster: 10, KubeAPIQPS: 100, KubeAPIBurst: 200}
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)
@@ -35,6 +35,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 		{func(o *Options) { o.Agent.VXLANVNI = 1 << 24 }, "--vxlan-vni"},
 		{func(o *Options) { o.DNSAddr, o.DNSService.Name = "", "wirespan-dns" }, "--dns-service"},
 		{func(o *Options) { o.ImportGrace = 10 * time.Second }, "--import-grace"},
+		{func(o *Options) { o.MaxImportsPerCluster = 0 }, "--max-imports-per-cluster"},
 	} {
 		o := valid()
 		tc.change(&o)

@@ -43,6 +43,8 @@ const (
 	// that failed for a passing reason (an API server restart) should not
 	// wait a quarter of an hour.
 	DefaultMaxRetryDelay = 30 * time.Second
+	// DefaultMaxImportsPerCluster is what one cluster can gossip at most.
+	DefaultMaxImportsPerCluster = gossip.MaxExports
 )
 
 // Controller is the MCS controller. Start it with the manager; it works
@@ -71,6 +73,10 @@ type Controller struct {
 	// endpoints go when gossip reports it silent (the export TTL), its
 	// VIPs only after this, so that a partition does not renumber them.
 	ImportGrace time.Duration
+	// MaxImportsPerCluster bounds how many services one remote cluster
+	// may have imported here (default DefaultMaxImportsPerCluster); the
+	// rest, last by namespace and name, are left out and counted.
+	MaxImportsPerCluster int
 	// MaxRetryDelay bounds the backoff of a failing service (default
 	// DefaultMaxRetryDelay); the first retry comes after 5 ms, and each
 	// next one waits twice as long.
@@ -193,6 +199,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.Workers = cmpOr(c.Workers, DefaultWorkers)
 	c.Resync = cmpOr(c.Resync, DefaultResync)
 	c.ImportGrace = cmpOr(c.ImportGrace, DefaultImportGrace)
+	c.MaxImportsPerCluster = cmpOr(c.MaxImportsPerCluster, DefaultMaxImportsPerCluster)
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}

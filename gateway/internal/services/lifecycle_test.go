@@ -107,14 +107,23 @@ func TestLargeRemoteExportIsSliced(t *testing.T) {
 }
 
 // TestUnusableRecordsIgnored has a remote cluster send a record that does
-// not decode and one that names another cluster: both are ignored and
-// counted, and the cluster's good record is imported.
+// not decode, one that names another cluster, and ones the API server
+// would refuse (too many ports, an address that is no endpoint's): each is
+// refused alone and counted by reason, without a failed reconcile, and the
+// cluster's good record is imported.
 func TestUnusableRecordsIgnored(t *testing.T) {
 	h := start(t)
-	good := remoteExport("west", h.ns, "good", time.Now().Add(-time.Hour), mport("http", 80))
-	forged := remoteExport("north", h.ns, "forged", time.Now().Add(-time.Hour), mport("http", 80))
-	records := map[string]any{"good": good, "forged": forged, "garbage": "not an export"}
-	ce := gossip.ClusterExports{Exports: map[gossip.ExportKey]gossip.RemoteExport{}, Complete: true}
+	created := time.Now().Add(-time.Hour)
+	good := remoteExport("west", h.ns, "good", created, mport("http", 80))
+	forged := remoteExport("north", h.ns, "forged", created, mport("http", 80))
+	ports := remoteExport("west", h.ns, "ports", created)
+	for i := range 101 {
+		ports.Ports = append(ports.Ports, mport(fmt.Sprintf("p%d", i), int32(1000+i)))
+	}
+	linkLocal := remoteExport("west", h.ns, "link-local", created, mport("http", 80))
+	linkLocal.Slices = []mcs.Slice{rslice(nil, rep("169.254.169.254", "", "", true, true, false))}
+	records := map[string]any{"good": good, "forged": forged, "garbage": "not an export", "ports": ports, "link-local": linkLocal}
+	ce := gossip.ClusterExports{Exports: map[gossip.ExportKey]gossip.RemoteExport{}, Complete: true, Generation: 1}
 	for name, r := range records {
 		rec, err := json.Marshal(r)
 		if err != nil {
@@ -129,14 +138,45 @@ func TestUnusableRecordsIgnored(t *testing.T) {
 
 	h.waitImport(h.ns, "good", all(importClusters("west"), withIPs))
 	h.settle()
-	for _, name := range []string{"forged", "garbage"} {
+	for _, name := range []string{"forged", "garbage", "ports", "link-local"} {
 		if err := gone(h.ns, name, &mcsv1beta1.ServiceImport{}); err != nil {
 			t.Error(err)
 		}
 	}
 	// Counted once each: a record is decoded again only at a new version.
-	if v := counterValue(t, h.ctrl.Metrics.badRecords); v != 2 {
-		t.Errorf("unusable records counted %v times, want 2", v)
+	for reason, want := range map[string]float64{"name": 1, "json": 1, "ports": 1, "endpoints": 1} {
+		if v := counterValue(t, h.ctrl.Metrics.badRecords.WithLabelValues(reason)); v != want {
+			t.Errorf("records refused for %s: %v, want %v", reason, v, want)
+		}
+	}
+	if n := counterValue(t, h.ctrl.Metrics.reconcileErrors); n != 0 {
+		t.Errorf("%v reconciles failed", n)
+	}
+}
+
+// TestImportsPerClusterCapped: a cluster that exports more services than
+// MaxImportsPerCluster has only the first ones (by namespace and name)
+// imported; the rest are counted once, and no reconcile fails.
+func TestImportsPerClusterCapped(t *testing.T) {
+	h := start(t, func(c *Controller) { c.MaxImportsPerCluster = 3 })
+	var exports []mcs.Export
+	for _, name := range []string{"e", "d", "c", "b", "a"} {
+		exports = append(exports, remoteExport("west", h.ns, name, time.Now().Add(-time.Hour), mport("http", 80)))
+	}
+	h.setRemote("west", true, exports...)
+	for _, name := range []string{"a", "b", "c"} {
+		h.waitImport(h.ns, name, withIPs)
+	}
+	h.settle()
+	for _, name := range []string{"d", "e"} {
+		if err := gone(h.ns, name, &mcsv1beta1.ServiceImport{}); err != nil {
+			t.Error("over the cap:", err)
+		}
+	}
+	h.setRemote("west", true, exports...) // new versions, the same set
+	h.settle()
+	if v := counterValue(t, h.ctrl.Metrics.badRecords.WithLabelValues("over-cap")); v != 2 {
+		t.Errorf("over-cap exports counted %v times, want 2", v)
 	}
 }
 

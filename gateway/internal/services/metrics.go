@@ -8,7 +8,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	localExports      prometheus.Gauge
 	imports           prometheus.Gauge
-	badRecords        prometheus.Counter
+	badRecords        *prometheus.CounterVec
 	reconcileErrors   prometheus.Counter
 	requeues          prometheus.Counter
 	reconcileDuration prometheus.Histogram
@@ -25,10 +25,10 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			Name: "wirespan_mcs_imports",
 			Help: "Services exported by at least one cluster of the clusterset.",
 		}),
-		badRecords: prometheus.NewCounter(prometheus.CounterOpts{
+		badRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wirespan_mcs_unusable_records_total",
-			Help: "Export records from other clusters that were authentic but could not be decoded, and were ignored.",
-		}),
+			Help: "Export records from other clusters that were authentic but refused, by reason (json, name, type, ports, endpoints, metadata, over-cap): each is left out, the rest imported.",
+		}, []string{"reason"}),
 		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirespan_mcs_reconcile_errors_total",
 			Help: "Reconciles of one service that failed to write something; that service is retried with backoff.",

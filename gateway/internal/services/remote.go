@@ -1,8 +1,12 @@
 package services
 
 import (
+	"cmp"
 	"encoding/json"
-	"fmt"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
@@ -38,6 +42,8 @@ type remoteCluster struct {
 	// records are its exports that decoded, by service, with the version
 	// they were decoded from; nil for a record that did not decode.
 	records map[serviceKey]remoteRecord
+	// overCap are the exports past MaxImportsPerCluster, left out.
+	overCap map[gossip.ExportKey]bool
 }
 
 type remoteRecord struct {
@@ -163,8 +169,15 @@ func (c *Controller) decodeCluster(cluster string, ce gossip.ClusterExports, st 
 	if prev != nil {
 		before = prev.records
 	}
+	over := c.overCap(cluster, ce.Exports, prev)
+	if over != nil {
+		rc.overCap = over
+	}
 	for k, rec := range ce.Exports {
 		key := serviceKey{Namespace: k.Namespace, Name: k.Name}
+		if over[k] {
+			continue
+		}
 		if p, ok := before[key]; ok && p.version == rec.Version {
 			rc.records[key] = p
 			if prev.state != st {
@@ -183,17 +196,52 @@ func (c *Controller) decodeCluster(cluster string, ce gossip.ClusterExports, st 
 	return rc
 }
 
-// decode returns the export a remote record holds; nil if it is unusable
-// (counted and logged).
+// overCap returns the exports of a cluster past MaxImportsPerCluster,
+// nil if it is within: the last in order of namespace and name, so that
+// every importing cluster leaves out the same ones. Newly left out ones
+// are counted and logged.
+func (c *Controller) overCap(cluster string, exports map[gossip.ExportKey]gossip.RemoteExport, prev *remoteCluster) map[gossip.ExportKey]bool {
+	if len(exports) <= c.MaxImportsPerCluster {
+		return nil
+	}
+	keys := slices.SortedFunc(maps.Keys(exports), func(a, b gossip.ExportKey) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+	over := make(map[gossip.ExportKey]bool, len(keys)-c.MaxImportsPerCluster)
+	added := 0
+	for _, k := range keys[c.MaxImportsPerCluster:] {
+		over[k] = true
+		if prev == nil || !prev.overCap[k] {
+			added++
+		}
+	}
+	if added > 0 {
+		c.Metrics.badRecords.WithLabelValues("over-cap").Add(float64(added))
+		c.Log.Info("A cluster exports more services than --max-imports-per-cluster: the last ones by namespace and name are not imported",
+			"cluster", cluster, "exports", len(exports), "max", c.MaxImportsPerCluster, "leftOut", len(over))
+	}
+	return over
+}
+
+// decode returns the export a remote record holds, checked as this
+// cluster's own export would be (mcs.ValidateImported); nil if it is
+// unusable, which is counted by reason and logged.
 func (c *Controller) decode(cluster string, key serviceKey, rec json.RawMessage) *mcs.Export {
 	var e mcs.Export
 	err := json.Unmarshal(rec, &e)
-	if err == nil && (e.Cluster != cluster || e.Service != key) {
-		err = fmt.Errorf("record names %s %s", e.Cluster, e.Service)
+	if err != nil {
+		err = &mcs.RecordError{Reason: "json", Err: err}
+	} else {
+		err = mcs.ValidateImported(&e, cluster, key.String())
 	}
 	if err != nil {
-		c.Metrics.badRecords.Inc()
-		c.Log.Info("Ignoring an unusable export record", "cluster", cluster, "service", key.String(), "error", err.Error())
+		reason := "json"
+		var re *mcs.RecordError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		c.Metrics.badRecords.WithLabelValues(reason).Inc()
+		c.Log.Info("Refusing an export record from another cluster; the rest of its exports are imported", "cluster", cluster, "service", key.String(), "error", err.Error())
 		return nil
 	}
 	return &e
