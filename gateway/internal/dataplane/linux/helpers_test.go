@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -16,9 +17,18 @@ import (
 )
 
 // These tests need root: they create network namespaces (named wstest-*),
-// links, userspace WireGuard devices (named wst*, with sockets in
+// links, WireGuard devices (named wst*; userspace ones have sockets in
 // /var/run/wireguard) and nftables tables, all inside namespaces they make
 // and remove. TestMain checks that none is left behind.
+//
+// Environment (the VM tier, test/vm, sets all three in its guest):
+//   - WIRESPAN_WIREGUARD_MODE=kernel runs the tunnel tests with kernel
+//     WireGuard instead of the embedded userspace device (the default: the
+//     project's machines have no WireGuard module).
+//   - WIRESPAN_REQUIRE_KERNEL_WIREGUARD=1 makes the tests that need kernel
+//     WireGuard fail instead of skipping where the kernel has none.
+//   - WIRESPAN_REQUIRE_PRIVILEGED=1 (the Makefile sets it for `make test`)
+//     makes the tests fail instead of skipping without root or ip.
 
 const (
 	nsPrefix  = "wstest-"
@@ -59,14 +69,69 @@ func leftovers() []string {
 	return left
 }
 
+const (
+	modeEnv            = "WIRESPAN_WIREGUARD_MODE"
+	requireKernelWGEnv = "WIRESPAN_REQUIRE_KERNEL_WIREGUARD"
+	requirePrivEnv     = "WIRESPAN_REQUIRE_PRIVILEGED"
+)
+
+// testMode is the WireGuard implementation the tunnel tests use: userspace
+// unless WIRESPAN_WIREGUARD_MODE says otherwise.
+func testMode() WireGuardMode {
+	if m := WireGuardMode(os.Getenv(modeEnv)); m != "" {
+		return m
+	}
+	return WireGuardUserspace
+}
+
+// cannotRun skips the test with why, or fails it when the environment says
+// this test must run here.
+func cannotRun(t *testing.T, requiredBy, why string) {
+	t.Helper()
+	if os.Getenv(requiredBy) == "1" {
+		t.Fatalf("cannot run, but %s=1 says it must: %s", requiredBy, why)
+	}
+	t.Skip(why)
+}
+
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, links, TUN devices and nftables tables")
+		cannotRun(t, requirePrivEnv, "needs root: creates network namespaces, links, TUN devices and nftables tables")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip tool (iproute2)")
+		cannotRun(t, requirePrivEnv, "needs the ip tool (iproute2)")
 	}
+}
+
+var kernelWG struct {
+	once sync.Once
+	err  error
+}
+
+// requireKernelWireGuard skips the test (or fails it, under
+// WIRESPAN_REQUIRE_KERNEL_WIREGUARD=1) when this kernel cannot create a
+// wireguard link.
+func requireKernelWireGuard(t *testing.T) {
+	t.Helper()
+	if err := kernelWireGuard(t); err != nil {
+		cannotRun(t, requireKernelWGEnv, fmt.Sprintf("needs kernel WireGuard, which this kernel lacks: %v", err))
+	}
+}
+
+// kernelWireGuard tries, once, to create a wireguard link in a throwaway
+// namespace.
+func kernelWireGuard(t *testing.T) error {
+	kernelWG.once.Do(func() {
+		ns := nsPrefix + randomHex(4)
+		if _, err := runErr("ip", "netns", "add", ns); err != nil {
+			kernelWG.err = err
+			return
+		}
+		defer func() { _, _ = runErr("ip", "netns", "del", ns) }()
+		_, kernelWG.err = runErr("ip", "netns", "exec", ns, "ip", "link", "add", "wgprobe", "type", "wireguard")
+	})
+	return kernelWG.err
 }
 
 func randomHex(n int) string {
@@ -94,11 +159,17 @@ func newNS(t *testing.T) string {
 	return name
 }
 
-// newKernel returns a userspace-mode Kernel for ns, closed when the test
-// ends (before ns is deleted).
+// newKernel returns a Kernel in the tests' mode (testMode) for ns, closed
+// when the test ends (before ns is deleted).
 func newKernel(t *testing.T, ns string) *Kernel {
 	t.Helper()
-	k, err := New(Options{NetNS: ns, WireGuardMode: WireGuardUserspace, Log: testLogger(t)})
+	return newKernelMode(t, ns, testMode())
+}
+
+// newKernelMode is newKernel with the given WireGuard mode.
+func newKernelMode(t *testing.T, ns string, mode WireGuardMode) *Kernel {
+	t.Helper()
+	k, err := New(Options{NetNS: ns, WireGuardMode: mode, Log: testLogger(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -57,7 +57,7 @@ func helperMain(mode string) int {
 }
 
 func helper(mode, dev string) error {
-	k, err := New(Options{WireGuardMode: WireGuardUserspace})
+	k, err := New(Options{WireGuardMode: testMode()})
 	if err != nil {
 		return err
 	}
@@ -126,30 +126,40 @@ func runHelper(t *testing.T, ns, mode, dev string) helperReport {
 }
 
 // TestRestartAcrossProcesses runs the gateway's part in two processes in
-// the namespace, one after the other, each ending without cleaning up.
+// the namespace, one after the other, each ending without cleaning up. A
+// userspace device ends with its process and the second attaches a new one
+// to the TUN link left behind; a kernel device stays, and the second finds
+// it running.
 func TestRestartAcrossProcesses(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
 	dev := devName()
+	kernelMode := testMode() == WireGuardKernel
 	t.Cleanup(func() { _ = os.Remove(socketPath(dev)) }) // should be gone already
 
 	first := runHelper(t, ns, "create", dev)
 	if !first.DeviceMissing || first.Routes != 1 {
 		t.Fatalf("first process: %+v", first)
 	}
-	if _, err := os.Stat(socketPath(dev)); err != nil {
-		t.Fatalf("stale socket of the ended process: %v, want it there", err)
-	}
 	k := newKernel(t, ns)
-	if _, err := k.Device(dev); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("Device with a stale socket: %v, want os.ErrNotExist", err)
+	if kernelMode {
+		if d, err := k.Device(dev); err != nil || d.PublicKey.String() != first.PublicKey {
+			t.Fatalf("kernel Device after its process ended: %v, %v; want it running with the first key", d, err)
+		}
 	} else {
-		t.Logf("Device with a stale socket: %v", err)
+		if _, err := os.Stat(socketPath(dev)); err != nil {
+			t.Fatalf("stale socket of the ended process: %v, want it there", err)
+		}
+		if _, err := k.Device(dev); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("Device with a stale socket: %v, want os.ErrNotExist", err)
+		} else {
+			t.Logf("Device with a stale socket: %v", err)
+		}
 	}
 
 	second := runHelper(t, ns, "attach", dev)
-	if !second.DeviceMissing {
-		t.Error("second process: Device did not report os.ErrNotExist before CreateWireGuard")
+	if second.DeviceMissing != !kernelMode {
+		t.Errorf("second process: Device missing before CreateWireGuard = %v, want %v", second.DeviceMissing, !kernelMode)
 	}
 	if second.Index != first.Index {
 		t.Errorf("ifindex in second process = %d, want %d", second.Index, first.Index)
@@ -160,9 +170,10 @@ func TestRestartAcrossProcesses(t *testing.T) {
 	if second.PublicKey == first.PublicKey {
 		t.Error("second process's device did not take its configuration")
 	}
+	wantKind := map[bool]string{true: "wireguard", false: "tun"}[kernelMode]
 	l, ok, err := k.Link(dev)
-	if err != nil || !ok || l.Kind != "tun" || len(l.Addresses) != 1 || l.Addresses[0] != helperAddr {
-		t.Errorf("link after two processes: %+v, %v, %v", l, ok, err)
+	if err != nil || !ok || l.Kind != wantKind || len(l.Addresses) != 1 || l.Addresses[0] != helperAddr {
+		t.Errorf("link after two processes: %+v, %v, %v; want a %s link", l, ok, err, wantKind)
 	}
 
 	if err := k.DeleteLink(dev); err != nil {
@@ -214,7 +225,7 @@ func serveTunnel(cfg string) error {
 	if err := json.Unmarshal([]byte(cfg), &e); err != nil {
 		return err
 	}
-	k, err := New(Options{WireGuardMode: WireGuardUserspace})
+	k, err := New(Options{WireGuardMode: testMode()})
 	if err != nil {
 		return err
 	}
