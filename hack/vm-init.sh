@@ -22,7 +22,7 @@ mount -t devtmpfs devtmpfs /dev
 for ko in $(cat /mods/order); do
 	insmod "/mods/$ko" || fail "insmod $ko"
 done
-p9="trans=virtio,version=9p2000.L,msize=262144"
+p9="trans=virtio,version=9p2000.L,msize=262144,cache=loose"
 mount -t 9p -o "$p9,ro" hostusr /usr || fail "mount the host's /usr"
 mount -t 9p -o "$p9,ro" guestmods /guestmods || fail "mount the modules"
 mount -t 9p -o "$p9" work /work || fail "mount the work folder"

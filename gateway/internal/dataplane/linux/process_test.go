@@ -44,9 +44,12 @@ var (
 
 func helperMain(mode string) int {
 	var err error
-	if mode == "tunnel" {
+	switch mode {
+	case "tunnel":
 		err = serveTunnel(os.Getenv(helperTunnelEnv))
-	} else {
+	case "gateway":
+		err = serveGateway(os.Getenv(helperGatewayEnv))
+	default:
 		err = helper(mode, os.Getenv(helperDevEnv))
 	}
 	if err != nil {
