@@ -86,7 +86,7 @@ func testMode() WireGuardMode {
 
 // cannotRun skips the test with why, or fails it when the environment says
 // this test must run here.
-func cannotRun(t *testing.T, requiredBy, why string) {
+func cannotRun(t testing.TB, requiredBy, why string) {
 	t.Helper()
 	if os.Getenv(requiredBy) == "1" {
 		t.Fatalf("cannot run, but %s=1 says it must: %s", requiredBy, why)
@@ -94,7 +94,7 @@ func cannotRun(t *testing.T, requiredBy, why string) {
 	t.Skip(why)
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		cannotRun(t, requirePrivEnv, "needs root: creates network namespaces, links, TUN devices and nftables tables")
@@ -112,7 +112,7 @@ var kernelWG struct {
 // requireKernelWireGuard skips the test (or fails it, under
 // WIRESPAN_REQUIRE_KERNEL_WIREGUARD=1) when this kernel cannot create a
 // wireguard link.
-func requireKernelWireGuard(t *testing.T) {
+func requireKernelWireGuard(t testing.TB) {
 	t.Helper()
 	if err := kernelWireGuard(t); err != nil {
 		cannotRun(t, requireKernelWGEnv, fmt.Sprintf("needs kernel WireGuard, which this kernel lacks: %v", err))
@@ -121,7 +121,7 @@ func requireKernelWireGuard(t *testing.T) {
 
 // kernelWireGuard tries, once, to create a wireguard link in a throwaway
 // namespace.
-func kernelWireGuard(t *testing.T) error {
+func kernelWireGuard(t testing.TB) error {
 	kernelWG.once.Do(func() {
 		ns := nsPrefix + randomHex(4)
 		if _, err := runErr("ip", "netns", "add", ns); err != nil {
@@ -146,7 +146,7 @@ func devName() string { return devPrefix + randomHex(4) }
 
 // newNS creates a throwaway network namespace, with lo up, that is deleted
 // (with everything in it) when the test ends.
-func newNS(t *testing.T) string {
+func newNS(t testing.TB) string {
 	t.Helper()
 	name := nsPrefix + randomHex(4)
 	run(t, "ip", "netns", "add", name)
@@ -161,13 +161,13 @@ func newNS(t *testing.T) string {
 
 // newKernel returns a Kernel in the tests' mode (testMode) for ns, closed
 // when the test ends (before ns is deleted).
-func newKernel(t *testing.T, ns string) *Kernel {
+func newKernel(t testing.TB, ns string) *Kernel {
 	t.Helper()
 	return newKernelMode(t, ns, testMode())
 }
 
 // newKernelMode is newKernel with the given WireGuard mode.
-func newKernelMode(t *testing.T, ns string, mode WireGuardMode) *Kernel {
+func newKernelMode(t testing.TB, ns string, mode WireGuardMode) *Kernel {
 	t.Helper()
 	k, err := New(Options{NetNS: ns, WireGuardMode: mode, Log: testLogger(t)})
 	if err != nil {
@@ -183,7 +183,7 @@ func newKernelMode(t *testing.T, ns string, mode WireGuardMode) *Kernel {
 
 // testLogger logs to t until the test's cleanups have run; wireguard-go's
 // goroutines may log a little after their device closed.
-func testLogger(t *testing.T) logr.Logger {
+func testLogger(t testing.TB) logr.Logger {
 	var done atomic.Bool
 	t.Cleanup(func() { done.Store(true) })
 	return funcr.New(func(prefix, args string) {
@@ -194,7 +194,7 @@ func testLogger(t *testing.T) logr.Logger {
 }
 
 // run runs a command and fails the test if it fails; it returns stdout.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
@@ -216,7 +216,7 @@ func runErr(name string, args ...string) (string, error) {
 }
 
 // inNS runs a command in namespace ns.
-func inNS(t *testing.T, ns string, args ...string) string {
+func inNS(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	return run(t, "ip", append([]string{"netns", "exec", ns}, args...)...)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
-func mustKey(t *testing.T) wgtypes.Key {
+func mustKey(t testing.TB) wgtypes.Key {
 	t.Helper()
 	k, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
@@ -197,7 +197,7 @@ func TestTunnelPingCurrentNamespace(t *testing.T) {
 
 // vethPair makes two namespaces joined by a veth pair, 192.168.77.1/24 on
 // va in the first, 192.168.77.2/24 on vb in the second.
-func vethPair(t *testing.T) (nsA, nsB string) {
+func vethPair(t testing.TB) (nsA, nsB string) {
 	t.Helper()
 	nsA, nsB = newNS(t), newNS(t)
 	run(t, "ip", "link", "add", "va", "netns", nsA, "type", "veth", "peer", "name", "vb", "netns", nsB)
@@ -210,7 +210,7 @@ func vethPair(t *testing.T) (nsA, nsB string) {
 
 // pingThrough pings addr from ns until it answers, at most ten times (the
 // first packets wait for the handshake).
-func pingThrough(t *testing.T, ns, addr string) {
+func pingThrough(t testing.TB, ns, addr string) {
 	t.Helper()
 	start := time.Now()
 	var err error
