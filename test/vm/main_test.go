@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,8 +33,9 @@ var (
 	image      *vm.Image
 	accel      string
 	skipReason string
-	// bins holds the static test binaries built for the guest.
-	bins string
+	// scratch is this process's folder for the guest: the static test
+	// binaries built for it (bins) and each test's work folder.
+	scratch, bins string
 	// rootCtx ends on SIGINT or SIGTERM, which kills running guests so
 	// that the tests' cleanups still run.
 	rootCtx context.Context
@@ -64,11 +66,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	if skipReason = missingTools(); skipReason == "" {
+		removeStaleScratch()
+		scratch = filepath.Join(os.TempDir(), fmt.Sprintf("wirespan-vm-%d", os.Getpid()))
+		defer os.RemoveAll(scratch)
 		if err := setup(repo); err != nil {
 			fmt.Fprintln(os.Stderr, "vm:", err)
 			return 1
 		}
-		defer os.RemoveAll(bins)
 	}
 	return m.Run()
 }
@@ -96,7 +100,8 @@ func setup(repo string) error {
 		return err
 	}
 	fmt.Printf("vm: accelerator %s: %s\n", accel, why)
-	if bins, err = os.MkdirTemp("", "wirespan-vm-bins-"); err != nil {
+	bins = filepath.Join(scratch, "bins")
+	if err := os.MkdirAll(bins, 0o755); err != nil {
 		return err
 	}
 	start = time.Now()
@@ -130,10 +135,24 @@ func needGuest(t *testing.T) {
 // binaries, logs its console and returns the script's exit status.
 func runGuest(t testing.TB, script string, timeout time.Duration) int {
 	t.Helper()
-	work := t.TempDir()
+	work, err := os.MkdirTemp(scratch, "work-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(work) })
+	status, err := bootGuest(t, work, script, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status
+}
+
+// bootGuest is runGuest with the work folder given and the error returned.
+func bootGuest(t testing.TB, work, script string, timeout time.Duration) (int, error) {
+	t.Helper()
 	for name := range guestBinaries {
 		if err := os.Link(filepath.Join(bins, name), filepath.Join(work, name)); err != nil {
-			t.Fatalf("share %s with the guest: %v", name, err)
+			return 0, fmt.Errorf("share %s with the guest: %w", name, err)
 		}
 	}
 	ctx, cancel := context.WithTimeoutCause(rootCtx, timeout, fmt.Errorf("guest timeout (%v)", timeout))
@@ -141,10 +160,22 @@ func runGuest(t testing.TB, script string, timeout time.Duration) int {
 	start := time.Now()
 	status, err := image.Run(ctx, vm.RunOptions{Work: work, Script: script, Console: logWriter{t}, Accel: accel})
 	t.Logf("guest ran for %v (%s)", time.Since(start).Round(time.Millisecond), accel)
-	if err != nil {
-		t.Fatal(err)
+	return status, err
+}
+
+// removeStaleScratch removes the scratch folders of test processes that
+// are gone: one killed outright (SIGKILL) cannot remove its own. Its qemu
+// died with it (Pdeathsig).
+func removeStaleScratch() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "wirespan-vm-[0-9]*"))
+	for _, dir := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(dir), "wirespan-vm-"))
+		if err != nil || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		fmt.Printf("vm: removing %s, left by process %d, which is gone\n", dir, pid)
+		_ = os.RemoveAll(dir)
 	}
-	return status
 }
 
 // logWriter logs each line written to it on t; with -v, as it comes.
