@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -132,27 +130,9 @@ func startGateway(t *testing.T, ns string, c gatewayConfig, mode WireGuardMode) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=gateway", helperGatewayEnv+"="+string(cfg), modeEnv+"="+string(mode))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, line := startServing(t, ns, helperEnv+"=gateway", helperGatewayEnv+"="+string(cfg), modeEnv+"="+string(mode))
 	g := &gatewayProc{cmd: cmd, stdin: stdin}
 	t.Cleanup(func() { g.kill() })
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("gateway %s in %s said %q: %v", c.Node, ns, line, err)
-	}
 	if err := json.Unmarshal(line, &g.report); err != nil {
 		t.Fatalf("gateway %s report %q: %v", c.Node, line, err)
 	}

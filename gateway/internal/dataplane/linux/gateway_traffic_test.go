@@ -18,13 +18,8 @@ import (
 // address, then that teardown leaves nothing behind.
 func TestGatewaysPodToPod(t *testing.T) {
 	requireRoot(t)
-	a, b := gatewayPair(t)
-	checkKind(t, a.start(t, testMode()), testMode() == WireGuardKernel)
-	checkKind(t, b.start(t, testMode()), testMode() == WireGuardKernel)
-	checkSource(t, a, b)
-	checkSource(t, b, a)
-	a.teardown(t)
-	b.teardown(t)
+	kernel := testMode() == WireGuardKernel
+	peerPair(t, gatewayMode{testMode(), kernel}, gatewayMode{testMode(), kernel})
 }
 
 // TestGatewaysKernelWithUserspace peers a kernel WireGuard gateway with an
@@ -33,25 +28,34 @@ func TestGatewaysPodToPod(t *testing.T) {
 func TestGatewaysKernelWithUserspace(t *testing.T) {
 	requireRoot(t)
 	requireKernelWireGuard(t)
-	a, b := gatewayPair(t)
-	checkKind(t, a.start(t, WireGuardKernel), true)
-	checkKind(t, b.start(t, WireGuardUserspace), false)
-	checkSource(t, a, b)
-	checkSource(t, b, a)
-	a.teardown(t)
-	b.teardown(t)
+	peerPair(t, gatewayMode{WireGuardKernel, true}, gatewayMode{WireGuardUserspace, false})
 }
 
 // TestGatewayAuto checks that a gateway in auto mode (the default) takes
 // kernel WireGuard exactly where the kernel has it, and carries traffic.
 func TestGatewayAuto(t *testing.T) {
 	requireRoot(t)
-	a, b := gatewayPair(t)
 	kernelErr := kernelWireGuard(t)
 	t.Logf("kernel WireGuard here: %v", kernelErr == nil)
-	checkKind(t, a.start(t, WireGuardAuto), kernelErr == nil)
-	b.start(t, testMode())
+	peerPair(t, gatewayMode{WireGuardAuto, kernelErr == nil}, gatewayMode{testMode(), testMode() == WireGuardKernel})
+}
+
+// gatewayMode is the mode a test gateway runs in, and whether it must
+// have made a kernel WireGuard device.
+type gatewayMode struct {
+	mode   WireGuardMode
+	kernel bool
+}
+
+// peerPair runs a gateway pair in the given modes, checks traffic both
+// ways, and tears both down.
+func peerPair(t *testing.T, modeA, modeB gatewayMode) {
+	t.Helper()
+	a, b := gatewayPair(t)
+	checkKind(t, a.start(t, modeA.mode), modeA.kernel)
+	checkKind(t, b.start(t, modeB.mode), modeB.kernel)
 	checkSource(t, a, b)
+	checkSource(t, b, a)
 	a.teardown(t)
 	b.teardown(t)
 }

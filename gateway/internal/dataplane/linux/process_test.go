@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -248,9 +249,28 @@ func startTunnelHelper(t *testing.T, ns string, e tunnelEnd) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd, stdin, line := startServing(t, ns, helperEnv+"=tunnel", helperTunnelEnv+"="+string(cfg))
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("tunnel helper: %v", err)
+		}
+	})
+	if string(line) != "ready\n" {
+		t.Fatalf("tunnel helper said %q", line)
+	}
+}
+
+// startServing runs this test binary as a helper process in ns, with env
+// added to its environment, and returns once the helper has printed its
+// first line. The helper runs until its stdin closes; it is killed if the
+// test process dies first.
+func startServing(t *testing.T, ns string, env ...string) (*exec.Cmd, io.WriteCloser, []byte) {
+	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=tunnel", helperTunnelEnv+"="+string(cfg))
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -262,14 +282,11 @@ func startTunnelHelper(t *testing.T, ns string, e tunnelEnd) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("tunnel helper: %v", err)
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("tunnel helper said %q, %v", line, err)
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper in %s said %q: %v", ns, line, err)
 	}
+	return cmd, stdin, line
 }
