@@ -22,11 +22,11 @@ const kvmProbeTimeout = 15 * time.Second
 // answer is kept in the image's cache folder for the host's current boot,
 // so only the first test process after a reboot pays for the probe.
 func (img *Image) ProbeAccel(ctx context.Context) (accel, why string, err error) {
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
 		return "tcg", fmt.Sprintf("no usable /dev/kvm (%v)", err), nil
-	} else {
-		_ = f.Close()
 	}
+	_ = f.Close()
 	bootID, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return "", "", fmt.Errorf("read the host's boot id: %w", err)

@@ -61,23 +61,57 @@ func peerPair(t *testing.T, modeA, modeB gatewayMode) {
 }
 
 // TestGatewayRestart kills a gateway (SIGKILL, as a crash would) while a
-// pod streams pings through it, and starts a new one. With kernel
-// WireGuard the kernel keeps the device, its keys and peers, so not one
-// ping is lost and the new process finds nothing to change. A userspace
-// device dies with its process: the gap lasts until the new one attaches,
-// which the test measures and logs.
+// pod streams pings through it and starts a new one; then kills it again
+// and pings while no gateway runs at all. With kernel WireGuard the kernel
+// keeps the device, its keys, peers and sessions: not one ping is lost,
+// either across the restart or while the gateway is down, and the new
+// process finds nothing to change. A userspace device dies with its
+// process: the test measures and logs what that costs.
 func TestGatewayRestart(t *testing.T) {
 	requireRoot(t)
+	kernel := testMode() == WireGuardKernel
 	a, b := gatewayPair(t)
-	ga := a.start(t, testMode())
+	a.start(t, testMode())
 	b.start(t, testMode())
 	checkSource(t, a, b)
 
-	const interval, count = 50 * time.Millisecond, 120
-	ping := exec.Command("ip", "netns", "exec", a.pod, "ping", "-q", "-n", "-W", "2",
-		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 2, 64), "-c", strconv.Itoa(count), b.podIP.String())
-	var pingOut bytes.Buffer
-	ping.Stdout, ping.Stderr = &pingOut, &pingOut
+	// 120 pings, 50 ms apart: the restart falls in the middle.
+	const interval = 50 * time.Millisecond
+	pings := startPings(t, a, b, interval, 120)
+	time.Sleep(time.Second)
+	a.gw.kill()
+	restarted := a.start(t, testMode())
+	t.Logf("restarted gateway changed: %q", restarted.report.Changes)
+	lost := pings()
+	t.Logf("%s: %d pings lost across the restart (about %v)", testMode(), lost, time.Duration(lost)*interval)
+	if kernel && lost != 0 {
+		t.Errorf("kernel WireGuard: %d pings lost across a gateway restart, want none", lost)
+	}
+	if kernel && len(restarted.report.Changes) != 0 {
+		t.Errorf("restarted gateway changed %q, want nothing (the kernel kept it all)", restarted.report.Changes)
+	}
+
+	a.gw.kill()
+	lost = startPings(t, a, b, interval, 20)()
+	t.Logf("%s: %d of 20 pings lost with no gateway process running", testMode(), lost)
+	if kernel && lost != 0 {
+		t.Errorf("kernel WireGuard: %d of 20 pings lost while the gateway was down, want none", lost)
+	}
+	a.start(t, testMode())
+	checkSource(t, a, b)
+	a.teardown(t)
+	b.teardown(t)
+}
+
+// startPings starts count pings, interval apart, from from's pod to to's,
+// and returns a function that waits for them to end and returns how many
+// got no reply (within a second each).
+func startPings(t *testing.T, from, to *cluster, interval time.Duration, count int) func() int {
+	t.Helper()
+	ping := exec.Command("ip", "netns", "exec", from.pod, "ping", "-q", "-n", "-W", "1",
+		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 2, 64), "-c", strconv.Itoa(count), to.podIP.String())
+	var out bytes.Buffer
+	ping.Stdout, ping.Stderr = &out, &out
 	if err := ping.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,25 +121,11 @@ func TestGatewayRestart(t *testing.T) {
 		close(done)
 	}()
 	t.Cleanup(func() { _ = ping.Process.Kill(); <-done })
-	time.Sleep(time.Second)
-	ga.kill()
-	restarted := a.start(t, testMode())
-	t.Logf("restarted gateway changed: %q", restarted.report.Changes)
-	<-done
-	sent, got := pingCounts(t, pingOut.Bytes())
-	lost := sent - got
-	t.Logf("%s: %d of %d pings lost across the restart (a gap of about %v)", testMode(), lost, sent, time.Duration(lost)*interval)
-	if testMode() == WireGuardKernel {
-		if lost != 0 {
-			t.Errorf("kernel WireGuard: %d pings lost across a gateway restart, want none", lost)
-		}
-		if len(restarted.report.Changes) != 0 {
-			t.Errorf("restarted gateway changed %q, want nothing (the kernel kept it all)", restarted.report.Changes)
-		}
+	return func() int {
+		<-done
+		sent, got := pingCounts(t, out.Bytes())
+		return sent - got
 	}
-	checkSource(t, a, b)
-	a.teardown(t)
-	b.teardown(t)
 }
 
 var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
