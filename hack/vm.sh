@@ -18,7 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[vm] %s\n' "$*" >&2; }
 
-for cmd in apt-get dpkg-deb depmod modprobe cpio busybox; do
+for cmd in apt-get dpkg-deb depmod modprobe cpio busybox flock; do
 	command -v "$cmd" >/dev/null || { log "$cmd is missing: run make deps"; exit 1; }
 done
 
@@ -36,6 +36,10 @@ fi
 [ -n "$kernel" ] || { log "cannot tell which kernel linux-image-amd64 depends on"; exit 1; }
 
 dir="$root/.cache/vm/$kernel"
+# One builder at a time: test processes running side by side wait here.
+mkdir -p "$root/.cache/vm"
+exec 9>"$root/.cache/vm/.lock"
+flock 9
 # The initramfs is rebuilt when this script or the guest's /init changes.
 sum=$(cat "$root/hack/vm.sh" "$root/hack/vm-init.sh" | sha256sum | cut -c1-16)
 if [ -f "$dir/ready" ] && [ "$(cat "$dir/initramfs.sum" 2>/dev/null)" = "$sum" ]; then
