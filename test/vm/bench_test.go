@@ -54,7 +54,7 @@ type teeTB struct {
 }
 
 func (t teeTB) Log(args ...any) {
-	t.TB.Helper()
+	t.Helper()
 	t.TB.Log(args...)
 	for _, a := range args {
 		if s, ok := a.(string); ok {
