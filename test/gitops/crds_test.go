@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // crdModule is a Go module, at a pinned version, that ships CRDs: Flux's
@@ -74,13 +76,9 @@ func moduleDir(t *testing.T, m crdModule) string {
 	if res.Error != "" || runErr != nil {
 		msg := res.Error + " " + stderr.String()
 		if proxyUnreachable(msg) {
-			why := fmt.Sprintf("the Go module proxy is unreachable and %s@%s is not in the module cache, so its CRDs are not available: %s", m.path, m.version, msg)
 			// `make test` fetches the modules first (make crd-modules) and
-			// sets this: there, a missing module is a failure.
-			if os.Getenv("WIRESPAN_REQUIRE_MODULES") == "1" {
-				t.Fatalf("%s (WIRESPAN_REQUIRE_MODULES=1: these tests must run)", why)
-			}
-			t.Skip(why)
+			// requires them: there, a missing module is a failure.
+			testreq.CannotRun(t, testreq.Modules, fmt.Sprintf("the Go module proxy is unreachable and %s@%s is not in the module cache, so its CRDs are not available: %s", m.path, m.version, msg))
 		}
 		t.Fatalf("go mod download %s@%s: %v: %s", m.path, m.version, runErr, msg)
 	}

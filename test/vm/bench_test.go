@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // benchLine matches a result line of BenchmarkTunnelThroughput.
@@ -18,7 +20,7 @@ var benchLine = regexp.MustCompile(`BenchmarkTunnelThroughput/(kernel|userspace)
 // below real hardware's; the ratio is the figure to read.
 func BenchmarkKernelVsUserspace(b *testing.B) {
 	if skipReason != "" {
-		b.Skip(skipReason)
+		testreq.CannotRun(b, testreq.Privileged, skipReason)
 	}
 	script := `set -e
 export WIRESPAN_REQUIRE_KERNEL_WIREGUARD=1 WIRESPAN_REQUIRE_PRIVILEGED=1

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/wirespan/wirespan/internal/testenv"
+	"github.com/wirespan/wirespan/internal/testreq"
 	"github.com/wirespan/wirespan/test/internal/vm"
 )
 
@@ -122,13 +123,9 @@ func setup(repo string) error {
 // when no guest can run here.
 func needGuest(t *testing.T) {
 	t.Helper()
-	if skipReason == "" {
-		return
+	if skipReason != "" {
+		testreq.CannotRun(t, testreq.Privileged, skipReason)
 	}
-	if os.Getenv("WIRESPAN_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatalf("the VM tier must run here (WIRESPAN_REQUIRE_PRIVILEGED=1), but %s", skipReason)
-	}
-	t.Skip(skipReason)
 }
 
 // runGuest boots a guest that runs script from a folder holding the test

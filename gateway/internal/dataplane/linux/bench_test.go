@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // BenchmarkTunnelThroughput measures TCP throughput (iperf3, one stream,
@@ -21,7 +23,7 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 				requireKernelWireGuard(b)
 			}
 			if _, err := exec.LookPath("iperf3"); err != nil {
-				cannotRun(b, requirePrivEnv, "needs iperf3 (make deps)")
+				testreq.CannotRun(b, testreq.Privileged, "needs iperf3 (make deps)")
 			}
 			nsA, nsB := vethPair(b)
 			kA, kB := newKernelMode(b, nsA, mode), newKernelMode(b, nsB, mode)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // These tests need root: they create network namespaces (named wstest-*),
@@ -69,11 +71,7 @@ func leftovers() []string {
 	return left
 }
 
-const (
-	modeEnv            = "WIRESPAN_WIREGUARD_MODE"
-	requireKernelWGEnv = "WIRESPAN_REQUIRE_KERNEL_WIREGUARD"
-	requirePrivEnv     = "WIRESPAN_REQUIRE_PRIVILEGED"
-)
+const modeEnv = "WIRESPAN_WIREGUARD_MODE"
 
 // testMode is the WireGuard implementation the tunnel tests use: userspace
 // unless WIRESPAN_WIREGUARD_MODE says otherwise.
@@ -84,23 +82,13 @@ func testMode() WireGuardMode {
 	return WireGuardUserspace
 }
 
-// cannotRun skips the test with why, or fails it when the environment says
-// this test must run here.
-func cannotRun(t testing.TB, requiredBy, why string) {
-	t.Helper()
-	if os.Getenv(requiredBy) == "1" {
-		t.Fatalf("cannot run, but %s=1 says it must: %s", requiredBy, why)
-	}
-	t.Skip(why)
-}
-
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		cannotRun(t, requirePrivEnv, "needs root: creates network namespaces, links, TUN devices and nftables tables")
+		testreq.CannotRun(t, testreq.Privileged, "needs root: creates network namespaces, links, TUN devices and nftables tables")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		cannotRun(t, requirePrivEnv, "needs the ip tool (iproute2)")
+		testreq.CannotRun(t, testreq.Privileged, "needs the ip tool (iproute2)")
 	}
 }
 
@@ -115,7 +103,7 @@ var kernelWG struct {
 func requireKernelWireGuard(t testing.TB) {
 	t.Helper()
 	if err := kernelWireGuard(t); err != nil {
-		cannotRun(t, requireKernelWGEnv, fmt.Sprintf("needs kernel WireGuard, which this kernel lacks: %v", err))
+		testreq.CannotRun(t, testreq.KernelWireGuard, fmt.Sprintf("needs kernel WireGuard, which this kernel lacks: %v", err))
 	}
 }
 

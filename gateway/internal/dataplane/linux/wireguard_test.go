@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 func mustKey(t testing.TB) wgtypes.Key {
@@ -379,7 +380,7 @@ func TestKernelMode(t *testing.T) {
 		if _, ok, _ := k.Link(name); ok {
 			t.Error("a failed CreateWireGuard left a link")
 		}
-		cannotRun(t, requireKernelWGEnv, fmt.Sprintf("no kernel WireGuard here: %v", err))
+		testreq.CannotRun(t, testreq.KernelWireGuard, fmt.Sprintf("no kernel WireGuard here: %v", err))
 	}
 	t.Cleanup(func() { _ = k.DeleteLink(name) })
 	l, _, _ := k.Link(name)
