@@ -129,7 +129,7 @@ clean: ## Remove build output (bin/). The control-plane cache in .cache/ is kept
 	rm -rf $(BIN)
 
 .PHONY: clean-cache
-clean-cache: ## Remove the cached control-plane binaries too.
+clean-cache: ## Remove the cached control-plane binaries and the VM tier's guest (.cache/) too.
 	rm -rf .cache
 
 ##@ Tilt: two kind clusters (needs docker, kind, kubectl, helm and tilt; docs/development.md)
