@@ -79,22 +79,37 @@ bins: ## Build and cache the pinned kube-apiserver, kube-controller-manager, kub
 	@hack/bins.sh
 
 .PHONY: deps
-deps: ## Install the Debian packages the lab and tests need (ip, nft, dig, ping, ps, wg, iperf3, dnsperf, busybox, setpriv) if missing.
+deps: ## Install the Debian packages the lab and tests need (ip, nft, dig, ping, ps, wg, iperf3, dnsperf, busybox-static, setpriv, qemu, kmod, cpio) if missing.
 	@hack/deps.sh
+
+.PHONY: vm
+vm: deps ## Fetch Debian's kernel and build the VM tier's guest into .cache/vm/<kernel>/ (test/vm does it too when needed).
+	@hack/vm.sh >/dev/null
+
+.PHONY: crd-modules
+crd-modules: ## Fetch the Flux and Argo CD modules whose CRDs test/gitops installs, into the Go module cache.
+	WIRESPAN_REQUIRE_MODULES=1 $(GO) test -short -count=1 -run '^TestCRDModulesAvailable$$' ./test/gitops/
 
 ##@ Testing
 
+# What `make test` sets up it also requires: with these, a test that lacks
+# root, a tool, kernel support or a module fails instead of skipping
+# (docs/development.md lists which tests need what).
+REQUIRE_ENV := WIRESPAN_REQUIRE_PRIVILEGED=1 WIRESPAN_REQUIRE_MODULES=1
+
 .PHONY: test
-test: deps bins verify ## Run verify, then every test: unit, envtest suites on real apiservers, admission. (The README's test command.)
-	$(GO) test $(GOTEST_FLAGS) ./...
+test: deps bins crd-modules verify ## Run verify, then every test: unit, envtest suites, admission, end-to-end, the VM tier (kernel WireGuard under qemu). (The README's test command.)
+	$(REQUIRE_ENV) $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: test-short
 test-short: ## Run only the tests that need no control plane.
 	$(GO) test -short -count=1 ./...
 
 .PHONY: bench
-bench: bins ## Run the benchmarks (figures go in docs/benchmarks.md).
-	$(GO) test -run '^$$' -bench . -benchtime 20x $$($(GO) list ./... | grep -v -e '/test/internal/lab$$' -e '/test/bench$$')
+bench: deps bins ## Run the benchmarks (figures go in docs/benchmarks.md).
+	$(GO) test -run '^$$' -bench . -benchtime 20x $$($(GO) list ./... | grep -v -e '/test/internal/lab$$' -e '/test/bench$$' -e '/test/vm$$')
+	@# Each round boots a guest: one is enough (kernel against userspace WireGuard).
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./test/vm/
 	@# A lab up takes seconds, not milliseconds: three rounds are enough.
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/internal/lab/
 	$(GO) test -run '^$$' -bench . -skip BenchmarkScale -benchtime 3x -timeout 30m ./test/bench/
@@ -114,7 +129,7 @@ clean: ## Remove build output (bin/). The control-plane cache in .cache/ is kept
 	rm -rf $(BIN)
 
 .PHONY: clean-cache
-clean-cache: ## Remove the cached control-plane binaries too.
+clean-cache: ## Remove the cached control-plane binaries and the VM tier's guest (.cache/) too.
 	rm -rf .cache
 
 ##@ Tilt: two kind clusters (needs docker, kind, kubectl, helm and tilt; docs/development.md)

@@ -15,8 +15,13 @@ needs=(
 	wg:wireguard-tools
 	iperf3:iperf3
 	dnsperf:dnsperf
-	busybox:busybox
+	busybox:busybox-static
 	setpriv:util-linux
+	# The VM tier (test/vm, hack/vm.sh): qemu boots a Debian kernel from an
+	# initramfs built with cpio, depmod and busybox-static.
+	qemu-system-x86_64:qemu-system-x86
+	depmod:kmod
+	cpio:cpio
 )
 
 log() { printf '[deps] %s\n' "$*"; }
@@ -29,6 +34,12 @@ for need in "${needs[@]}"; do
 		case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
 	fi
 done
+# The guest's initramfs needs a static busybox; Debian's busybox package
+# is dynamic, busybox-static replaces it.
+if PATH="$PATH:/usr/sbin:/sbin" command -v busybox >/dev/null 2>&1 &&
+	ldd "$(PATH="$PATH:/usr/sbin:/sbin" command -v busybox)" >/dev/null 2>&1; then
+	missing+=(busybox-static)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // crdModule is a Go module, at a pinned version, that ships CRDs: Flux's
@@ -73,7 +76,9 @@ func moduleDir(t *testing.T, m crdModule) string {
 	if res.Error != "" || runErr != nil {
 		msg := res.Error + " " + stderr.String()
 		if proxyUnreachable(msg) {
-			t.Skipf("the Go module proxy is unreachable and %s@%s is not in the module cache, so its CRDs are not available: %s", m.path, m.version, msg)
+			// `make test` fetches the modules first (make crd-modules) and
+			// requires them: there, a missing module is a failure.
+			testreq.CannotRun(t, testreq.Modules, fmt.Sprintf("the Go module proxy is unreachable and %s@%s is not in the module cache, so its CRDs are not available: %s", m.path, m.version, msg))
 		}
 		t.Fatalf("go mod download %s@%s: %v: %s", m.path, m.version, runErr, msg)
 	}
@@ -135,6 +140,21 @@ func ensureNamespaces(t *testing.T, names ...string) {
 		manifest := fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns)
 		if out, err := env.Kubectl(manifest, "apply", "-f", "-"); err != nil {
 			t.Fatalf("create namespace %s: %v\n%s", ns, err, out)
+		}
+	}
+}
+
+// TestCRDModulesAvailable fetches every module whose CRDs the suite
+// installs (or finds it in the module cache). It needs no control plane,
+// so `make crd-modules` runs it alone, with -short, as the set-up step of
+// `make test` that makes the fetch happen before the suites need it.
+func TestCRDModulesAvailable(t *testing.T) {
+	for _, m := range append(slices.Clone(fluxModules), argoCDModule) {
+		dir := moduleDir(t, m)
+		for _, f := range m.crds {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				t.Errorf("%s@%s has no %s: %v", m.path, m.version, f, err)
+			}
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/wirespan/wirespan/internal/poll"
 	"github.com/wirespan/wirespan/internal/syncbuf"
 	"github.com/wirespan/wirespan/internal/testenv"
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // TestDevDockerfile checks the image of Tilt's loop: a prebuilt binary on a
@@ -295,15 +296,15 @@ func TestRestartWithoutStartSays(t *testing.T) {
 // privileges (allowPrivilegeEscalation: false).
 func TestLiveUpdateCopiesOverTheRunningBinary(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to run as the containers' users")
+		testreq.CannotRun(t, testreq.Privileged, "needs root to run as the containers' users")
 	}
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("no busybox, the image's tar, on this machine")
+		testreq.CannotRun(t, testreq.Privileged, "no busybox, the image's tar, on this machine")
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		t.Skip("no setpriv (util-linux) to drop privileges")
+		testreq.CannotRun(t, testreq.Privileged, "no setpriv (util-linux) to drop privileges")
 	}
 	for _, tc := range []struct {
 		name, caps string

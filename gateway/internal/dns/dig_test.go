@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
 // digBinary finds dig (Debian package dnsutils, installed by
-// hack/deps.sh). Tests that need it skip without it, except in CI, where
-// a missing dig must fail rather than silently test nothing.
+// hack/deps.sh). Tests that need it skip without it, except in CI or under
+// `make test`, where a missing dig must fail rather than silently test
+// nothing.
 func digBinary(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("dig")
@@ -24,7 +27,7 @@ func digBinary(t *testing.T) string {
 		if os.Getenv("CI") != "" {
 			t.Fatal("dig is missing (Debian package dnsutils; run `make deps`)")
 		}
-		t.Skip("dig is missing (Debian package dnsutils; run `make deps`); skipping the tests through a real client")
+		testreq.CannotRun(t, testreq.Privileged, "dig is missing (Debian package dnsutils; run `make deps`); skipping the tests through a real client")
 	}
 	return path
 }

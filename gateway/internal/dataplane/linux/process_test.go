@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -44,9 +45,12 @@ var (
 
 func helperMain(mode string) int {
 	var err error
-	if mode == "tunnel" {
+	switch mode {
+	case "tunnel":
 		err = serveTunnel(os.Getenv(helperTunnelEnv))
-	} else {
+	case "gateway":
+		err = serveGateway(os.Getenv(helperGatewayEnv))
+	default:
 		err = helper(mode, os.Getenv(helperDevEnv))
 	}
 	if err != nil {
@@ -57,7 +61,7 @@ func helperMain(mode string) int {
 }
 
 func helper(mode, dev string) error {
-	k, err := New(Options{WireGuardMode: WireGuardUserspace})
+	k, err := New(Options{WireGuardMode: testMode()})
 	if err != nil {
 		return err
 	}
@@ -126,30 +130,40 @@ func runHelper(t *testing.T, ns, mode, dev string) helperReport {
 }
 
 // TestRestartAcrossProcesses runs the gateway's part in two processes in
-// the namespace, one after the other, each ending without cleaning up.
+// the namespace, one after the other, each ending without cleaning up. A
+// userspace device ends with its process and the second attaches a new one
+// to the TUN link left behind; a kernel device stays, and the second finds
+// it running.
 func TestRestartAcrossProcesses(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
 	dev := devName()
+	kernelMode := testMode() == WireGuardKernel
 	t.Cleanup(func() { _ = os.Remove(socketPath(dev)) }) // should be gone already
 
 	first := runHelper(t, ns, "create", dev)
 	if !first.DeviceMissing || first.Routes != 1 {
 		t.Fatalf("first process: %+v", first)
 	}
-	if _, err := os.Stat(socketPath(dev)); err != nil {
-		t.Fatalf("stale socket of the ended process: %v, want it there", err)
-	}
 	k := newKernel(t, ns)
-	if _, err := k.Device(dev); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("Device with a stale socket: %v, want os.ErrNotExist", err)
+	if kernelMode {
+		if d, err := k.Device(dev); err != nil || d.PublicKey.String() != first.PublicKey {
+			t.Fatalf("kernel Device after its process ended: %v, %v; want it running with the first key", d, err)
+		}
 	} else {
-		t.Logf("Device with a stale socket: %v", err)
+		if _, err := os.Stat(socketPath(dev)); err != nil {
+			t.Fatalf("stale socket of the ended process: %v, want it there", err)
+		}
+		if _, err := k.Device(dev); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("Device with a stale socket: %v, want os.ErrNotExist", err)
+		} else {
+			t.Logf("Device with a stale socket: %v", err)
+		}
 	}
 
 	second := runHelper(t, ns, "attach", dev)
-	if !second.DeviceMissing {
-		t.Error("second process: Device did not report os.ErrNotExist before CreateWireGuard")
+	if second.DeviceMissing != !kernelMode {
+		t.Errorf("second process: Device missing before CreateWireGuard = %v, want %v", second.DeviceMissing, !kernelMode)
 	}
 	if second.Index != first.Index {
 		t.Errorf("ifindex in second process = %d, want %d", second.Index, first.Index)
@@ -160,9 +174,10 @@ func TestRestartAcrossProcesses(t *testing.T) {
 	if second.PublicKey == first.PublicKey {
 		t.Error("second process's device did not take its configuration")
 	}
+	wantKind := map[bool]string{true: "wireguard", false: "tun"}[kernelMode]
 	l, ok, err := k.Link(dev)
-	if err != nil || !ok || l.Kind != "tun" || len(l.Addresses) != 1 || l.Addresses[0] != helperAddr {
-		t.Errorf("link after two processes: %+v, %v, %v", l, ok, err)
+	if err != nil || !ok || l.Kind != wantKind || len(l.Addresses) != 1 || l.Addresses[0] != helperAddr {
+		t.Errorf("link after two processes: %+v, %v, %v; want a %s link", l, ok, err, wantKind)
 	}
 
 	if err := k.DeleteLink(dev); err != nil {
@@ -214,7 +229,7 @@ func serveTunnel(cfg string) error {
 	if err := json.Unmarshal([]byte(cfg), &e); err != nil {
 		return err
 	}
-	k, err := New(Options{WireGuardMode: WireGuardUserspace})
+	k, err := New(Options{WireGuardMode: testMode()})
 	if err != nil {
 		return err
 	}
@@ -234,9 +249,28 @@ func startTunnelHelper(t *testing.T, ns string, e tunnelEnd) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd, stdin, line := startServing(t, ns, helperEnv+"=tunnel", helperTunnelEnv+"="+string(cfg))
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("tunnel helper: %v", err)
+		}
+	})
+	if string(line) != "ready\n" {
+		t.Fatalf("tunnel helper said %q", line)
+	}
+}
+
+// startServing runs this test binary as a helper process in ns, with env
+// added to its environment, and returns once the helper has printed its
+// first line. The helper runs until its stdin closes; it is killed if the
+// test process dies first.
+func startServing(t *testing.T, ns string, env ...string) (*exec.Cmd, io.WriteCloser, []byte) {
+	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=tunnel", helperTunnelEnv+"="+string(cfg))
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -248,14 +282,11 @@ func startTunnelHelper(t *testing.T, ns string, e tunnelEnd) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("tunnel helper: %v", err)
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("tunnel helper said %q, %v", line, err)
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper in %s said %q: %v", ns, line, err)
 	}
+	return cmd, stdin, line
 }

@@ -2,6 +2,7 @@ package linux
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -13,9 +14,10 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/internal/testreq"
 )
 
-func mustKey(t *testing.T) wgtypes.Key {
+func mustKey(t testing.TB) wgtypes.Key {
 	t.Helper()
 	k, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
@@ -50,8 +52,13 @@ func TestUserspaceDevice(t *testing.T) {
 		t.Fatalf("Link: %v %v", ok, err)
 	}
 	t.Logf("auto mode made a %q link", l.Kind)
-	if l.Kind != "tun" && l.Kind != "wireguard" {
-		t.Errorf("Kind = %q, want tun or wireguard", l.Kind)
+	// Auto must choose kernel WireGuard exactly where the kernel has it.
+	want := "tun"
+	if kernelWireGuard(t) == nil {
+		want = "wireguard"
+	}
+	if l.Kind != want {
+		t.Errorf("Kind = %q, want %q (kernel WireGuard error: %v)", l.Kind, want, kernelWireGuard(t))
 	}
 	if l.MTU != 1420 || l.Up || len(l.Addresses) != 0 {
 		t.Errorf("Link = %+v, want MTU 1420, down, no addresses", l)
@@ -177,15 +184,21 @@ func TestTunnelPingCurrentNamespace(t *testing.T) {
 	if out := inNS(t, nsB, "ss", "-Hlun", "sport", "= :51820"); out == "" {
 		t.Error("no UDP socket on port 51820 in the helper's namespace")
 	}
-	// A second gateway in the namespace must not take over a running device.
-	if err := kB.CreateWireGuard(devB, 1420); err == nil || !strings.Contains(err.Error(), "another process") {
+	// A second gateway in the namespace must not take over a running
+	// userspace device. A kernel device belongs to no process: creating it
+	// again is a no-op.
+	err := kB.CreateWireGuard(devB, 1420)
+	switch {
+	case testMode() == WireGuardKernel && err != nil:
+		t.Errorf("CreateWireGuard of an existing kernel device: %v", err)
+	case testMode() != WireGuardKernel && (err == nil || !strings.Contains(err.Error(), "another process")):
 		t.Errorf("CreateWireGuard of another process's device: %v, want refusal", err)
 	}
 }
 
 // vethPair makes two namespaces joined by a veth pair, 192.168.77.1/24 on
 // va in the first, 192.168.77.2/24 on vb in the second.
-func vethPair(t *testing.T) (nsA, nsB string) {
+func vethPair(t testing.TB) (nsA, nsB string) {
 	t.Helper()
 	nsA, nsB = newNS(t), newNS(t)
 	run(t, "ip", "link", "add", "va", "netns", nsA, "type", "veth", "peer", "name", "vb", "netns", nsB)
@@ -198,7 +211,7 @@ func vethPair(t *testing.T) (nsA, nsB string) {
 
 // pingThrough pings addr from ns until it answers, at most ten times (the
 // first packets wait for the handshake).
-func pingThrough(t *testing.T, ns, addr string) {
+func pingThrough(t testing.TB, ns, addr string) {
 	t.Helper()
 	start := time.Now()
 	var err error
@@ -215,11 +228,15 @@ func pingThrough(t *testing.T, ns, addr string) {
 
 // TestPersistence closes a Kernel as a process exit would and checks that a
 // new one attaches to the link left behind.
+//
+// In kernel mode the device itself outlives the process, configuration and
+// all; in userspace mode the TUN link does, and the new process attaches a
+// new device to it.
 func TestPersistence(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
 	name := devName()
-	k1, err := New(Options{NetNS: ns, WireGuardMode: WireGuardUserspace, Log: testLogger(t)})
+	k1, err := New(Options{NetNS: ns, WireGuardMode: testMode(), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +255,10 @@ func TestPersistence(t *testing.T) {
 	if err := k1.ReplaceRoute(51820, route); err != nil {
 		t.Fatal(err)
 	}
+	priv1 := mustKey(t)
+	if err := k1.ConfigureDevice(name, wgtypes.Config{PrivateKey: &priv1}); err != nil {
+		t.Fatal(err)
+	}
 	index1 := linkIndex(t, k1, name)
 	if err := k1.Close(); err != nil {
 		t.Fatal(err)
@@ -252,7 +273,11 @@ func TestPersistence(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("link after Close: ok %v, err %v", ok, err)
 	}
-	if _, err := k2.Device(name); !errors.Is(err, os.ErrNotExist) {
+	d, err := k2.Device(name)
+	switch {
+	case testMode() == WireGuardKernel && (err != nil || d.PublicKey != priv1.PublicKey()):
+		t.Fatalf("kernel Device after its process closed: %v, %v; want it kept, with its key", d, err)
+	case testMode() != WireGuardKernel && !errors.Is(err, os.ErrNotExist):
 		t.Fatalf("Device with no process running it: %v, want os.ErrNotExist", err)
 	}
 	if err := k2.CreateWireGuard(name, 1280); err != nil {
@@ -305,7 +330,8 @@ func linkIndex(t *testing.T, k *Kernel, name string) int {
 func TestSocketRemoved(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
-	k := newKernel(t, ns)
+	// Userspace devices only, in every mode: kernel ones have no socket.
+	k := newKernelMode(t, ns, WireGuardUserspace)
 	name := devName()
 	if err := k.CreateWireGuard(name, 1420); err != nil {
 		t.Fatal(err)
@@ -334,8 +360,9 @@ func TestSocketRemoved(t *testing.T) {
 	}
 }
 
-// TestKernelMode checks the kernel path where the kernel has WireGuard,
-// and the error where it has not.
+// TestKernelMode checks the kernel path where the kernel has WireGuard. It
+// skips with the reason where the kernel has none (the VM tier runs it on
+// one that has), after checking the error kernel mode gives there.
 func TestKernelMode(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
@@ -347,14 +374,13 @@ func TestKernelMode(t *testing.T) {
 	name := devName()
 	err = k.CreateWireGuard(name, 1420)
 	if err != nil {
-		t.Logf("no kernel WireGuard here: %v", err)
 		if !strings.Contains(err.Error(), "create kernel wireguard "+name) {
 			t.Errorf("error lacks context: %v", err)
 		}
 		if _, ok, _ := k.Link(name); ok {
 			t.Error("a failed CreateWireGuard left a link")
 		}
-		return
+		testreq.CannotRun(t, testreq.KernelWireGuard, fmt.Sprintf("no kernel WireGuard here: %v", err))
 	}
 	t.Cleanup(func() { _ = k.DeleteLink(name) })
 	l, _, _ := k.Link(name)
