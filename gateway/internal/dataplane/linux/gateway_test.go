@@ -81,8 +81,8 @@ func (c gatewayConfig) desired() dataplane.State {
 }
 
 // serveGateway is the "gateway" helper: it applies the gateway's state in
-// the namespace it runs in, as the gateway does (first without pruning,
-// then with), reports, and runs until its stdin closes or it is killed. It
+// the namespace it runs in, as the gateway does, reports, and runs until
+// its stdin closes or it is killed. It
 // never closes its Kernel: a userspace device stops with the process.
 func serveGateway(cfg string) error {
 	var c gatewayConfig
@@ -95,13 +95,11 @@ func serveGateway(cfg string) error {
 	}
 	a, want := c.applier(k), c.desired()
 	var rep gatewayReport
-	for _, prune := range []bool{false, true} {
-		changes, err := a.Apply(want, prune)
-		if err != nil {
-			return fmt.Errorf("apply (prune %v): %w", prune, err)
-		}
-		rep.Changes = append(rep.Changes, changes...)
+	changes, err := a.Apply(want)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
 	}
+	rep.Changes = changes
 	l, ok, err := k.Link(c.Dev)
 	if err != nil || !ok {
 		return fmt.Errorf("link %s after apply: %v, %w", c.Dev, ok, err)
@@ -219,7 +217,7 @@ func (c *cluster) teardown(t *testing.T) {
 		c.gw.kill()
 	}
 	k := newKernelMode(t, c.node, WireGuardAuto)
-	changes, err := c.cfg.applier(k).Apply(dataplane.State{Table: gatewayTable}, true)
+	changes, err := c.cfg.applier(k).Apply(dataplane.State{Table: gatewayTable})
 	if err != nil {
 		t.Fatalf("teardown in %s: %v", c.node, err)
 	}
