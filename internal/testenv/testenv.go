@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -84,6 +85,11 @@ func Start(opts Options) (*Env, error) {
 		CRDDirectoryPaths:     append([]string{filepath.Join(root, "charts", "wirespan", "files", "crds")}, opts.ExtraCRDPaths...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+		// envtest's 20 s is too short for a kube-apiserver started while
+		// `make test` runs other packages' control planes and the lab on two
+		// cores: it failed there, retried five times. A healthy start takes
+		// a few seconds either way.
+		ControlPlaneStartTimeout: 90 * time.Second,
 	}
 	reap(root, assets)
 	cfg, err := env.Start()
