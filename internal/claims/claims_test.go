@@ -58,6 +58,10 @@ func TestCheck(t *testing.T) {
 		{"tunnel range", "100.64.0.0/10", "100.96.5.0/24 100.97.0.0/16", "100.97.0.0/16 | 100.96.5.0/24:TunnelRange"},
 		{"host bits masked, duplicates once", "10.2.0.0/16", "10.2.0.7/16 10.2.0.0/16", "10.2.0.0/16 |"},
 		{"no claims", "10.2.0.0/16", "", "|"},
+		{"equal is inside", "10.2.0.0/16", "10.2.0.0/16", "10.2.0.0/16 |"},
+		{"other family is outside", "10.0.0.0/8", "fd00:2::/48", "| fd00:2::/48:OutsideAllowedCIDRs"},
+		{"ipv4 is not inside an ipv6 bound", "::/0", "10.2.0.0/16", "| 10.2.0.0/16:OutsideAllowedCIDRs"},
+		{"ipv6 inside", "fd00::/16", "fd00:2::/48", "fd00:2::/48 |"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
