@@ -54,6 +54,10 @@ type Config struct {
 	TunnelCIDR   netip.Prefix
 	Table        int
 	RulePriority int
+	// FirewallMark marks the WireGuard device's own packets; the rule that
+	// consults Table skips them (wg-quick's "not fwmark"), so no claimed
+	// route can send WireGuard's UDP into its own tunnel.
+	FirewallMark uint32
 	Mode         RouteMode
 	VXLANName    string
 	VXLANVNI     int
@@ -200,7 +204,7 @@ func Desired(in Inputs) Plan {
 	plan.Peers = peerPlans(in, routableFamily(in, plan))
 	st := dataplane.State{
 		Table:   cfg.Table,
-		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table},
+		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table, SkipMark: cfg.FirewallMark},
 		Sysctls: map[string]string{"net/ipv4/ip_forward": "1"},
 	}
 	var routed []netip.Prefix
@@ -224,11 +228,12 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 	cfg := in.Config
 	self := TunnelAddress(cfg.TunnelCIDR, in.PrivateKey.PublicKey())
 	dev := &dataplane.Device{
-		Name:       cfg.WireGuardName,
-		PrivateKey: *in.PrivateKey,
-		ListenPort: cfg.ListenPort,
-		MTU:        in.Node.UnderlayMTU - WireGuardOverhead,
-		Address:    netip.PrefixFrom(self, 32),
+		Name:         cfg.WireGuardName,
+		PrivateKey:   *in.PrivateKey,
+		ListenPort:   cfg.ListenPort,
+		FirewallMark: int(cfg.FirewallMark),
+		MTU:          in.Node.UnderlayMTU - WireGuardOverhead,
+		Address:      netip.PrefixFrom(self, 32),
 	}
 	for _, p := range peers {
 		if p.Problem != "" {
