@@ -50,7 +50,7 @@ var Reasons = []Reason{ReasonTooMany, ReasonTooWide, ReasonUnspecified, ReasonLo
 	ReasonOutsideAllowedCIDRs, ReasonOverlap}
 
 // The widest ranges a cluster may claim. A /8 is the largest private block
-// (10.0.0.0/8) one organisation can hold, so no real cluster needs more in
+// (10.0.0.0/8) one organization can hold, so no real cluster needs more in
 // IPv4; anything wider necessarily covers other people's public addresses
 // (0.0.0.0/5 covered the lab's whole underlay and the internet's 0-7.x).
 // In IPv6 a /32 is what a registry allocates to a whole provider; a site
