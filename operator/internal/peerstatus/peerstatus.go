@@ -76,15 +76,21 @@ type Result struct {
 func Compute(in Inputs) Result {
 	decided := claims.Decide(claimsInputs(in))
 	res := Result{Statuses: make(map[string]wirespanv1alpha1.ClusterPeerStatus, len(in.Peers)), Refused: map[claims.Reason]int{}}
-	for name, d := range decided {
+	for _, d := range decided {
 		res.Overlaps += len(d.Overlaps)
-		if name != in.ClusterID {
-			for r, n := range claims.Count(d.Refused) {
-				res.Refused[r] += n
+	}
+	res.Overlaps /= 2 // every pair is listed on both of its peers
+	for i := range in.Peers {
+		// Counted as the conditions show them: a peer that has announced
+		// nothing has no claims refused, whatever its allowedCIDRs.
+		if p := &in.Peers[i]; p.Name != in.ClusterID {
+			if learned, _ := learnedRanges(p); len(learned) > 0 {
+				for r, n := range claims.Count(decided[p.Name].Refused) {
+					res.Refused[r] += n
+				}
 			}
 		}
 	}
-	res.Overlaps /= 2 // every pair is listed on both of its peers
 	for i := range in.Peers {
 		p := &in.Peers[i]
 		if p.Name == in.ClusterID {
