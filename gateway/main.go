@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -55,6 +56,14 @@ func run() error {
 	fs.IntVar(&opts.GossipPort, "gossip-port", gossip.DefaultPort, "memberlist port on the tunnel address; the same in every cluster")
 	fs.IntVar(&a.Table, "route-table", a.Table, "routing table for routes to other clusters")
 	fs.IntVar(&a.RulePriority, "rule-priority", a.RulePriority, "priority of the policy rule that consults --route-table")
+	fs.Func("fwmark", fmt.Sprintf("fwmark on the WireGuard device's own packets, which the rule keeps out of --route-table (default %d)", a.FirewallMark), func(v string) error {
+		m, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return fmt.Errorf("want a 32-bit number such as 51820 or 0xca6c: %w", err)
+		}
+		a.FirewallMark = uint32(m)
+		return nil
+	})
 	fs.StringVar(&mode, "node-route-mode", string(a.Mode), "how nodes reach the active gateway: vxlan (works on any node network) or direct (no overhead; the node network must carry pod source addresses)")
 	fs.StringVar(&a.VXLANName, "vxlan-interface", a.VXLANName, "name of the VXLAN interface between nodes and the gateway")
 	fs.IntVar(&a.VXLANVNI, "vxlan-vni", a.VXLANVNI, "VXLAN network identifier")

@@ -70,9 +70,13 @@ type ClusterPeerSpec struct {
 
 	// allowedCIDRs is an upper bound on the pod and Service CIDRs this cluster
 	// may claim. A claim outside these ranges is refused: never routed, and
-	// reported in the CIDRsAccepted condition. Empty means no bound. Each
-	// entry is a CIDR in canonical form with no host bits set, such as
-	// 10.8.0.0/16 or fd00:10:8::/48.
+	// reported in the CIDRsAccepted condition. Empty accepts nothing: no
+	// range of this cluster is routed until Git lists its ranges here (the
+	// CIDRsAccepted condition says which). Even inside these ranges, some
+	// are never routed: wider than /8 (IPv4) or /32 (IPv6), loopback,
+	// link-local, multicast, a node network, a peer's endpoint, the tunnel
+	// range. Each entry is a CIDR in canonical form with no host bits set,
+	// such as 10.8.0.0/16 or fd00:10:8::/48.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32

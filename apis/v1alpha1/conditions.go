@@ -18,8 +18,12 @@ const (
 	// the cluster's pod and Service CIDRs.
 	ConditionCIDRsDiscovered = "CIDRsDiscovered"
 
-	// ConditionCIDRsAccepted says whether every CIDR the peer claims lies
-	// inside its spec.allowedCIDRs. Refused ranges are never routed.
+	// ConditionCIDRsAccepted says whether every CIDR the peer claims is
+	// accepted: inside its spec.allowedCIDRs (an empty list accepts
+	// nothing) and none of the ranges Wirespan never routes (too wide,
+	// loopback, link-local, multicast, a node network, a peer's endpoint,
+	// the tunnel range). Refused ranges are never routed; docs/security.md
+	// lists each reason.
 	ConditionCIDRsAccepted = "CIDRsAccepted"
 
 	// ConditionCIDRConflict is True when a range of this peer overlaps a
@@ -85,6 +89,14 @@ const (
 	ReasonOutsideAllowedCIDRs = "OutsideAllowedCIDRs"
 	// ReasonNoCIDRsKnown: the peer has claimed no ranges yet.
 	ReasonNoCIDRsKnown = "NoCIDRsKnown"
+	// ReasonNoAllowedCIDRs: spec.allowedCIDRs is empty, which accepts
+	// nothing; the message gives the allowedCIDRs to put in Git.
+	ReasonNoAllowedCIDRs = "NoAllowedCIDRs"
+	// ReasonNeverRouted: some claimed ranges are ranges Wirespan never
+	// routes, whatever Git says (too wide, loopback, link-local, multicast,
+	// a node network, a peer's endpoint, the tunnel range, or more than a
+	// status list holds); the message names each with its reason.
+	ReasonNeverRouted = "NeverRouted"
 )
 
 // Reasons for ConditionCIDRConflict.

@@ -155,18 +155,3 @@ func Contains(outer, inner netip.Prefix) bool {
 		outer.Bits() <= inner.Bits() &&
 		outer.Contains(inner.Addr())
 }
-
-// Outside returns the prefixes of claims that no prefix of allowed contains.
-// An empty allowed list allows everything.
-func Outside(claims, allowed []netip.Prefix) []netip.Prefix {
-	if len(allowed) == 0 {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, c := range claims {
-		if !slices.ContainsFunc(allowed, func(a netip.Prefix) bool { return Contains(a, c) }) {
-			out = append(out, c)
-		}
-	}
-	return out
-}

@@ -92,29 +92,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestOutside(t *testing.T) {
-	tests := []struct {
-		name, claims, allowed, want string
-	}{
-		{"no bound allows all", "10.0.0.0/16", "", ""},
-		{"inside", "10.1.0.0/16 10.2.0.0/24", "10.0.0.0/8", ""},
-		{"equal is inside", "10.1.0.0/16", "10.1.0.0/16", ""},
-		{"wider than allowed", "10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8"},
-		{"partly outside", "10.1.0.0/16 192.168.0.0/24", "10.0.0.0/8", "192.168.0.0/24"},
-		{"other family", "fd00::/64", "10.0.0.0/8", "fd00::/64"},
-		{"ipv6 inside", "fd00:1::/64", "fd00::/16", ""},
-		{"v4 not inside v4-in-v6 bound", "10.0.0.0/8", "::/0", "10.0.0.0/8"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := Outside(prefixes(t, tt.claims), prefixes(t, tt.allowed))
-			if !slices.Equal(got, prefixes(t, tt.want)) {
-				t.Fatalf("Outside = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestOverlaps(t *testing.T) {
 	ranges := map[string][]netip.Prefix{
 		"a": prefixes(t, "10.1.0.0/16 10.96.0.0/12 fd00:a::/48"),

@@ -252,7 +252,7 @@ func TestClaimOutsideAllowedCIDRsIsRefused(t *testing.T) {
 		return nil
 	})
 	metrics, err := inPod(c.Name, gw, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9090; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3")
-	if err != nil || !strings.Contains(metrics, fmt.Sprintf("wirespan_gateway_refused_cidrs{peer=%q} 1", o.Name)) {
+	if err != nil || !strings.Contains(metrics, fmt.Sprintf("wirespan_gateway_refused_cidrs{peer=%q,reason=\"OutsideAllowedCIDRs\"} 1", o.Name)) {
 		t.Errorf("the refusal is not counted in wirespan_gateway_refused_cidrs: %v\n%s", err, grep(metrics, "wirespan_gateway_refused"))
 	}
 	patch(orig.Spec.AllowedCIDRs)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/internal/cidr"
+	"github.com/wirespan/wirespan/internal/claims"
 )
 
 // RouteMode says how a node agent sends cross-cluster traffic to the active
@@ -53,6 +54,10 @@ type Config struct {
 	TunnelCIDR   netip.Prefix
 	Table        int
 	RulePriority int
+	// FirewallMark marks the WireGuard device's own packets; the rule that
+	// consults Table skips them (wg-quick's "not fwmark"), so no claimed
+	// route can send WireGuard's UDP into its own tunnel.
+	FirewallMark uint32
 	Mode         RouteMode
 	VXLANName    string
 	VXLANVNI     int
@@ -70,6 +75,9 @@ type Node struct {
 	// Underlay is the interface that holds IP, and UnderlayMTU its MTU.
 	Underlay    string
 	UnderlayMTU int
+	// Networks are the prefixes of the underlay's addresses: the node
+	// network, which no claim may cover.
+	Networks []netip.Prefix
 }
 
 // Gateway is a node labeled as a gateway.
@@ -86,8 +94,10 @@ type Peer struct {
 	// Endpoints are spec.endpoints, resolved, in order.
 	Endpoints    []netip.AddrPort
 	AllowedCIDRs []netip.Prefix
-	// Claims are the pod and Service ranges the peer announced.
+	// Claims are the pod and Service ranges the peer announced, at most
+	// claims.MaxPerList of each kind; Excess is the rest (see claims.Limit).
 	Claims []netip.Prefix
+	Excess []netip.Prefix
 }
 
 // Inputs is everything the desired state depends on.
@@ -108,11 +118,18 @@ type Inputs struct {
 	Peers           []Peer
 }
 
-// Refusal is a claimed range that is not routed, and why.
+// Refusal is a claimed range that is not routed, and why: Reason in words,
+// Code for metrics (a claims.Reason, or ReasonFamily).
 type Refusal struct {
 	Prefix netip.Prefix
 	Reason string
+	Code   claims.Reason
 }
+
+// ReasonFamily refuses a range of an IP family this node cannot route yet
+// (see routableFamily); it is the data plane's limit, not a judgement of
+// the claim, so it is not in package claims.
+const ReasonFamily claims.Reason = "FamilyNotRouted"
 
 // PeerPlan is what the agent decided about one remote cluster.
 type PeerPlan struct {
@@ -187,7 +204,7 @@ func Desired(in Inputs) Plan {
 	plan.Peers = peerPlans(in, routableFamily(in, plan))
 	st := dataplane.State{
 		Table:   cfg.Table,
-		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table},
+		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table, SkipMark: cfg.FirewallMark},
 		Sysctls: map[string]string{"net/ipv4/ip_forward": "1"},
 	}
 	var routed []netip.Prefix
@@ -211,11 +228,12 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 	cfg := in.Config
 	self := TunnelAddress(cfg.TunnelCIDR, in.PrivateKey.PublicKey())
 	dev := &dataplane.Device{
-		Name:       cfg.WireGuardName,
-		PrivateKey: *in.PrivateKey,
-		ListenPort: cfg.ListenPort,
-		MTU:        in.Node.UnderlayMTU - WireGuardOverhead,
-		Address:    netip.PrefixFrom(self, 32),
+		Name:         cfg.WireGuardName,
+		PrivateKey:   *in.PrivateKey,
+		ListenPort:   cfg.ListenPort,
+		FirewallMark: int(cfg.FirewallMark),
+		MTU:          in.Node.UnderlayMTU - WireGuardOverhead,
+		Address:      netip.PrefixFrom(self, 32),
 	}
 	for _, p := range peers {
 		if p.Problem != "" {
@@ -279,18 +297,13 @@ func vxlan(cfg Config, n Node, remote netip.Addr) *dataplane.VXLAN {
 }
 
 // peerPlans decides, for every remote cluster, the key, endpoint and which
-// claimed ranges are routed. A range is refused when it lies outside the
-// peer's allowedCIDRs, or overlaps this cluster's ranges or a range another
-// peer claims (then both sides are refused: there is no telling which one
-// is right).
-// A range of a family this node cannot route is refused too (see
-// routableFamily).
+// claimed ranges are routed. Which claims are accepted is claims.Decide's
+// decision, the same the operator shows in the CIDRsAccepted and
+// CIDRConflict conditions; this node adds only what it alone knows (its
+// node network, the endpoints as resolved, the tunnel range) and refuses
+// a range of a family it cannot route (see routableFamily).
 func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
-	claims := map[string][]netip.Prefix{in.Cluster: in.SelfRanges}
-	for _, p := range in.Peers {
-		claims[p.Cluster] = p.Claims
-	}
-	overlaps := cidr.Overlaps(claims)
+	decided := claims.Decide(claimsInputs(in))
 	tunnels := map[netip.Addr]string{}
 	var plans []PeerPlan
 	for _, p := range in.Peers {
@@ -312,21 +325,52 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 		if len(p.Endpoints) > 0 {
 			pp.Endpoint = p.Endpoints[0]
 		}
-		for _, c := range sortPrefixes(p.Claims) {
-			r := family(c)
-			if r == "" {
-				r = refusal(c, p.AllowedCIDRs, overlaps[p.Cluster])
-			}
-			if r != "" {
-				pp.Refused = append(pp.Refused, Refusal{Prefix: c, Reason: r})
+		d := decided[p.Cluster]
+		for _, r := range d.Refused {
+			pp.Refused = append(pp.Refused, Refusal{Prefix: r.Prefix, Reason: r.Detail, Code: r.Reason})
+		}
+		for _, c := range d.Accepted {
+			if r := family(c); r != "" {
+				pp.Refused = append(pp.Refused, Refusal{Prefix: c, Reason: r, Code: ReasonFamily})
 				continue
 			}
 			pp.Routed = append(pp.Routed, c)
 		}
+		slices.SortFunc(pp.Refused, func(a, b Refusal) int { return cidr.Compare(a.Prefix, b.Prefix) })
 		plans = append(plans, pp)
 	}
 	slices.SortFunc(plans, func(a, b PeerPlan) int { return strings.Compare(a.Cluster, b.Cluster) })
 	return plans
+}
+
+// claimsInputs are the inputs of claims.Decide as this node sees them. The
+// ranges it protects are the node network (its own underlay's prefixes,
+// its own address and the gateways'), every peer's endpoint (WireGuard's
+// own packets go there) and the tunnel range (gossip goes there).
+func claimsInputs(in Inputs) claims.Inputs {
+	ci := claims.Inputs{Self: in.Cluster, SelfRanges: in.SelfRanges}
+	protect := func(p netip.Prefix, r claims.Reason, what string) {
+		if p.IsValid() {
+			ci.Protected = append(ci.Protected, claims.Protected{Prefix: p.Masked(), Reason: r, What: what})
+		}
+	}
+	for _, n := range in.Node.Networks {
+		protect(n, claims.ReasonNodeNetwork, "node network of "+in.Node.Underlay)
+	}
+	if in.Node.IP.IsValid() {
+		protect(netip.PrefixFrom(in.Node.IP, in.Node.IP.BitLen()), claims.ReasonNodeNetwork, "address of node "+in.Node.Name)
+	}
+	for _, g := range in.Gateways {
+		protect(netip.PrefixFrom(g.IP, g.IP.BitLen()), claims.ReasonNodeNetwork, "address of gateway node "+g.Node)
+	}
+	protect(in.Config.TunnelCIDR, claims.ReasonTunnelRange, "tunnel range (--tunnel-cidr)")
+	for _, p := range in.Peers {
+		for _, ep := range p.Endpoints {
+			protect(netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()), claims.ReasonPeerEndpoint, "endpoint of cluster "+p.Cluster)
+		}
+		ci.Claimers = append(ci.Claimers, claims.Claimer{Name: p.Cluster, Allowed: p.AllowedCIDRs, Claims: p.Claims, Excess: p.Excess})
+	}
+	return ci
 }
 
 // routableFamily returns the check that says why a range cannot be routed
@@ -356,18 +400,6 @@ func familyName(a netip.Addr) string {
 		return "IPv4"
 	}
 	return "IPv6"
-}
-
-func refusal(p netip.Prefix, allowed []netip.Prefix, overlaps []cidr.Overlap) string {
-	if len(allowed) > 0 && len(cidr.Outside([]netip.Prefix{p}, allowed)) > 0 {
-		return "outside spec.allowedCIDRs"
-	}
-	for _, o := range overlaps {
-		if o.Prefix == p {
-			return fmt.Sprintf("overlaps %s of cluster %s", o.OtherPrefix, o.Other)
-		}
-	}
-	return ""
 }
 
 func sortPrefixes(ps []netip.Prefix) []netip.Prefix {

@@ -42,7 +42,7 @@ func pfx(s ...string) []netip.Prefix {
 func testConfig(mode RouteMode) Config {
 	return Config{
 		WireGuardName: "wirespan0", ListenPort: 51820, TunnelCIDR: netip.MustParsePrefix("100.96.0.0/16"),
-		Table: 51820, RulePriority: 100, Mode: mode,
+		Table: 51820, RulePriority: 100, FirewallMark: 51820, Mode: mode,
 		VXLANName: "wirespan-vx", VXLANVNI: 5182, VXLANPort: 4790, Keepalive: 25 * time.Second,
 	}
 }
@@ -63,7 +63,8 @@ func threeClusters(node string, mode RouteMode) Inputs {
 		Peers: []Peer{
 			{Cluster: "c2", PublicKey: keyC2.PublicKey().String(), Endpoints: []netip.AddrPort{netip.MustParseAddrPort("172.28.2.10:51820")},
 				AllowedCIDRs: pfx("10.2.0.0/16", "10.102.0.0/16"), Claims: pfx("10.2.0.0/16", "10.102.0.0/16")},
-			{Cluster: "c3", PublicKey: keyC3.PublicKey().String(), Claims: pfx("10.3.0.0/16", "10.103.0.0/16")},
+			{Cluster: "c3", PublicKey: keyC3.PublicKey().String(), AllowedCIDRs: pfx("10.3.0.0/16", "10.103.0.0/16"),
+				Claims: pfx("10.3.0.0/16", "10.103.0.0/16")},
 		},
 	}
 }
@@ -172,6 +173,7 @@ func TestPeersUpdatedOneByOne(t *testing.T) {
 	in := threeClusters("c1-n0", RouteVXLAN)
 	a := newApplier(k)
 	apply(t, a, in)
+	in.Peers[1].AllowedCIDRs = append(in.Peers[1].AllowedCIDRs, netip.MustParsePrefix("10.4.0.0/16"))
 	in.Peers[1].Claims = append(in.Peers[1].Claims, netip.MustParsePrefix("10.4.0.0/16"))
 	ch := apply(t, a, in)
 	tunnelC3 := TunnelAddress(in.Config.TunnelCIDR, keyC3.PublicKey())
@@ -223,7 +225,7 @@ func TestApplyResumesAfterError(t *testing.T) {
 	if want := len(Desired(in).State.Routes) - 1; routes != want {
 		t.Errorf("%d routes installed, want all but the refused one (%d):\n%s", routes, want, k.Dump())
 	}
-	for _, line := range []string{"rule priority 100 table 51820", "nft wirespan mss clamp on [wirespan0]"} {
+	for _, line := range []string{"rule priority 100 not fwmark 0xca6c table 51820", "nft wirespan mss clamp on [wirespan0]"} {
 		if !strings.Contains(k.Dump(), line) {
 			t.Errorf("%q missing after a refused route", line)
 		}
@@ -236,10 +238,11 @@ func TestApplyResumesAfterError(t *testing.T) {
 
 func TestPeerPlans(t *testing.T) {
 	in := threeClusters("c1-n0", RouteVXLAN)
-	in.Peers[0].Claims = pfx("10.2.0.0/16", "10.102.0.0/16", "10.200.0.0/16")    // one outside allowedCIDRs
-	in.Peers[1].Claims = pfx("10.3.0.0/16", "10.1.128.0/17")                     // one overlaps c1's own range
-	in.Peers = append(in.Peers, Peer{Cluster: "c4", Claims: pfx("10.4.0.0/16")}) // no key
-	in.Peers = append(in.Peers, Peer{Cluster: "c5", PublicKey: "bm90IGEga2V5", Claims: pfx("10.5.0.0/16")})
+	in.Peers[0].Claims = pfx("10.2.0.0/16", "10.102.0.0/16", "10.200.0.0/16") // one outside allowedCIDRs
+	in.Peers[1].AllowedCIDRs = pfx("10.3.0.0/16", "10.1.0.0/16")
+	in.Peers[1].Claims = pfx("10.3.0.0/16", "10.1.128.0/17")                                                       // one allowed, but overlaps c1's own range
+	in.Peers = append(in.Peers, Peer{Cluster: "c4", AllowedCIDRs: pfx("10.4.0.0/16"), Claims: pfx("10.4.0.0/16")}) // no key
+	in.Peers = append(in.Peers, Peer{Cluster: "c5", PublicKey: "bm90IGEga2V5", AllowedCIDRs: pfx("10.5.0.0/16"), Claims: pfx("10.5.0.0/16")})
 	plan := Desired(in)
 	byName := map[string]PeerPlan{}
 	for _, p := range plan.Peers {

@@ -14,6 +14,7 @@ import (
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/internal/cidr"
+	"github.com/wirespan/wirespan/internal/claims"
 )
 
 // HandshakeFresh is how old the last handshake may be for a tunnel to count
@@ -52,8 +53,13 @@ func RemoteStatus(cur wirespanv1alpha1.ClusterPeerStatus, generation int64, p Pe
 	st := *cur.DeepCopy()
 	if l := obs.Learned; l != nil {
 		st.Role = wirespanv1alpha1.RoleRemote
-		st.PodCIDRs = cidr.Strings(l.PodCIDRs)
-		st.ServiceCIDRs = cidr.Strings(l.ServiceCIDRs)
+		// Gossip carries longer lists than the status holds: the excess
+		// is refused (claims.Limit, reason TooMany), never written, so the
+		// status write cannot fail on it.
+		pods, _ := claims.Limit(l.PodCIDRs)
+		services, _ := claims.Limit(l.ServiceCIDRs)
+		st.PodCIDRs = cidr.Strings(pods)
+		st.ServiceCIDRs = cidr.Strings(services)
 		st.Gateways = nil
 		if l.ActiveGateway != "" {
 			st.Gateways = []wirespanv1alpha1.GatewayStatus{{Node: l.ActiveGateway, Active: true}}

@@ -424,7 +424,7 @@ func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan, refused 
 		if s.gossip != nil {
 			obs.RTT, _ = s.gossip.RTT(p.Cluster)
 		}
-		s.metrics.peer(p.Cluster, obs.WireGuard, obs.RTT, len(p.Refused), now)
+		s.metrics.peer(p.Cluster, obs.WireGuard, obs.RTT, p.Refused, now)
 		want := agent.RemoteStatus(cp.Status, cp.Generation, p, obs)
 		if connectedTrue(want.Conditions) {
 			up++

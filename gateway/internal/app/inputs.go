@@ -18,6 +18,8 @@ import (
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/gateway/internal/agent"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/internal/claims"
 	"github.com/wirespan/wirespan/internal/clusterkey"
 )
 
@@ -46,11 +48,11 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	if !ok {
 		return nil, fmt.Errorf("own Node %s has no InternalIP address in status.addresses", o.NodeName)
 	}
-	underlay, mtu, err := interfaceWith(ip)
+	underlay, mtu, networks, err := interfaceWith(ip)
 	if err != nil {
 		return nil, err
 	}
-	w.in.Node = agent.Node{Name: o.NodeName, IP: ip, Underlay: underlay, UnderlayMTU: mtu}
+	w.in.Node = agent.Node{Name: o.NodeName, IP: ip, Underlay: underlay, UnderlayMTU: mtu, Networks: networks}
 
 	var nodes corev1.NodeList
 	if err := s.cache.List(ctx, &nodes, client.MatchingLabels{wirespanv1alpha1.LabelGateway: "true"}); err != nil {
@@ -75,12 +77,14 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 			continue
 		}
 		w.remote[p.Name] = p
+		claimed, excess := announced(p, learned(p.Name))
 		w.in.Peers = append(w.in.Peers, agent.Peer{
 			Cluster:      p.Name,
 			PublicKey:    p.Spec.PublicKey,
 			Endpoints:    s.resolver.resolve(ctx, p.Spec.Endpoints),
 			AllowedCIDRs: parseLoose(p.Spec.AllowedCIDRs),
-			Claims:       claims(p, learned(p.Name)),
+			Claims:       claimed,
+			Excess:       excess,
 		})
 	}
 
@@ -91,18 +95,22 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	return w, nil
 }
 
-// claims are the ranges a remote cluster announced: over gossip if it has
-// been heard from since this process started, otherwise as the last
+// announced are the ranges a remote cluster announced: over gossip if it
+// has been heard from since this process started, otherwise as the last
 // gateway wrote them in its ClusterPeer status. That keeps a restarted
-// gateway, and node agents, routing what was routed before.
-func claims(p *wirespanv1alpha1.ClusterPeer, l *agent.Learned) []netip.Prefix {
-	if l != nil {
-		return append(append([]netip.Prefix{}, l.PodCIDRs...), l.ServiceCIDRs...)
+// gateway, and node agents, routing what was routed before. Each list is
+// cut to what a status holds (claims.Limit); excess is the rest, refused.
+func announced(p *wirespanv1alpha1.ClusterPeer, l *agent.Learned) (claimed, excess []netip.Prefix) {
+	var pods, services []netip.Prefix
+	switch {
+	case l != nil:
+		pods, services = l.PodCIDRs, l.ServiceCIDRs
+	case p.Status.Role == wirespanv1alpha1.RoleRemote:
+		pods, services = parseLoose(p.Status.PodCIDRs), parseLoose(p.Status.ServiceCIDRs)
 	}
-	if p.Status.Role != wirespanv1alpha1.RoleRemote {
-		return nil
-	}
-	return append(parseLoose(p.Status.PodCIDRs), parseLoose(p.Status.ServiceCIDRs)...)
+	podsKept, podsExcess := claims.Limit(pods)
+	servicesKept, servicesExcess := claims.Limit(services)
+	return append(podsKept, servicesKept...), append(podsExcess, servicesExcess...)
 }
 
 func (s *syncer) clusterKey(ctx context.Context) (*wgtypes.Key, error) {
@@ -140,26 +148,36 @@ func internalIP(n *corev1.Node) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// interfaceWith finds the interface that holds ip: the node network's.
-func interfaceWith(ip netip.Addr) (string, int, error) {
+// interfaceWith finds the interface that holds ip: the node network's. It
+// returns the interface's name, MTU and the prefixes of all its addresses
+// (the node networks, which no claim may cover).
+func interfaceWith(ip netip.Addr) (string, int, []netip.Prefix, error) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return "", 0, fmt.Errorf("list interfaces: %w", err)
+		return "", 0, nil, fmt.Errorf("list interfaces: %w", err)
 	}
 	for _, iface := range ifaces {
 		addrs, err := iface.Addrs()
 		if err != nil {
 			continue
 		}
+		var networks []netip.Prefix
+		found := false
 		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok {
-				if got, ok := netip.AddrFromSlice(n.IP); ok && got.Unmap() == ip {
-					return iface.Name, iface.MTU, nil
-				}
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if p, ok := dataplane.Prefix(*n); ok {
+				networks = append(networks, p.Masked())
+				found = found || p.Addr() == ip
 			}
 		}
+		if found {
+			return iface.Name, iface.MTU, networks, nil
+		}
 	}
-	return "", 0, fmt.Errorf("no interface holds the Node's InternalIP %s: is the gateway running in the host network namespace?", ip)
+	return "", 0, nil, fmt.Errorf("no interface holds the Node's InternalIP %s: is the gateway running in the host network namespace?", ip)
 }
 
 func parseLoose(values []string) []netip.Prefix {

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirespan/wirespan/gateway/internal/agent"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
@@ -41,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wirespan_gateway_peer_latency_seconds", Help: "Last gossip probe round-trip time to the peer's gateway, through the tunnel."}, []string{"peer"}),
 		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "wirespan_gateway_refused_cidrs", Help: "Ranges a peer claims that are refused (outside allowedCIDRs, overlapping, or of an IP family not routed yet) and not routed."}, []string{"peer"}),
+			Name: "wirespan_gateway_refused_cidrs", Help: "Ranges a peer claims that are refused and not routed, by reason (see docs/security.md)."}, []string{"peer", "reason"}),
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirespan_gateway_sync_errors_total", Help: "Syncs that failed to read inputs, apply the data plane or write status."}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -60,8 +61,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // peer records one peer's figures; w is nil when the device has no entry.
-func (m *metrics) peer(name string, w *wgtypes.Peer, rtt time.Duration, refused int, now time.Time) {
-	m.refused.WithLabelValues(name).Set(float64(refused))
+func (m *metrics) peer(name string, w *wgtypes.Peer, rtt time.Duration, refused []agent.Refusal, now time.Time) {
+	for _, r := range refused {
+		m.refused.WithLabelValues(name, string(r.Code)).Inc()
+	}
 	if w == nil {
 		return
 	}

@@ -59,6 +59,7 @@ func DefaultAgentConfig() agent.Config {
 		TunnelCIDR:    netip.MustParsePrefix("100.96.0.0/16"),
 		Table:         51820,
 		RulePriority:  100,
+		FirewallMark:  51820,
 		Mode:          agent.RouteVXLAN,
 		VXLANName:     "wirespan-vx",
 		VXLANVNI:      5182,
@@ -101,6 +102,9 @@ func (o Options) Validate() error {
 	}
 	if a.RulePriority < 1 || a.RulePriority >= 32766 {
 		errs = append(errs, fmt.Errorf("--rule-priority %d: must be 1-32765, before the main table's rule", a.RulePriority))
+	}
+	if a.FirewallMark == 0 {
+		errs = append(errs, errors.New("--fwmark 0: must be non-zero, or WireGuard's own packets could be routed into the tunnel"))
 	}
 	if a.VXLANVNI < 1 || a.VXLANVNI > 1<<24-1 {
 		errs = append(errs, fmt.Errorf("--vxlan-vni %d: must be 1-16777215", a.VXLANVNI))

@@ -32,6 +32,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 		{func(o *Options) { o.Agent.TunnelCIDR = netip.MustParsePrefix("100.96.0.0/30") }, "--tunnel-cidr"},
 		{func(o *Options) { o.Agent.Table = 254 }, "--route-table"},
 		{func(o *Options) { o.Agent.RulePriority = 32766 }, "--rule-priority"},
+		{func(o *Options) { o.Agent.FirewallMark = 0 }, "--fwmark"},
 		{func(o *Options) { o.Agent.VXLANVNI = 1 << 24 }, "--vxlan-vni"},
 		{func(o *Options) { o.DNSAddr, o.DNSService.Name = "", "wirespan-dns" }, "--dns-service"},
 		{func(o *Options) { o.ImportGrace = 10 * time.Second }, "--import-grace"},

@@ -296,9 +296,9 @@ func (a *Applier) rule(r *run, want State) {
 	}
 	if w := want.Rule; w != nil && !slices.Contains(found, *w) {
 		if err := a.Kernel.AddRule(*w); err != nil {
-			r.refuse(KindRule, fmt.Sprintf("priority %d table %d", w.Priority, w.Table), err)
+			r.refuse(KindRule, w.String(), err)
 		} else {
-			r.note("add rule priority %d table %d", w.Priority, w.Table)
+			r.note("add rule %s", w)
 		}
 	}
 	for _, f := range found {
@@ -306,10 +306,10 @@ func (a *Applier) rule(r *run, want State) {
 			continue
 		}
 		if err := a.Kernel.DeleteRule(f); err != nil {
-			r.refuse(KindRule, fmt.Sprintf("priority %d table %d (delete)", f.Priority, f.Table), err)
+			r.refuse(KindRule, f.String()+" (delete)", err)
 			continue
 		}
-		r.note("delete rule priority %d table %d", f.Priority, f.Table)
+		r.note("delete rule %s", f)
 	}
 }
 

@@ -84,8 +84,8 @@ func (a *Applier) configureDevice(r *run, dev *wgtypes.Device, want *Device) {
 	}
 }
 
-// deviceSettings is the change of the device's own settings (key, port)
-// that turns dev into want, and a line per change.
+// deviceSettings is the change of the device's own settings (key, port,
+// fwmark) that turns dev into want, and a line per change.
 func deviceSettings(dev *wgtypes.Device, want *Device) (wgtypes.Config, []string) {
 	var cfg wgtypes.Config
 	var what []string
@@ -96,6 +96,10 @@ func deviceSettings(dev *wgtypes.Device, want *Device) (wgtypes.Config, []string
 	if want.ListenPort != 0 && dev.ListenPort != want.ListenPort {
 		cfg.ListenPort = &want.ListenPort
 		what = append(what, fmt.Sprintf("listen port %d", want.ListenPort))
+	}
+	if dev.FirewallMark != want.FirewallMark {
+		cfg.FirewallMark = &want.FirewallMark
+		what = append(what, fmt.Sprintf("fwmark %#x", want.FirewallMark))
 	}
 	return cfg, what
 }

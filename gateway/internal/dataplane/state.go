@@ -6,6 +6,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -47,7 +48,13 @@ type Device struct {
 	Name       string
 	PrivateKey wgtypes.Key
 	ListenPort int
-	MTU        int
+	// FirewallMark marks the device's own UDP packets (fwmark), so that
+	// the Rule, which skips marked packets, never sends them into
+	// Wirespan's table: a claimed range that held a peer's endpoint would
+	// otherwise route WireGuard's packets into the tunnel itself. 0 leaves
+	// packets unmarked.
+	FirewallMark int
+	MTU          int
 	// Address is the device's tunnel address, a host prefix.
 	Address netip.Prefix
 	Peers   []Peer
@@ -117,4 +124,18 @@ type Route struct {
 type Rule struct {
 	Priority int
 	Table    int
+	// SkipMark, when not 0, makes the rule match only packets that do not
+	// carry this fwmark ("not fwmark SkipMark", as wg-quick does), so the
+	// WireGuard device's own packets (Device.FirewallMark) follow the main
+	// table.
+	SkipMark uint32
+}
+
+// String is the rule as `ip rule` shows its selector and action.
+func (r Rule) String() string {
+	s := fmt.Sprintf("priority %d", r.Priority)
+	if r.SkipMark != 0 {
+		s += fmt.Sprintf(" not fwmark %#x", r.SkipMark)
+	}
+	return s + fmt.Sprintf(" table %d", r.Table)
 }

@@ -3,6 +3,7 @@ package peerstatus
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -10,6 +11,7 @@ import (
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/internal/cidr"
+	"github.com/wirespan/wirespan/internal/claims"
 )
 
 // Source says where a family of the self cluster's ranges came from.
@@ -59,46 +61,80 @@ type Inputs struct {
 	Now metav1.Time
 }
 
-// Result is the computed status of every peer, by name, and the number of
-// overlapping range pairs found, for metrics.
+// Result is the computed status of every peer, by name, the number of
+// overlapping range pairs found, and the number of refused claims by
+// reason, for metrics.
 type Result struct {
 	Statuses map[string]wirespanv1alpha1.ClusterPeerStatus
 	Overlaps int
+	Refused  map[claims.Reason]int
 }
 
-// Compute returns the desired status of every peer in in.Peers.
+// Compute returns the desired status of every peer in in.Peers. Which
+// claims are accepted is claims.Decide's decision, the one the gateways
+// route by.
 func Compute(in Inputs) Result {
-	ranges := make(map[string][]netip.Prefix, len(in.Peers))
-	for i := range in.Peers {
-		p := &in.Peers[i]
-		ranges[p.Name] = claimedRanges(p, in)
-	}
-	overlaps := cidr.Overlaps(ranges)
-
-	res := Result{Statuses: make(map[string]wirespanv1alpha1.ClusterPeerStatus, len(in.Peers))}
-	for _, o := range overlaps {
-		res.Overlaps += len(o)
+	decided := claims.Decide(claimsInputs(in))
+	res := Result{Statuses: make(map[string]wirespanv1alpha1.ClusterPeerStatus, len(in.Peers)), Refused: map[claims.Reason]int{}}
+	for _, d := range decided {
+		res.Overlaps += len(d.Overlaps)
 	}
 	res.Overlaps /= 2 // every pair is listed on both of its peers
 	for i := range in.Peers {
+		// Counted as the conditions show them: a peer that has announced
+		// nothing has no claims refused, whatever its allowedCIDRs.
+		if p := &in.Peers[i]; p.Name != in.ClusterID {
+			if learned, _ := learnedRanges(p); len(learned) > 0 {
+				for r, n := range claims.Count(decided[p.Name].Refused) {
+					res.Refused[r] += n
+				}
+			}
+		}
+	}
+	for i := range in.Peers {
 		p := &in.Peers[i]
 		if p.Name == in.ClusterID {
-			res.Statuses[p.Name] = selfStatus(p, in, overlaps[p.Name])
+			res.Statuses[p.Name] = selfStatus(p, in, decided[p.Name].Overlaps)
 		} else {
-			res.Statuses[p.Name] = remoteStatus(p, in, overlaps[p.Name])
+			res.Statuses[p.Name] = remoteStatus(p, in, decided[p.Name])
 		}
 	}
 	return res
 }
 
-// claimedRanges are the ranges a peer is taken to hold when checking for
-// overlaps: the self cluster's discovered ranges; for a remote peer, the
-// ranges it has announced, or until it has announced any, its declared
-// allowedCIDRs, so a conflict in Git shows before the peer is even up.
-func claimedRanges(p *wirespanv1alpha1.ClusterPeer, in Inputs) []netip.Prefix {
-	if p.Name == in.ClusterID {
-		return concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs)
+// claimsInputs are the inputs of claims.Decide as the operator sees them:
+// every remote peer's claims and allowedCIDRs, this cluster's discovered
+// ranges, and the endpoints in Git that are IP addresses (a gateway also
+// protects its node network, resolved endpoint names and the tunnel range,
+// which only it knows, and names those refusals in the Connected
+// condition).
+func claimsInputs(in Inputs) claims.Inputs {
+	ci := claims.Inputs{Self: in.ClusterID, SelfRanges: concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs)}
+	for i := range in.Peers {
+		p := &in.Peers[i]
+		what, reason := "endpoint of cluster "+p.Name, claims.ReasonPeerEndpoint
+		if p.Name == in.ClusterID {
+			what, reason = "endpoint of this cluster's gateways", claims.ReasonNodeNetwork
+		}
+		for _, ep := range p.Spec.Endpoints {
+			if ap, err := netip.ParseAddrPort(ep); err == nil {
+				a := ap.Addr().Unmap()
+				ci.Protected = append(ci.Protected, claims.Protected{Prefix: netip.PrefixFrom(a, a.BitLen()), Reason: reason, What: what})
+			}
+		}
+		if p.Name == in.ClusterID {
+			continue
+		}
+		allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
+		ci.Claimers = append(ci.Claimers, claims.Claimer{Name: p.Name, Allowed: allowed, Claims: claimedRanges(p)})
 	}
+	return ci
+}
+
+// claimedRanges are the ranges a remote peer is taken to claim: those it
+// has announced, or until it has announced any, its declared allowedCIDRs,
+// so a conflict in Git shows before the peer is even up.
+func claimedRanges(p *wirespanv1alpha1.ClusterPeer) []netip.Prefix {
 	if learned, _ := learnedRanges(p); len(learned) > 0 {
 		return learned
 	}
@@ -147,14 +183,18 @@ func selfStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Over
 	set(discoveredCondition(in.Discovery))
 	set(keyCondition(p, in.Key))
 	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
-	set(acceptedCondition(concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs), nil, allowed,
-		"this cluster's discovered ranges", "other clusters will refuse them"))
+	discovered := concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs)
+	self := claims.Check(claims.Claimer{Name: p.Name, Allowed: allowed, Claims: discovered}, nil)
+	set(acceptedCondition(accepted{
+		claims: discovered, decision: self, allowed: allowed,
+		what: "this cluster's discovered ranges", consequence: "other clusters will refuse them",
+	}))
 	set(conflictCondition(overlaps))
 	set(readyCondition(st.Conditions, false, ""))
 	return *st
 }
 
-func remoteStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Overlap) wirespanv1alpha1.ClusterPeerStatus {
+func remoteStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, d claims.Decision) wirespanv1alpha1.ClusterPeerStatus {
 	st := p.Status.DeepCopy()
 	if st.Role == wirespanv1alpha1.RoleSelf {
 		// The cluster ID changed: what was discovered here is not what the
@@ -170,8 +210,16 @@ func remoteStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Ov
 	set := conditionSetter(st, p.Generation, in.Now)
 	learned, garbage := learnedRanges(p)
 	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
-	set(acceptedCondition(learned, garbage, allowed, "announced ranges", "they are not routed"))
-	set(conflictCondition(overlaps))
+	if len(learned) == 0 {
+		// Until the peer announces ranges, its allowedCIDRs stand in for
+		// them in Decide; they are not claims to judge here.
+		d.Refused = nil
+	}
+	set(acceptedCondition(accepted{
+		claims: learned, garbage: garbage, decision: d, allowed: allowed,
+		what: "announced ranges", consequence: "they are not routed",
+	}))
+	set(conflictCondition(d.Overlaps))
 	blocker := ""
 	if p.Spec.PublicKey == "" {
 		blocker = "spec.publicKey is empty, so no tunnel can be built; put the key from this cluster's self ClusterPeer status.publicKey in Git"
@@ -240,33 +288,83 @@ func keyCondition(p *wirespanv1alpha1.ClusterPeer, k Key) metav1.Condition {
 	return c
 }
 
-// acceptedCondition checks claims against the allowed bound.
-func acceptedCondition(claims []netip.Prefix, garbage []string, allowed []netip.Prefix, what, consequence string) metav1.Condition {
-	c := metav1.Condition{Type: wirespanv1alpha1.ConditionCIDRsAccepted}
-	outside := cidr.Outside(claims, allowed)
+// accepted is what the CIDRsAccepted condition is computed from.
+type accepted struct {
+	claims   []netip.Prefix
+	garbage  []string // status entries that are not CIDRs
+	decision claims.Decision
+	allowed  []netip.Prefix
+	// what names the claims, consequence says what refusal means, in the
+	// message.
+	what, consequence string
+}
+
+// acceptedCondition says which claims are refused on their own, and why.
+// Overlaps are the CIDRConflict condition's. When the fix is in Git, the
+// message says what to put there, as KeyMatches does for the key.
+func acceptedCondition(a accepted) metav1.Condition {
+	c := metav1.Condition{Type: wirespanv1alpha1.ConditionCIDRsAccepted, Status: metav1.ConditionFalse}
+	refused := slices.DeleteFunc(slices.Clone(a.decision.Refused), func(r claims.Refusal) bool { return r.Reason == claims.ReasonOverlap })
+	notAllowed := claims.Prefixes(refused, claims.ReasonNoAllowedCIDRs, claims.ReasonOutsideAllowedCIDRs)
 	switch {
-	case len(outside) > 0 || len(garbage) > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, wirespanv1alpha1.ReasonOutsideAllowedCIDRs
-		var parts []string
-		if len(outside) > 0 {
-			parts = append(parts, fmt.Sprintf("%s %s are outside spec.allowedCIDRs %s",
-				what, strings.Join(cidr.Strings(outside), ", "), strings.Join(cidr.Strings(allowed), ", ")))
+	case len(a.allowed) == 0 && len(a.claims) == 0:
+		c.Reason = wirespanv1alpha1.ReasonNoAllowedCIDRs
+		c.Message = "spec.allowedCIDRs is empty, which accepts nothing; put allowedCIDRs in Git with the cluster's pod and Service CIDRs"
+	case len(refused) > 0 || len(a.garbage) > 0:
+		c.Reason = wirespanv1alpha1.ReasonNeverRouted
+		if len(notAllowed) > 0 {
+			c.Reason = wirespanv1alpha1.ReasonOutsideAllowedCIDRs
 		}
-		if len(garbage) > 0 {
-			parts = append(parts, fmt.Sprintf("%q are not CIDRs", garbage))
+		if len(a.allowed) == 0 {
+			c.Reason = wirespanv1alpha1.ReasonNoAllowedCIDRs
 		}
-		c.Message = strings.Join(parts, "; ") + "; " + consequence
-	case len(claims) == 0:
+		c.Message = refusedMessage(a, refused, notAllowed)
+	case len(a.claims) == 0:
 		c.Status, c.Reason = metav1.ConditionUnknown, wirespanv1alpha1.ReasonNoCIDRsKnown
 		c.Message = "no ranges known yet"
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, wirespanv1alpha1.ReasonAccepted
 		c.Message = "every range is inside spec.allowedCIDRs"
-		if len(allowed) == 0 {
-			c.Message = "spec.allowedCIDRs sets no bound"
-		}
 	}
 	return c
+}
+
+// refusedMessage lists every refusal with its reason and, when ranges are
+// refused only for want of an allowedCIDRs entry, the list to put in Git:
+// what is allowed now plus those ranges. Ranges refused for any other
+// reason are never suggested: Git cannot make them routed.
+func refusedMessage(a accepted, refused []claims.Refusal, notAllowed []netip.Prefix) string {
+	var parts []string
+	if len(refused) > 0 {
+		parts = append(parts, fmt.Sprintf("%s refused: %s", a.what, groupByDetail(refused)))
+	}
+	if len(a.garbage) > 0 {
+		parts = append(parts, fmt.Sprintf("%q are not CIDRs", a.garbage))
+	}
+	msg := strings.Join(parts, "; ") + "; " + a.consequence
+	if len(notAllowed) > 0 {
+		want := cidr.Summarize(concat(a.allowed, notAllowed))
+		msg += fmt.Sprintf("; if these ranges are the cluster's, put allowedCIDRs: [%s] in Git", strings.Join(cidr.Strings(want), ", "))
+	}
+	return msg
+}
+
+// groupByDetail lists refusals as "a, b (why); c (why)", ranges that share
+// a reason together, in the order their reasons first appear.
+func groupByDetail(rs []claims.Refusal) string {
+	var order []string
+	byDetail := map[string][]string{}
+	for _, r := range rs {
+		if _, ok := byDetail[r.Detail]; !ok {
+			order = append(order, r.Detail)
+		}
+		byDetail[r.Detail] = append(byDetail[r.Detail], r.Prefix.String())
+	}
+	parts := make([]string, 0, len(order))
+	for _, d := range order {
+		parts = append(parts, strings.Join(byDetail[d], ", ")+" ("+d+")")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // maxListedOverlaps bounds the condition message; the count says the rest.

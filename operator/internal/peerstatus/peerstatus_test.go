@@ -34,6 +34,7 @@ var (
 	t0          = metav1.NewTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
 	discovered  = Discovery{PodCIDRs: pfx("10.1.0.0/16", "fd00:1::/56"), ServiceCIDRs: pfx("10.96.0.0/16"), PodSource: SourceCluster, ServiceSource: SourceCluster, PodDetail: "2 Nodes", ServiceDetail: "ServiceCIDR kubernetes"}
 	goodKey     = Key{PublicKey: keyA, SecretName: "wirespan-system/wirespan-key"}
+	eastAllowed = []string{"10.1.0.0/16", "10.96.0.0/16", "fd00:1::/56"}
 	connectedOK = metav1.Condition{Type: v1.ConditionConnected, Status: metav1.ConditionTrue, Reason: v1.ReasonConnected, LastTransitionTime: t0}
 )
 
@@ -64,7 +65,7 @@ func TestCompute(t *testing.T) {
 	}{{
 		name: "self all good",
 		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
-			peer("east", v1.ClusterPeerSpec{PublicKey: keyA}, v1.ClusterPeerStatus{})}},
+			peer("east", v1.ClusterPeerSpec{PublicKey: keyA, AllowedCIDRs: eastAllowed}, v1.ClusterPeerStatus{})}},
 		peer: "east",
 		want: map[string]string{v1.ConditionReady: "True/Ready", v1.ConditionKeyMatches: "True/Matches",
 			v1.ConditionCIDRsDiscovered: "True/Discovered", v1.ConditionCIDRsAccepted: "True/Accepted",
@@ -122,7 +123,7 @@ func TestCompute(t *testing.T) {
 			peer("east", v1.ClusterPeerSpec{PublicKey: keyA, AllowedCIDRs: []string{"10.0.0.0/8"}}, v1.ClusterPeerStatus{})}},
 		peer:      "east",
 		want:      map[string]string{v1.ConditionCIDRsAccepted: "False/OutsideAllowedCIDRs", v1.ConditionReady: "False/NotReady"},
-		wantInMsg: map[string]string{v1.ConditionCIDRsAccepted: "fd00:1::/56 are outside spec.allowedCIDRs 10.0.0.0/8; other clusters will refuse them"},
+		wantInMsg: map[string]string{v1.ConditionCIDRsAccepted: "fd00:1::/56 (outside spec.allowedCIDRs); other clusters will refuse them; if these ranges are the cluster's, put allowedCIDRs: [10.0.0.0/8, fd00:1::/56] in Git"},
 	}, {
 		name: "remote allowedCIDRs overlap self: reported on the remote",
 		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
@@ -155,8 +156,8 @@ func TestCompute(t *testing.T) {
 		name: "two remotes overlap each other",
 		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
 			peer("east", v1.ClusterPeerSpec{PublicKey: keyA}, v1.ClusterPeerStatus{}),
-			peer("north", v1.ClusterPeerSpec{PublicKey: keyB}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.5.0.0/16"}}),
-			peer("west", v1.ClusterPeerSpec{PublicKey: keyB}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.5.3.0/24"}})}},
+			peer("north", v1.ClusterPeerSpec{PublicKey: keyB, AllowedCIDRs: []string{"10.5.0.0/16"}}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.5.0.0/16"}}),
+			peer("west", v1.ClusterPeerSpec{PublicKey: keyB, AllowedCIDRs: []string{"10.5.0.0/16"}}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.5.3.0/24"}})}},
 		peer:      "north",
 		want:      map[string]string{v1.ConditionCIDRConflict: "True/Overlap"},
 		wantInMsg: map[string]string{v1.ConditionCIDRConflict: "10.5.0.0/16 overlaps 10.5.3.0/24 of west"},
@@ -167,20 +168,20 @@ func TestCompute(t *testing.T) {
 			peer("west", v1.ClusterPeerSpec{PublicKey: keyB, AllowedCIDRs: []string{"10.2.0.0/16"}}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.2.0.0/16", "192.168.0.0/16"}})}},
 		peer:      "west",
 		want:      map[string]string{v1.ConditionCIDRsAccepted: "False/OutsideAllowedCIDRs", v1.ConditionReady: "False/NotReady"},
-		wantInMsg: map[string]string{v1.ConditionCIDRsAccepted: "announced ranges 192.168.0.0/16 are outside spec.allowedCIDRs 10.2.0.0/16; they are not routed"},
+		wantInMsg: map[string]string{v1.ConditionCIDRsAccepted: "announced ranges refused: 192.168.0.0/16 (outside spec.allowedCIDRs); they are not routed; if these ranges are the cluster's, put allowedCIDRs: [10.2.0.0/16, 192.168.0.0/16] in Git"},
 	}, {
 		name: "remote with garbage in status does not crash",
 		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
 			peer("east", v1.ClusterPeerSpec{PublicKey: keyA}, v1.ClusterPeerStatus{}),
 			peer("west", v1.ClusterPeerSpec{PublicKey: keyB, AllowedCIDRs: []string{"not-a-cidr"}}, v1.ClusterPeerStatus{PodCIDRs: []string{"banana", "10.2.0.0/16"}})}},
 		peer:      "west",
-		want:      map[string]string{v1.ConditionCIDRsAccepted: "False/OutsideAllowedCIDRs"},
+		want:      map[string]string{v1.ConditionCIDRsAccepted: "False/NoAllowedCIDRs"},
 		wantInMsg: map[string]string{v1.ConditionCIDRsAccepted: `["banana"] are not CIDRs`},
 	}, {
 		name: "remote connected and clean is ready",
 		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
 			peer("east", v1.ClusterPeerSpec{PublicKey: keyA}, v1.ClusterPeerStatus{}),
-			peer("west", v1.ClusterPeerSpec{PublicKey: keyB}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.2.0.0/16"}, Conditions: []metav1.Condition{connectedOK}})}},
+			peer("west", v1.ClusterPeerSpec{PublicKey: keyB, AllowedCIDRs: []string{"10.2.0.0/16"}}, v1.ClusterPeerStatus{PodCIDRs: []string{"10.2.0.0/16"}, Conditions: []metav1.Condition{connectedOK}})}},
 		peer: "west",
 		want: map[string]string{v1.ConditionReady: "True/Ready", v1.ConditionConnected: "True/Connected", v1.ConditionKeyMatches: "absent"},
 	}, {
@@ -195,7 +196,7 @@ func TestCompute(t *testing.T) {
 		name: "former self becomes remote: discovered CIDRs and self conditions dropped",
 		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
 			peer("east", v1.ClusterPeerSpec{PublicKey: keyA}, v1.ClusterPeerStatus{}),
-			peer("old", v1.ClusterPeerSpec{PublicKey: keyB}, v1.ClusterPeerStatus{Role: v1.RoleSelf, PublicKey: keyB, PodCIDRs: []string{"10.9.0.0/16"},
+			peer("old", v1.ClusterPeerSpec{PublicKey: keyB, AllowedCIDRs: []string{"10.9.0.0/16"}}, v1.ClusterPeerStatus{Role: v1.RoleSelf, PublicKey: keyB, PodCIDRs: []string{"10.9.0.0/16"},
 				Conditions: []metav1.Condition{{Type: v1.ConditionKeyMatches, Status: metav1.ConditionTrue, Reason: "Matches", LastTransitionTime: t0}}})}},
 		peer: "old",
 		want: map[string]string{v1.ConditionKeyMatches: "absent", v1.ConditionCIDRsAccepted: "Unknown/NoCIDRsKnown"},

@@ -34,7 +34,7 @@ func (k *Kernel) Dump() string {
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.devices)) {
 		d := k.devices[name]
-		add("wireguard %s pub=%s port=%d", name, d.PublicKey, d.ListenPort)
+		add("wireguard %s pub=%s port=%d fwmark=%#x", name, d.PublicKey, d.ListenPort, d.FirewallMark)
 		for _, p := range d.Peers {
 			ep := "-"
 			if p.Endpoint != nil {
@@ -57,7 +57,7 @@ func (k *Kernel) Dump() string {
 		add("route table %d %s proto %d", f.Table, f.Route.String(), f.Protocol)
 	}
 	for _, r := range k.rules {
-		add("rule priority %d table %d proto %d", r.Priority, r.Table, dataplane.RouteProtocol)
+		add("rule %s proto %d", r, dataplane.RouteProtocol)
 	}
 	for _, n := range k.neighbors {
 		add("neighbor %s lladdr %s dev %s permanent", n.IP, n.MAC, n.Dev)

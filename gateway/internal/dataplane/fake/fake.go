@@ -257,6 +257,9 @@ func (k *Kernel) ConfigureDevice(name string, cfg wgtypes.Config) error {
 	if cfg.ListenPort != nil {
 		d.ListenPort = *cfg.ListenPort
 	}
+	if cfg.FirewallMark != nil {
+		d.FirewallMark = *cfg.FirewallMark
+	}
 	if cfg.ReplacePeers {
 		d.Peers = nil
 	}

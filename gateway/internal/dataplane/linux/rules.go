@@ -25,13 +25,17 @@ func (k *Kernel) Rules() ([]dataplane.Rule, error) {
 		if nr.Protocol != dataplane.RouteProtocol {
 			continue
 		}
-		out = append(out, dataplane.Rule{Priority: nr.Priority, Table: nr.Table})
+		r := dataplane.Rule{Priority: nr.Priority, Table: nr.Table}
+		if nr.Invert {
+			r.SkipMark = nr.Mark
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }
 
-// AddRule adds an IPv4 rule "priority P lookup T proto 201"; a rule that is
-// there already is not an error.
+// AddRule adds an IPv4 rule "priority P [not fwmark M] lookup T proto
+// 201"; a rule that is there already is not an error.
 func (k *Kernel) AddRule(r dataplane.Rule) error {
 	if err := k.lock(); err != nil {
 		return err
@@ -39,7 +43,7 @@ func (k *Kernel) AddRule(r dataplane.Rule) error {
 	defer k.mu.Unlock()
 	err := k.nl.RuleAdd(netlinkRule(r))
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add rule priority %d lookup %d: %w", r.Priority, r.Table, err)
+		return fmt.Errorf("add rule %s: %w", r, err)
 	}
 	return nil
 }
@@ -54,7 +58,7 @@ func (k *Kernel) DeleteRule(r dataplane.Rule) error {
 	defer k.mu.Unlock()
 	err := k.nl.RuleDel(netlinkRule(r))
 	if err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("delete rule priority %d lookup %d: %w", r.Priority, r.Table, err)
+		return fmt.Errorf("delete rule %s: %w", r, err)
 	}
 	return nil
 }
@@ -65,5 +69,9 @@ func netlinkRule(r dataplane.Rule) *netlink.Rule {
 	nr.Priority = r.Priority
 	nr.Table = r.Table
 	nr.Protocol = dataplane.RouteProtocol
+	if r.SkipMark != 0 {
+		mask := ^uint32(0)
+		nr.Mark, nr.Mask, nr.Invert = r.SkipMark, &mask, true
+	}
 	return nr
 }

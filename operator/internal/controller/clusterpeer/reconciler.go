@@ -107,6 +107,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		Now:       metav1.NewTime(r.Now().Truncate(time.Second)),
 	})
 	cidrOverlaps.Set(float64(res.Overlaps))
+	setRefused(res.Refused)
 
 	var errs []error
 	for i := range peers.Items {

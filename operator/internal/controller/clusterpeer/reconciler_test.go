@@ -243,7 +243,7 @@ func TestGarbageInRemoteStatusIsReportedNotFatal(t *testing.T) {
 	if err := k8s.Status().Update(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	waitCondition(t, "junk", v1.ConditionCIDRsAccepted, metav1.ConditionFalse, v1.ReasonOutsideAllowedCIDRs, "192.168.7.0/24 are outside", `"banana"`)
+	waitCondition(t, "junk", v1.ConditionCIDRsAccepted, metav1.ConditionFalse, v1.ReasonOutsideAllowedCIDRs, "192.168.7.0/24 (outside spec.allowedCIDRs)", `"banana"`)
 	// The controller still works for everyone else.
 	createNode(t, "junk-node", "10.41.0.0/24")
 	waitCIDRs(t, "podCIDRs", podCIDRsOf, "10.41.0.0/24")
@@ -304,7 +304,7 @@ func TestNoStatusChurn(t *testing.T) {
 func TestSelfMissingIsReportedInMetric(t *testing.T) {
 	ctx := context.Background()
 	// No self peer: only a remote one exists.
-	createPeer(t, "lonely", v1.ClusterPeerSpec{PublicKey: otherKey})
+	createPeer(t, "lonely", v1.ClusterPeerSpec{PublicKey: otherKey, AllowedCIDRs: []string{"10.77.0.0/16"}})
 	waitCondition(t, "lonely", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonAwaitingTunnel)
 	eventually(t, 10*time.Second, "self-present metric 0", func() error {
 		if v := gaugeValue(selfPresent); v != 0 {
