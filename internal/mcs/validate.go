@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -103,7 +104,8 @@ func validatePorts(ports []mcsv1beta1.ServicePort) error {
 				return fmt.Errorf("port name %q: %s", p.Name, strings.Join(errs, "; "))
 			}
 		}
-		pp := fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+		// An unset protocol is TCP, as FromService and the merge read it.
+		pp := fmt.Sprintf("%d/%s", p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP))
 		if protoPorts[pp] {
 			return fmt.Errorf("port %s twice", pp)
 		}

@@ -41,6 +41,9 @@ func TestValidateImported(t *testing.T) {
 		{"duplicate port name", func(e *Export) {
 			e.Ports = []mcsv1beta1.ServicePort{sp("http", "TCP", 80), sp("http", "TCP", 81)}
 		}, "", RefusedPorts},
+		{"the same port twice, once with the protocol unset", func(e *Export) {
+			e.Ports = []mcsv1beta1.ServicePort{sp("a", "", 80), sp("b", "TCP", 80)}
+		}, "", RefusedPorts},
 		{"unnamed among several", func(e *Export) { e.Ports = []mcsv1beta1.ServicePort{sp("", "TCP", 80), sp("b", "TCP", 81)} }, "", RefusedPorts},
 		{"bad protocol", func(e *Export) { e.Ports = []mcsv1beta1.ServicePort{sp("http", "ICMP", 80)} }, "", RefusedPorts},
 		{"1001 endpoints", func(e *Export) {

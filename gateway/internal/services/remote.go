@@ -185,7 +185,10 @@ func (c *Controller) decodeCluster(cluster string, ce gossip.ClusterExports, st 
 			}
 			continue
 		}
-		rc.records[key] = remoteRecord{version: rec.Version, export: c.decode(cluster, key, rec.Record)}
+		// A record refused before is logged again only at V(1): a peer
+		// resending bad records must not flood the log (each is counted).
+		p, had := before[key]
+		rc.records[key] = remoteRecord{version: rec.Version, export: c.decode(cluster, key, rec.Record, had && p.export == nil)}
 		changed[key] = true
 	}
 	for key := range before {
@@ -226,7 +229,7 @@ func (c *Controller) overCap(cluster string, exports map[gossip.ExportKey]gossip
 // decode returns the export a remote record holds, checked as this
 // cluster's own export would be (mcs.ValidateImported); nil if it is
 // unusable, which is counted by reason and logged.
-func (c *Controller) decode(cluster string, key serviceKey, rec json.RawMessage) *mcs.Export {
+func (c *Controller) decode(cluster string, key serviceKey, rec json.RawMessage, refusedBefore bool) *mcs.Export {
 	var e mcs.Export
 	err := json.Unmarshal(rec, &e)
 	if err != nil {
@@ -241,7 +244,11 @@ func (c *Controller) decode(cluster string, key serviceKey, rec json.RawMessage)
 			reason = re.Reason
 		}
 		c.Metrics.badRecords.WithLabelValues(reason).Inc()
-		c.Log.Info("Refusing an export record from another cluster; the rest of its exports are imported", "cluster", cluster, "service", key.String(), "error", err.Error())
+		log := c.Log
+		if refusedBefore {
+			log = log.V(1)
+		}
+		log.Info("Refusing an export record from another cluster; the rest of its exports are imported", "cluster", cluster, "service", key.String(), "error", err.Error())
 		return nil
 	}
 	return &e
