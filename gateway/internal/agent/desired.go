@@ -105,9 +105,10 @@ type Inputs struct {
 	Config  Config
 	Cluster string
 	Node    Node
-	// Gateways are the cluster's gateway nodes; the active one is chosen
-	// by ActiveGateway.
+	// Gateways are the cluster's gateway nodes, and Active the name of the
+	// one that holds the active role (package election); empty: none yet.
 	Gateways []Gateway
+	Active   string
 	// PrivateKey is the cluster key; only the active gateway needs it.
 	PrivateKey *wgtypes.Key
 	// SelfRanges are this cluster's own pod and Service ranges.
@@ -138,10 +139,14 @@ type PeerPlan struct {
 	// built when it is empty.
 	Key        wgtypes.Key
 	TunnelAddr netip.Addr
-	Endpoint   netip.AddrPort
-	Routed     []netip.Prefix
-	Refused    []Refusal
-	Problem    string
+	// Endpoint is the first of the peer's endpoints; AlsoAccepted the
+	// others, where its tunnel may roam when another of its gateways is
+	// active.
+	Endpoint     netip.AddrPort
+	AlsoAccepted []netip.AddrPort
+	Routed       []netip.Prefix
+	Refused      []Refusal
+	Problem      string
 }
 
 // Plan is the desired kernel state and the decisions behind it.
@@ -159,14 +164,14 @@ const (
 	RoleNode    = "node"
 )
 
-// ActiveGateway picks the gateway that carries the cluster's traffic: the
-// first by node name. (Failover with a fencing Lease replaces this rule.)
-func ActiveGateway(gws []Gateway) *Gateway {
-	if len(gws) == 0 {
-		return nil
+// ActiveGateway is the gateway named active, nil when it is not one of
+// gws.
+func ActiveGateway(gws []Gateway, active string) *Gateway {
+	if i := slices.IndexFunc(gws, func(g Gateway) bool { return g.Node == active }); active != "" && i >= 0 {
+		g := gws[i]
+		return &g
 	}
-	g := slices.MinFunc(gws, func(a, b Gateway) int { return strings.Compare(a.Node, b.Node) })
-	return &g
+	return nil
 }
 
 // TunnelAddress derives a cluster's tunnel address from its public key, so
@@ -197,7 +202,7 @@ func MAC(ip netip.Addr) net.HardwareAddr {
 // Desired computes the plan for one node.
 func Desired(in Inputs) Plan {
 	cfg := in.Config
-	plan := Plan{Role: RoleNode, Active: ActiveGateway(in.Gateways)}
+	plan := Plan{Role: RoleNode, Active: ActiveGateway(in.Gateways, in.Active)}
 	if plan.Active != nil && plan.Active.Node == in.Node.Name {
 		plan.Role = RoleGateway
 	}
@@ -240,13 +245,16 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 			continue
 		}
 		tunnel := netip.PrefixFrom(p.TunnelAddr, 32)
+		// Every peer gets the keepalive: setting it makes WireGuard send
+		// one at once, so a gateway that just became active announces
+		// itself to every peer and their tunnels roam to it without waiting
+		// for traffic; it also keeps NAT mappings open.
 		peer := dataplane.Peer{
-			PublicKey:  p.Key,
-			Endpoint:   p.Endpoint,
-			AllowedIPs: append([]netip.Prefix{tunnel}, p.Routed...),
-		}
-		if !in.SelfHasEndpoint || !p.Endpoint.IsValid() {
-			peer.Keepalive = cfg.Keepalive
+			PublicKey:    p.Key,
+			Endpoint:     p.Endpoint,
+			AlsoAccepted: p.AlsoAccepted,
+			AllowedIPs:   append([]netip.Prefix{tunnel}, p.Routed...),
+			Keepalive:    cfg.Keepalive,
 		}
 		dev.Peers = append(dev.Peers, peer)
 		st.Routes = append(st.Routes, dataplane.Route{Dst: tunnel, Dev: cfg.WireGuardName, Src: self})
@@ -323,7 +331,7 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 			tunnels[pp.TunnelAddr] = p.Cluster
 		}
 		if len(p.Endpoints) > 0 {
-			pp.Endpoint = p.Endpoints[0]
+			pp.Endpoint, pp.AlsoAccepted = p.Endpoints[0], p.Endpoints[1:]
 		}
 		d := decided[p.Cluster]
 		for _, r := range d.Refused {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -57,6 +58,7 @@ func threeClusters(node string, mode RouteMode) Inputs {
 		Gateways: []Gateway{
 			{Node: "c1-n0", IP: netip.MustParseAddr("172.28.1.10")},
 		},
+		Active:          "c1-n0",
 		PrivateKey:      &priv,
 		SelfRanges:      pfx("10.1.0.0/16", "10.101.0.0/16"),
 		SelfHasEndpoint: true,
@@ -278,11 +280,71 @@ func TestPeerPlans(t *testing.T) {
 	if n := len(plan.State.WireGuard.Peers); n != 2 {
 		t.Errorf("%d WireGuard peers, want 2 (c2, c3)", n)
 	}
-	// Keepalive only towards the peer behind NAT.
+	// Keepalive towards every peer: it is how a newly active gateway
+	// announces itself (failover), and it keeps NAT mappings open.
 	for _, p := range plan.State.WireGuard.Peers {
-		if nat := p.PublicKey == keyC3.PublicKey(); (p.Keepalive != 0) != nat {
-			t.Errorf("peer %s keepalive %s", p.PublicKey, p.Keepalive)
+		if p.Keepalive != 25*time.Second {
+			t.Errorf("peer %s keepalive %s, want 25s", p.PublicKey, p.Keepalive)
 		}
+	}
+}
+
+func TestActiveGatewayIsTheLeaseHolder(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	in.Gateways = append(in.Gateways, Gateway{Node: "c1-n1", IP: netip.MustParseAddr("172.28.1.11")})
+	for _, tc := range []struct {
+		active, node, role string
+		via               string
+	}{
+		{"c1-n0", "c1-n0", RoleGateway, ""},
+		{"c1-n0", "c1-n1", RoleNode, "172.28.1.10"},
+		{"c1-n1", "c1-n0", RoleNode, "172.28.1.11"},
+		{"c1-n1", "c1-n1", RoleGateway, ""},
+		// No holder (or one that is no gateway): nobody is active, and a
+		// node routes nothing to a gateway that may not be there.
+		{"", "c1-n0", RoleNode, ""},
+		{"c1-n7", "c1-n1", RoleNode, ""},
+	} {
+		in.Active, in.Node.Name = tc.active, tc.node
+		in.Node.IP = netip.MustParseAddr(map[string]string{"c1-n0": "172.28.1.10", "c1-n1": "172.28.1.11"}[tc.node])
+		plan := Desired(in)
+		if plan.Role != tc.role {
+			t.Errorf("active %q, on %s: role %s, want %s", tc.active, tc.node, plan.Role, tc.role)
+		}
+		var via string
+		if plan.State.VXLAN != nil && plan.State.VXLAN.Remote.IsValid() {
+			via = plan.State.VXLAN.Remote.String()
+		}
+		if tc.role == RoleNode && via != tc.via {
+			t.Errorf("active %q, on %s: VXLAN to %q, want %q", tc.active, tc.node, via, tc.via)
+		}
+	}
+}
+
+func TestOtherEndpointsOfAPeerAreAccepted(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	second := netip.MustParseAddrPort("172.28.2.11:51820")
+	in.Peers[0].Endpoints = append(in.Peers[0].Endpoints, second)
+	plan := Desired(in)
+	p := plan.State.WireGuard.Peers[slices.IndexFunc(plan.State.WireGuard.Peers, func(p dataplane.Peer) bool { return p.PublicKey == keyC2.PublicKey() })]
+	if p.Endpoint != in.Peers[0].Endpoints[0] || !slices.Equal(p.AlsoAccepted, []netip.AddrPort{second}) {
+		t.Errorf("endpoint %s, also accepted %v; want the first endpoint, and the second accepted", p.Endpoint, p.AlsoAccepted)
+	}
+	// WireGuard roamed to c2's other gateway: the applier leaves it there.
+	k := fake.New()
+	a := newApplier(k)
+	apply(t, a, in)
+	roam := func(to netip.AddrPort) {
+		k.SetHandshake("wirespan0", keyC2.PublicKey(), wgtypes.Peer{Endpoint: net.UDPAddrFromAddrPort(to)})
+	}
+	roam(second)
+	if ch := apply(t, a, in); len(ch) != 0 {
+		t.Errorf("after roaming to another listed endpoint, changes %q, want none", ch)
+	}
+	// Roamed somewhere Git does not list: pointed back at the first.
+	roam(netip.MustParseAddrPort("172.28.9.9:51820"))
+	if ch := apply(t, a, in); len(ch) != 1 || !strings.Contains(ch[0], "endpoint 172.28.2.10:51820") {
+		t.Errorf("after roaming to an unlisted address, changes %q, want the endpoint set back", ch)
 	}
 }
 

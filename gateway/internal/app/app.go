@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -41,6 +42,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
 	"github.com/wirespan/wirespan/gateway/internal/dns"
+	"github.com/wirespan/wirespan/gateway/internal/election"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/gateway/internal/services"
 	"github.com/wirespan/wirespan/internal/mcs"
@@ -76,12 +78,22 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 				Namespaces: map[string]cache.Config{opts.KeySecret.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", opts.KeySecret.Name),
 			},
+			&coordinationv1.Lease{}: {
+				Namespaces: map[string]cache.Config{opts.Lease.Namespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", opts.Lease.Name),
+			},
 		}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	elector := election.New(election.Config{
+		Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration, RenewPeriod: opts.LeaseRenewPeriod,
+		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
+		Metrics: election.NewMetrics(crmetrics.Registry),
+	})
 	s := &syncer{
+		elector: elector,
 		opts:    opts,
 		log:     logger,
 		cache:   mgr.GetCache(),
@@ -102,7 +114,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),
 		ImportGrace: opts.ImportGrace, MaxImportsPerCluster: opts.MaxImportsPerCluster,
 	}
-	for _, r := range []manager.Runnable{s, s.services} {
+	for _, r := range []manager.Runnable{elector, s, s.services} {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}
@@ -120,6 +132,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 
 // syncer is the one loop that owns the data plane.
 type syncer struct {
+	// elector says which gateway node is active (package election).
+	elector *election.Elector
 	opts    Options
 	log     logr.Logger
 	cache   cache.Cache
@@ -171,28 +185,69 @@ func (s *syncer) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.watchLease(ctx); err != nil {
+		return err
+	}
 	if !s.cache.WaitForCacheSync(ctx) {
 		return errors.New("caches did not sync")
 	}
 	tick := time.NewTicker(s.opts.Resync)
 	defer tick.Stop()
-	defer s.stopGossip()
 	for {
-		s.sync(ctx)
+		if s.elector.Known() {
+			// Until then this node does not know where the active gateway
+			// is: it keeps the kernel state it has.
+			s.sync(ctx)
+		}
 		var changed <-chan struct{}
 		if s.gossip != nil {
 			changed = s.gossip.Changed()
 		}
 		select {
 		case <-ctx.Done():
+			s.handOver()
 			s.log.Info("stopping; the data plane stays as it is")
 			return nil
 		case <-s.poke:
+		case <-s.elector.Changed():
 		case <-changed:
 			s.services.Wake()
 		case <-tick.C:
 		}
 	}
+}
+
+// watchLease passes the active role's Lease, as the watch shows it, to the
+// elector: node agents learn the active gateway from it, and candidates
+// read the Lease at once when it changes.
+func (s *syncer) watchLease(ctx context.Context) error {
+	inf, err := s.cache.GetInformer(ctx, &coordinationv1.Lease{})
+	if err != nil {
+		return fmt.Errorf("watch Lease %s: %w", s.opts.Lease, err)
+	}
+	observe := func(obj any) {
+		if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == s.opts.Lease.Name {
+			s.elector.Observe(l)
+		}
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, obj any) { observe(obj) },
+		DeleteFunc: func(any) { s.elector.Observe(nil) },
+	})
+	return err
+}
+
+// handOver keeps the active role's pieces (gossip, the MCS controller,
+// DNS) running while this gateway stops and the elector hands the role
+// over, so that DNS answers and exports stay published until the successor
+// holds the Lease; at most one Lease duration.
+func (s *syncer) handOver() {
+	deadline := time.Now().Add(s.opts.LeaseDuration)
+	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
+		time.Sleep(s.opts.LeaseRenewPeriod / 4)
+	}
+	s.stopGossip()
 }
 
 func (s *syncer) wake() {

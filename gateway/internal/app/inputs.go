@@ -88,11 +88,30 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 		})
 	}
 
-	if active := agent.ActiveGateway(w.in.Gateways); active != nil && active.Node == o.NodeName {
+	// Every gateway node reads the key: only a node that has it may stand
+	// for the active role.
+	if isGateway(&node) {
 		key, err := s.clusterKey(ctx)
 		w.in.PrivateKey, w.keyErr = key, err
 	}
+	s.elector.SetCandidate(isGateway(&node) && w.in.PrivateKey != nil)
+	w.in.Active = s.elector.Active()
+	if w.in.Active != "" && agent.ActiveGateway(w.in.Gateways, w.in.Active) == nil {
+		// The holder lost its label and carries traffic until its
+		// successor holds the Lease (election's handover): it is still
+		// the gateway to route to.
+		var holder corev1.Node
+		if err := s.cache.Get(ctx, client.ObjectKey{Name: w.in.Active}, &holder); err == nil {
+			if gip, ok := internalIP(&holder); ok {
+				w.in.Gateways = append(w.in.Gateways, agent.Gateway{Node: holder.Name, IP: gip})
+			}
+		}
+	}
 	return w, nil
+}
+
+func isGateway(n *corev1.Node) bool {
+	return n.Labels[wirespanv1alpha1.LabelGateway] == "true"
 }
 
 // announced are the ranges a remote cluster announced: over gossip if it

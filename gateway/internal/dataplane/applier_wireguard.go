@@ -135,14 +135,15 @@ func peerChanges(dev *wgtypes.Device, want *Device) []peerChange {
 
 // peerConfig is the change that turns a found peer into want; why is empty
 // when there is nothing to change. An endpoint that is not wanted is left
-// alone: it is what WireGuard learned from a peer that dialed in.
+// alone: it is what WireGuard learned from a peer that dialed in; so is one
+// of the peer's other accepted endpoints (see Peer.AlsoAccepted).
 func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, string) {
 	pc := wgtypes.PeerConfig{PublicKey: want.PublicKey, UpdateOnly: exists}
 	var why []string
 	if !exists {
 		why = append(why, "add")
 	}
-	if want.Endpoint.IsValid() && (got.Endpoint == nil || got.Endpoint.AddrPort() != want.Endpoint) {
+	if want.Endpoint.IsValid() && (got.Endpoint == nil || !want.accepts(got.Endpoint.AddrPort())) {
 		pc.Endpoint = udpAddr(want.Endpoint)
 		why = append(why, "endpoint "+want.Endpoint.String())
 	}
@@ -157,4 +158,9 @@ func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, s
 		why = append(why, "allowed-ips "+joinPrefixes(want.AllowedIPs))
 	}
 	return pc, strings.Join(why, ", ")
+}
+
+// accepts says whether the device may keep sending to ep.
+func (p Peer) accepts(ep netip.AddrPort) bool {
+	return ep == p.Endpoint || slices.Contains(p.AlsoAccepted, ep)
 }

@@ -54,6 +54,7 @@ type Elector struct {
 	obs        Observation
 	lease      *coordinationv1.Lease // the last version read or written
 	watched    string                // the holder the watch last showed
+	watchSeen  bool                  // the watch has shown the Lease
 	lastRenew  time.Time
 	apiDown    bool
 	lastErr    string
@@ -92,13 +93,21 @@ func (e *Elector) Observe(l *coordinationv1.Lease) {
 		holder = *l.Spec.HolderIdentity
 	}
 	e.mu.Lock()
-	changed := e.watched != holder
-	e.watched = holder
+	changed := e.watched != holder || !e.watchSeen
+	e.watched, e.watchSeen = holder, true
 	e.mu.Unlock()
 	poke(e.wake)
 	if changed {
 		poke(e.changed)
 	}
+}
+
+// Known says whether this node has learned who holds the Lease (or that
+// nobody does) since it started. Until then Active says nothing.
+func (e *Elector) Known() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.obs.Known || e.watchSeen
 }
 
 // Active is the node that carries the cluster's traffic as this node sees
@@ -117,9 +126,11 @@ func (e *Elector) activeLocked(now time.Time) string {
 }
 
 // observedHolder is the holder from this node's own reads while it is a
-// candidate (or draining), from the watch otherwise.
+// candidate (or draining), from the watch otherwise (and from the first
+// read until the watch has shown the Lease).
 func (e *Elector) observedHolder() string {
-	if (e.candidate || !e.drainUntil.IsZero()) && e.obs.Known {
+	fromReads := e.candidate || !e.drainUntil.IsZero() || !e.watchSeen
+	if fromReads && e.obs.Known {
 		if !e.obs.Record.Exists {
 			return ""
 		}
@@ -213,6 +224,9 @@ func (e *Elector) read(ctx context.Context) {
 		rec = recordOf(&l)
 	}
 	e.lastErr = ""
+	if !e.obs.Known {
+		poke(e.changed)
+	}
 	if e.apiDown || !e.obs.Known || rec != e.obs.Record {
 		// Silence is counted only while the API server answers.
 		e.obs.Since = now
