@@ -57,7 +57,7 @@ func run() error {
 	fs.IntVar(&opts.GossipPort, "gossip-port", gossip.DefaultPort, "memberlist port on the tunnel address; the same in every cluster")
 	fs.IntVar(&a.Table, "route-table", a.Table, "routing table for routes to other clusters")
 	fs.IntVar(&a.RulePriority, "rule-priority", a.RulePriority, "priority of the policy rule that consults --route-table")
-	fs.Func("fwmark", fmt.Sprintf("fwmark on the WireGuard device's own packets, which the rule keeps out of --route-table (default %d)", a.FirewallMark), func(v string) error {
+	fs.Func("fwmark", fmt.Sprintf("fwmark on the WireGuard device's own packets, which the rule keeps out of --route-table (default %#x; keep clear of kube-proxy's 0x4000 and 0x8000 bits)", a.FirewallMark), func(v string) error {
 		m, err := strconv.ParseUint(v, 0, 32)
 		if err != nil {
 			return fmt.Errorf("want a 32-bit number such as 51820 or 0xca6c: %w", err)

@@ -43,7 +43,7 @@ func pfx(s ...string) []netip.Prefix {
 func testConfig(mode RouteMode) Config {
 	return Config{
 		WireGuardName: "wirespan0", ListenPort: 51820, TunnelCIDR: netip.MustParsePrefix("100.96.0.0/16"),
-		Table: 51820, RulePriority: 100, FirewallMark: 51820, Mode: mode,
+		Table: 51820, RulePriority: 100, FirewallMark: 0xca, Mode: mode,
 		VXLANName: "wirespan-vx", VXLANVNI: 5182, VXLANPort: 4790, Keepalive: 25 * time.Second,
 	}
 }
@@ -227,7 +227,7 @@ func TestApplyResumesAfterError(t *testing.T) {
 	if want := len(Desired(in).State.Routes) - 1; routes != want {
 		t.Errorf("%d routes installed, want all but the refused one (%d):\n%s", routes, want, k.Dump())
 	}
-	for _, line := range []string{"rule priority 100 not fwmark 0xca6c table 51820", "nft wirespan mss clamp on [wirespan0]"} {
+	for _, line := range []string{"rule priority 100 not fwmark 0xca table 51820", "nft wirespan mss clamp on [wirespan0]"} {
 		if !strings.Contains(k.Dump(), line) {
 			t.Errorf("%q missing after a refused route", line)
 		}
@@ -294,7 +294,7 @@ func TestActiveGatewayIsTheLeaseHolder(t *testing.T) {
 	in.Gateways = append(in.Gateways, Gateway{Node: "c1-n1", IP: netip.MustParseAddr("172.28.1.11")})
 	for _, tc := range []struct {
 		active, node, role string
-		via               string
+		via                string
 	}{
 		{"c1-n0", "c1-n0", RoleGateway, ""},
 		{"c1-n0", "c1-n1", RoleNode, "172.28.1.10"},

@@ -142,8 +142,10 @@ type syncer struct {
 	applier *dataplane.Applier
 	metrics *metrics
 	poke    chan struct{}
-	// resolver caches endpoint DNS answers.
-	resolver resolver
+	// resolver caches endpoint DNS answers; endpoints chooses which of a
+	// peer's endpoints to dial.
+	resolver  resolver
+	endpoints endpointChooser
 
 	gossip     *gossip.Gossip
 	gossipAddr netip.Addr

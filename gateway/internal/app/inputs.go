@@ -68,6 +68,10 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	if err := s.cache.List(ctx, &peers); err != nil {
 		return nil, fmt.Errorf("list ClusterPeers: %w", err)
 	}
+	// The tunnels as they are, to choose which of a peer's endpoints to
+	// dial (none on a node agent).
+	dev, _ := s.kernel.Device(o.Agent.WireGuardName)
+	now := time.Now()
 	for i := range peers.Items {
 		p := &peers.Items[i]
 		if p.Name == o.ClusterID {
@@ -81,7 +85,7 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 		w.in.Peers = append(w.in.Peers, agent.Peer{
 			Cluster:      p.Name,
 			PublicKey:    p.Spec.PublicKey,
-			Endpoints:    s.resolver.resolve(ctx, p.Spec.Endpoints),
+			Endpoints:    s.endpoints.order(p.Name, s.resolver.resolve(ctx, p.Spec.Endpoints), recordedEndpoint(p), devicePeer(dev, p.Spec.PublicKey), now),
 			AllowedCIDRs: parseLoose(p.Spec.AllowedCIDRs),
 			Claims:       claimed,
 			Excess:       excess,
@@ -268,4 +272,28 @@ func (r *resolver) one(ctx context.Context, endpoint string) (netip.AddrPort, er
 	r.cache[endpoint] = resolved{addr: ap, at: time.Now()}
 	r.mu.Unlock()
 	return ap, nil
+}
+
+// recordedEndpoint is where the tunnel to p last worked, as this cluster's
+// active gateway recorded it in p's status.
+func recordedEndpoint(p *wirespanv1alpha1.ClusterPeer) netip.AddrPort {
+	if p.Status.Tunnel == nil {
+		return netip.AddrPort{}
+	}
+	ep, _ := netip.ParseAddrPort(p.Status.Tunnel.Endpoint)
+	return ep
+}
+
+// devicePeer is the peer with publicKey on dev, nil if there is none.
+func devicePeer(dev *wgtypes.Device, publicKey string) *wgtypes.Peer {
+	key, err := wgtypes.ParseKey(publicKey)
+	if dev == nil || err != nil {
+		return nil
+	}
+	for i := range dev.Peers {
+		if dev.Peers[i].PublicKey == key {
+			return &dev.Peers[i]
+		}
+	}
+	return nil
 }

@@ -65,7 +65,7 @@ func DefaultAgentConfig() agent.Config {
 		TunnelCIDR:    netip.MustParsePrefix("100.96.0.0/16"),
 		Table:         51820,
 		RulePriority:  100,
-		FirewallMark:  51820,
+		FirewallMark:  0xca,
 		Mode:          agent.RouteVXLAN,
 		VXLANName:     "wirespan-vx",
 		VXLANVNI:      5182,
