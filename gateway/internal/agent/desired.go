@@ -91,8 +91,12 @@ type Peer struct {
 	Cluster string
 	// PublicKey is spec.publicKey; empty or invalid means no tunnel.
 	PublicKey string
-	// Endpoints are spec.endpoints, resolved, in order.
+	// Endpoints are spec.endpoints, resolved, the one to dial first.
+	// Healthy says the tunnel works on Endpoints[0]: a roam to another
+	// listed endpoint (the peer's next active gateway speaking) is then
+	// kept; otherwise the tunnel is pointed at Endpoints[0].
 	Endpoints    []netip.AddrPort
+	Healthy      bool
 	AllowedCIDRs []netip.Prefix
 	// Claims are the pod and Service ranges the peer announced, at most
 	// claims.MaxPerList of each kind; Excess is the rest (see claims.Limit).
@@ -140,8 +144,8 @@ type PeerPlan struct {
 	Key        wgtypes.Key
 	TunnelAddr netip.Addr
 	// Endpoint is the first of the peer's endpoints; AlsoAccepted the
-	// others, where its tunnel may roam when another of its gateways is
-	// active.
+	// others while the tunnel is healthy, where it may roam when another of
+	// the peer's gateways becomes active.
 	Endpoint     netip.AddrPort
 	AlsoAccepted []netip.AddrPort
 	Routed       []netip.Prefix
@@ -331,7 +335,10 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 			tunnels[pp.TunnelAddr] = p.Cluster
 		}
 		if len(p.Endpoints) > 0 {
-			pp.Endpoint, pp.AlsoAccepted = p.Endpoints[0], p.Endpoints[1:]
+			pp.Endpoint = p.Endpoints[0]
+			if p.Healthy {
+				pp.AlsoAccepted = p.Endpoints[1:]
+			}
 		}
 		d := decided[p.Cluster]
 		for _, r := range d.Refused {

@@ -325,6 +325,10 @@ func TestOtherEndpointsOfAPeerAreAccepted(t *testing.T) {
 	in := threeClusters("c1-n0", RouteVXLAN)
 	second := netip.MustParseAddrPort("172.28.2.11:51820")
 	in.Peers[0].Endpoints = append(in.Peers[0].Endpoints, second)
+	if p := Desired(in).Peers[0]; len(p.AlsoAccepted) != 0 {
+		t.Errorf("also accepted %v while the tunnel is not healthy, want none: the first endpoint is dialled", p.AlsoAccepted)
+	}
+	in.Peers[0].Healthy = true
 	plan := Desired(in)
 	p := plan.State.WireGuard.Peers[slices.IndexFunc(plan.State.WireGuard.Peers, func(p dataplane.Peer) bool { return p.PublicKey == keyC2.PublicKey() })]
 	if p.Endpoint != in.Peers[0].Endpoints[0] || !slices.Equal(p.AlsoAccepted, []netip.AddrPort{second}) {
@@ -340,6 +344,11 @@ func TestOtherEndpointsOfAPeerAreAccepted(t *testing.T) {
 	roam(second)
 	if ch := apply(t, a, in); len(ch) != 0 {
 		t.Errorf("after roaming to another listed endpoint, changes %q, want none", ch)
+	}
+	// wireguard-go's dual-stack socket reports it IPv4-mapped.
+	roam(netip.AddrPortFrom(netip.AddrFrom16(second.Addr().As16()), second.Port()))
+	if ch := apply(t, a, in); len(ch) != 0 {
+		t.Errorf("after roaming to another listed endpoint, IPv4-mapped, changes %q, want none", ch)
 	}
 	// Roamed somewhere Git does not list: pointed back at the first.
 	roam(netip.MustParseAddrPort("172.28.9.9:51820"))

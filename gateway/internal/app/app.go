@@ -500,8 +500,13 @@ func (s *syncer) writeStatus(ctx context.Context, cp *wirespanv1alpha1.ClusterPe
 	if equality.Semantic.DeepEqual(cp.Status, want) {
 		return nil
 	}
+	// Tunnel figures alone wait for StatusPeriod; the endpoint does not:
+	// it is where a gateway that becomes active dials first (endpoints.go).
 	figuresOnly := cp.Status.DeepCopy()
-	figuresOnly.Tunnel = want.Tunnel
+	figuresOnly.Tunnel = want.Tunnel.DeepCopy()
+	if figuresOnly.Tunnel != nil && cp.Status.Tunnel != nil {
+		figuresOnly.Tunnel.Endpoint = cp.Status.Tunnel.Endpoint
+	}
 	if equality.Semantic.DeepEqual(*figuresOnly, want) && now.Sub(s.written[cp.Name]) < s.opts.StatusPeriod {
 		return nil
 	}

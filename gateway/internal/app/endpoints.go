@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
 // A cluster with several gateway nodes lists each one's endpoint in Git,
@@ -38,20 +40,24 @@ const (
 	rotateAfter = 6 * time.Second
 )
 
-// order returns listed with the endpoint to dial first. recorded is the
-// endpoint the peer's status records (invalid: none); dev is the peer as
-// the WireGuard device has it (nil: not there yet).
-func (c *endpointChooser) order(cluster string, listed []netip.AddrPort, recorded netip.AddrPort, dev *wgtypes.Peer, now time.Time) []netip.AddrPort {
+// order returns listed with the endpoint to dial first, and whether the
+// tunnel is healthy there. recorded is the endpoint the peer's status
+// records (invalid: none); dev is the peer as the WireGuard device has it
+// (nil: not there yet).
+func (c *endpointChooser) order(cluster string, listed []netip.AddrPort, recorded netip.AddrPort, dev *wgtypes.Peer, now time.Time) ([]netip.AddrPort, bool) {
 	if len(listed) < 2 {
-		return listed
+		return listed, false
 	}
-	var current netip.AddrPort
-	if dev != nil && dev.Endpoint != nil {
-		current = dev.Endpoint.AddrPort()
-	}
-	if dev != nil && slices.Contains(listed, current) && now.Sub(dev.LastHandshakeTime) < healthyFor {
+	if dev == nil {
+		// No tunnel here (a standby, or a gateway just activated): dial
+		// where the tunnel last worked; rotation starts once it exists.
 		delete(c.trying, cluster)
-		return first(listed, current)
+		return first(listed, pick(listed, recorded)), false
+	}
+	current := dataplane.UnmapAddrPort(addrPortOf(dev))
+	if slices.Contains(listed, current) && now.Sub(dev.LastHandshakeTime) < healthyFor {
+		delete(c.trying, cluster)
+		return first(listed, current), true
 	}
 	if c.trying == nil {
 		c.trying = map[string]attempt{}
@@ -59,16 +65,30 @@ func (c *endpointChooser) order(cluster string, listed []netip.AddrPort, recorde
 	a, ok := c.trying[cluster]
 	switch {
 	case !ok || !slices.Contains(listed, a.endpoint):
-		a = attempt{endpoint: listed[0], since: now}
-		if slices.Contains(listed, recorded) {
-			a.endpoint = recorded
-		}
+		a = attempt{endpoint: pick(listed, current, recorded), since: now}
 	case now.Sub(a.since) >= rotateAfter:
 		next := (slices.Index(listed, a.endpoint) + 1) % len(listed)
 		a = attempt{endpoint: listed[next], since: now}
 	}
 	c.trying[cluster] = a
-	return first(listed, a.endpoint)
+	return first(listed, a.endpoint), false
+}
+
+// pick is the first of candidates that is listed, else the first listed.
+func pick(listed []netip.AddrPort, candidates ...netip.AddrPort) netip.AddrPort {
+	for _, c := range candidates {
+		if slices.Contains(listed, c) {
+			return c
+		}
+	}
+	return listed[0]
+}
+
+func addrPortOf(p *wgtypes.Peer) netip.AddrPort {
+	if p.Endpoint == nil {
+		return netip.AddrPort{}
+	}
+	return p.Endpoint.AddrPort()
 }
 
 // first is listed with ep moved to the front.

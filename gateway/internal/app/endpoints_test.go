@@ -24,24 +24,38 @@ func TestEndpointChooser(t *testing.T) {
 		}
 	}
 	var ch endpointChooser
-	if got := ch.order("c2", []netip.AddrPort{a}, b, nil, t0); !slices.Equal(got, []netip.AddrPort{a}) {
+	if got, _ := ch.order("c2", []netip.AddrPort{a}, b, nil, t0); !slices.Equal(got, []netip.AddrPort{a}) {
 		t.Errorf("one endpoint: order %v", got)
 	}
-	check("new gateway, recorded endpoint", ch.order("c2", listed, b, nil, t0), b)
-	check("no answer yet", ch.order("c2", listed, b, peerAt(b, time.Time{}), t0.Add(rotateAfter-time.Millisecond)), b)
-	check("no answer: the next one", ch.order("c2", listed, b, peerAt(b, time.Time{}), t0.Add(rotateAfter)), c)
-	check("and round", ch.order("c2", listed, b, peerAt(c, time.Time{}), t0.Add(2*rotateAfter)), a)
+	check("new gateway, recorded endpoint", order(ch.order("c2", listed, b, nil, t0)), b)
+	check("device made, no answer yet", order(ch.order("c2", listed, b, peerAt(b, time.Time{}), t0)), b)
+	check("still no answer", order(ch.order("c2", listed, b, peerAt(b, time.Time{}), t0.Add(rotateAfter-time.Millisecond))), b)
+	check("no answer: the next one", order(ch.order("c2", listed, b, peerAt(b, time.Time{}), t0.Add(rotateAfter))), c)
+	check("and round", order(ch.order("c2", listed, b, peerAt(c, time.Time{}), t0.Add(2*rotateAfter))), a)
+	// A standby (no device) keeps no rotation: when it becomes active it
+	// dials the recorded endpoint first, whatever time has passed.
+	var standby endpointChooser
+	for i := range 5 {
+		check("standby", order(standby.order("c2", listed, c, nil, t0.Add(time.Duration(i)*rotateAfter))), c)
+	}
 	// The peer's active gateway answered from c (WireGuard roamed there):
 	// the tunnel stays on it.
 	now := t0.Add(3 * rotateAfter)
-	check("healthy on a roamed endpoint", ch.order("c2", listed, b, peerAt(c, now.Add(-time.Minute)), now), c)
+	check("healthy on a roamed endpoint", order(ch.order("c2", listed, b, peerAt(c, now.Add(-time.Minute)), now)), c)
 	// A roam to an address Git does not list is not kept.
-	check("unlisted endpoint", ch.order("c2", listed, netip.AddrPort{}, peerAt(netip.MustParseAddrPort("192.0.2.1:1"), now), now), a)
-	// A dead session (no handshake for WireGuard's three minutes) starts
-	// over from the recorded endpoint.
+	check("unlisted endpoint", order(ch.order("c2", listed, netip.AddrPort{}, peerAt(netip.MustParseAddrPort("192.0.2.1:1"), now), now)), a)
+	// A dead session (no handshake for WireGuard's three minutes) stays
+	// on its endpoint for a rotation, then tries the others.
 	var fresh endpointChooser
-	check("stale session", fresh.order("c3", listed, c, peerAt(a, now.Add(-healthyFor)), now), c)
-	if got := ch.order("c2", listed, a, nil, now); !slices.Contains(got, b) || !slices.Contains(got, c) {
+	check("stale session", order(fresh.order("c3", listed, c, peerAt(a, now.Add(-healthyFor)), now)), a)
+	check("stale session, later", order(fresh.order("c3", listed, c, peerAt(a, now.Add(-healthyFor)), now.Add(rotateAfter))), b)
+	if _, healthy := ch.order("c2", listed, b, peerAt(c, now.Add(-time.Minute)), now); !healthy {
+		t.Error("a recent handshake on a listed endpoint is not healthy")
+	}
+	if got, healthy := ch.order("c2", listed, a, nil, now); !slices.Contains(got, b) || !slices.Contains(got, c) || healthy {
 		t.Errorf("order %v lost an endpoint", got)
 	}
 }
+
+// order drops the health of an order, for checks of the order alone.
+func order(listed []netip.AddrPort, _ bool) []netip.AddrPort { return listed }

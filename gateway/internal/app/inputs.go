@@ -82,10 +82,12 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 		}
 		w.remote[p.Name] = p
 		claimed, excess := announced(p, learned(p.Name))
+		endpoints, healthy := s.endpoints.order(p.Name, s.resolver.resolve(ctx, p.Spec.Endpoints), recordedEndpoint(p), devicePeer(dev, p.Spec.PublicKey), now)
 		w.in.Peers = append(w.in.Peers, agent.Peer{
 			Cluster:      p.Name,
 			PublicKey:    p.Spec.PublicKey,
-			Endpoints:    s.endpoints.order(p.Name, s.resolver.resolve(ctx, p.Spec.Endpoints), recordedEndpoint(p), devicePeer(dev, p.Spec.PublicKey), now),
+			Endpoints:    endpoints,
+			Healthy:      healthy,
 			AllowedCIDRs: parseLoose(p.Spec.AllowedCIDRs),
 			Claims:       claimed,
 			Excess:       excess,
