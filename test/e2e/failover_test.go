@@ -207,9 +207,11 @@ var faults = []fault{
 	},
 	{
 		// A rollout: SIGTERM, and the new pod starts once the old is gone.
-		name:   "RolloutSIGTERM",
-		inject: func(l *failoverLab, n string) error { return run(l.cmd("restart", gatewayProcess(n), "--grace", "10s")) },
-		undo:   func(*failoverLab, string) error { return nil },
+		name: "RolloutSIGTERM",
+		inject: func(l *failoverLab, n string) error {
+			return run(l.cmd("restart", gatewayProcess(n), "--grace", "10s"))
+		},
+		undo: func(*failoverLab, string) error { return nil },
 	},
 	{
 		name: "LabelRemoved",
