@@ -1,77 +1,70 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wirespan/wirespan/internal/poll"
+	"github.com/wirespan/wirespan/test/internal/drill"
 )
 
 // Gateway failover runs in a lab of its own (instance failoverInstance):
 // two clusters of three nodes, two of them gateways. A pod on c2's node
 // agent pings a pod on c1's node agent every 10 ms, so every packet
 // crosses both clusters' active gateways and both node agents' VXLAN
-// links; each fault below hits c1's active gateway, and the test asserts
-// the longest gap between replies against the budget and prints it.
+// links; each fault hits c1's active gateway, and the test asserts the
+// longest gap between replies against the budget and prints it.
 const failoverInstance = "8"
 
 // failoverBudget is the feature: traffic back within two seconds.
 const failoverBudget = 2 * time.Second
 
-type failoverLab struct {
-	dir string
-	st  *labStatus
-}
-
-func upFailoverLab(t *testing.T) *failoverLab {
+func upFailoverLab(t *testing.T) (drill.Lab, *labStatus) {
 	t.Helper()
-	l := &failoverLab{dir: filepath.Join(repo, ".cache", "e2e-failover-lab")}
-	if out, err := l.cmd("down").CombinedOutput(); err != nil {
-		t.Fatalf("lab down before the test: %v\n%s", err, out)
+	dir := filepath.Join(repo, ".cache", "e2e-failover-lab")
+	l := drill.Lab{
+		Cmd: func(args ...string) *exec.Cmd { return labCmd(dir, failoverInstance, args...) },
+		Kubectl: func(cluster string, args ...string) (string, error) {
+			kc := filepath.Join(dir, cluster, "admin.kubeconfig")
+			out, err := exec.Command(kubectl, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+			return strings.TrimSpace(string(out)), err
+		},
+	}
+	if err := l.Run("down"); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			keepLogs(l.dir)
+			keepLogs(dir)
 		}
-		if out, err := l.cmd("down").CombinedOutput(); err != nil {
-			t.Errorf("lab down: %v\n%s", err, out)
+		if err := l.Run("down"); err != nil {
+			t.Error(err)
 		}
 	})
-	if out, err := l.cmd("up", "--clusters", "2", "--nodes", "3", "--gateways", "2").CombinedOutput(); err != nil {
-		t.Fatalf("lab up: %v\n%s", err, out)
-	}
-	var err error
-	if l.st, err = status(l.dir, failoverInstance); err != nil {
+	if err := l.Run("up", "--clusters", "2", "--nodes", "3", "--gateways", "2"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := l.cmd("apply", l.st.ClusterPeersDir).CombinedOutput(); err != nil {
-		t.Fatalf("apply the ClusterPeers: %v\n%s", err, out)
+	st, err := status(dir, failoverInstance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Run("apply", st.ClusterPeersDir); err != nil {
+		t.Fatal(err)
 	}
 	poll.Until(t, 90*time.Second, "c2's echo-2 reaches c1's echo-2", func() error {
-		_, err := l.exec("c2", "echo-2", "ping", "-c", "1", "-W", "1", l.podIP("c1", "echo-2"))
-		return err
+		return l.Run("exec", "c2", "echo-2", "--", "ping", "-c", "1", "-W", "1", podIP(st, "c1", "echo-2"))
 	})
-	return l
+	return l, st
 }
 
-func (l *failoverLab) cmd(args ...string) *exec.Cmd { return labCmd(l.dir, failoverInstance, args...) }
-
-func (l *failoverLab) exec(cluster, pod string, argv ...string) (string, error) {
-	out, err := l.cmd(append([]string{"exec", cluster, pod, "--"}, argv...)...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
-
-func (l *failoverLab) podIP(cluster, pod string) string {
-	for _, c := range l.st.Clusters {
+func podIP(st *labStatus, cluster, pod string) string {
+	for _, c := range st.Clusters {
 		for _, p := range c.Pods {
 			if c.Name == cluster && p.Name == pod {
 				return p.IP
@@ -81,182 +74,47 @@ func (l *failoverLab) podIP(cluster, pod string) string {
 	panic("no pod " + cluster + "/" + pod)
 }
 
-func (l *failoverLab) kubectl(cluster string, args ...string) (string, error) {
-	kc := filepath.Join(l.dir, cluster, "admin.kubeconfig")
-	out, err := exec.Command(kubectl, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
-
-// active is the holder of the cluster's gateway Lease.
-func (l *failoverLab) active(t *testing.T, cluster string) string {
+func startPinger(t *testing.T, l drill.Lab, dst string) *drill.Pinger {
 	t.Helper()
-	out, err := l.kubectl(cluster, "get", "lease", "-n", "wirespan-system", "wirespan-gateway", "-o", "jsonpath={.spec.holderIdentity}")
-	if err != nil {
-		t.Fatalf("read the gateway Lease of %s: %v: %s", cluster, err, out)
-	}
-	return out
-}
-
-// pinger runs ping every 10 ms in a pod and keeps the times of the
-// replies (ping -D prints each reply's wall-clock time).
-type pinger struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	at   []time.Time
-}
-
-func startPinger(t *testing.T, l *failoverLab, cluster, pod, dst string) *pinger {
-	t.Helper()
-	p := &pinger{cmd: l.cmd("exec", cluster, pod, "--", "ping", "-D", "-n", "-i", "0.01", "-W", "1", dst), done: make(chan struct{})}
-	out, err := p.cmd.StdoutPipe()
+	p, err := drill.StartPinger(l, "c2", "echo-2", dst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			line := s.Text()
-			if !strings.Contains(line, "bytes from") || !strings.HasPrefix(line, "[") {
-				continue
-			}
-			secs, err := strconv.ParseFloat(strings.Trim(strings.Fields(line)[0], "[]"), 64)
-			if err != nil {
-				continue
-			}
-			p.mu.Lock()
-			p.at = append(p.at, time.Unix(0, int64(secs*1e9)))
-			p.mu.Unlock()
-		}
-	}()
-	t.Cleanup(p.stop)
-	poll.Until(t, 10*time.Second, "replies to the ping", func() error {
-		if n := p.repliesSince(time.Now().Add(-time.Second)); n < 50 {
-			return fmt.Errorf("%d replies in the last second", n)
-		}
-		return nil
-	})
+	t.Cleanup(p.Stop)
+	poll.Until(t, 10*time.Second, "replies to the ping", p.Flowing)
 	return p
 }
 
-func (p *pinger) stop() {
-	if p.cmd.Process != nil {
-		_ = p.cmd.Process.Signal(os.Interrupt)
+func active(t *testing.T, l drill.Lab) string {
+	t.Helper()
+	a, err := l.Active("c1")
+	if err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	_ = p.cmd.Wait()
-}
-
-func (p *pinger) repliesSince(t0 time.Time) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, at := range p.at {
-		if at.After(t0) {
-			n++
-		}
-	}
-	return n
-}
-
-// gap is the longest silence between replies that ends after from (a gap
-// still open at the end counts up to now).
-func (p *pinger) gap(from time.Time) time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var longest time.Duration
-	for i := 1; i < len(p.at); i++ {
-		if p.at[i].After(from) {
-			longest = max(longest, p.at[i].Sub(p.at[i-1]))
-		}
-	}
-	if n := len(p.at); n > 0 {
-		longest = max(longest, time.Since(p.at[n-1]))
-	}
-	return longest
-}
-
-// fault is one way c1's active gateway goes away, and how to undo it.
-type fault struct {
-	name   string
-	inject func(l *failoverLab, node string) error
-	undo   func(l *failoverLab, node string) error
-}
-
-func gatewayProcess(node string) string { return node + "-wirespan-gateway" }
-
-var faults = []fault{
-	{
-		name:   "SIGKILL",
-		inject: func(l *failoverLab, n string) error { return run(l.cmd("kill", gatewayProcess(n))) },
-		undo:   func(l *failoverLab, n string) error { return run(l.cmd("restart", gatewayProcess(n))) },
-	},
-	{
-		name:   "NodeCutOff",
-		inject: func(l *failoverLab, n string) error { return run(l.cmd("cut", n)) },
-		undo:   func(l *failoverLab, n string) error { return run(l.cmd("heal", n)) },
-	},
-	{
-		// A rollout: SIGTERM, and the new pod starts once the old is gone.
-		name: "RolloutSIGTERM",
-		inject: func(l *failoverLab, n string) error {
-			return run(l.cmd("restart", gatewayProcess(n), "--grace", "10s"))
-		},
-		undo: func(*failoverLab, string) error { return nil },
-	},
-	{
-		name: "LabelRemoved",
-		inject: func(l *failoverLab, n string) error {
-			_, err := l.kubectl("c1", "label", "node", n, "wirespan.io/gateway-")
-			return err
-		},
-		undo: func(l *failoverLab, n string) error {
-			_, err := l.kubectl("c1", "label", "node", n, "wirespan.io/gateway=true")
-			return err
-		},
-	},
-}
-
-func run(cmd *exec.Cmd) error {
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, out)
-	}
-	return nil
+	return a
 }
 
 func TestGatewayFailover(t *testing.T) {
-	l := upFailoverLab(t)
-	dst := l.podIP("c1", "echo-2")
-	for _, f := range faults {
-		t.Run(f.name, func(t *testing.T) {
-			old := l.active(t, "c1")
-			p := startPinger(t, l, "c2", "echo-2", dst)
+	l, st := upFailoverLab(t)
+	dst := podIP(st, "c1", "echo-2")
+	for _, f := range drill.Faults {
+		t.Run(f.Name, func(t *testing.T) {
+			old := active(t, l)
+			p := startPinger(t, l, dst)
 			start := time.Now()
-			if err := f.inject(l, old); err != nil {
+			if err := f.Inject(l, "c1", old); err != nil {
 				t.Fatal(err)
 			}
 			var successor string
 			poll.Until(t, 20*time.Second, "another gateway active and traffic flowing for a second", func() error {
-				if successor = l.active(t, "c1"); successor == old || successor == "" {
+				if successor = active(t, l); successor == old || successor == "" {
 					return fmt.Errorf("the Lease holder is %q", successor)
 				}
-				if n := p.repliesSince(time.Now().Add(-time.Second)); n < 50 {
-					return fmt.Errorf("%d replies in the last second", n)
-				}
-				return nil
+				return p.Flowing()
 			})
-			gap := p.gap(start)
-			p.stop()
-			t.Logf("%s of %s: %s took over; longest traffic gap %v (budget %v)", f.name, old, successor, gap.Round(time.Millisecond), failoverBudget)
+			gap := p.Gap(start)
+			p.Stop()
+			t.Logf("%s of %s: %s took over; longest traffic gap %v (budget %v)", f.Name, old, successor, gap.Round(time.Millisecond), failoverBudget)
 			if gap >= failoverBudget {
 				t.Errorf("traffic gap %v, budget %v", gap.Round(time.Millisecond), failoverBudget)
 			}
@@ -264,31 +122,31 @@ func TestGatewayFailover(t *testing.T) {
 
 			// Undoing the fault must not move the role back, nor stop
 			// the traffic.
-			p = startPinger(t, l, "c2", "echo-2", dst)
+			p = startPinger(t, l, dst)
 			undone := time.Now()
-			if err := f.undo(l, old); err != nil {
+			if err := f.Undo(l, "c1", old); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(4 * time.Second)
-			if now := l.active(t, "c1"); now != successor {
+			if now := active(t, l); now != successor {
 				t.Errorf("after the fault was undone the active gateway is %s, want %s still", now, successor)
 			}
-			if gap := p.gap(undone); gap >= failoverBudget {
+			if gap := p.Gap(undone); gap >= failoverBudget {
 				t.Errorf("undoing the fault stopped traffic for %v", gap.Round(time.Millisecond))
 			} else {
 				t.Logf("undoing it: longest gap %v", gap.Round(time.Millisecond))
 			}
-			p.stop()
+			p.Stop()
 		})
 	}
 }
 
 // checkDNSEndpoint waits for the DNS Service's EndpointSlice to name the
 // active gateway's node.
-func checkDNSEndpoint(t *testing.T, l *failoverLab, node string) {
+func checkDNSEndpoint(t *testing.T, l drill.Lab, node string) {
 	t.Helper()
 	poll.Until(t, 10*time.Second, "the DNS Service's endpoint on "+node, func() error {
-		out, err := l.kubectl("c1", "get", "endpointslice", "-n", "wirespan-system", "wirespan-dns-active", "-o", "jsonpath={.endpoints[*].nodeName}")
+		out, err := l.Kubectl("c1", "get", "endpointslice", "-n", "wirespan-system", "wirespan-dns-active", "-o", "jsonpath={.endpoints[*].nodeName}")
 		if err != nil {
 			return errors.New(out)
 		}
@@ -297,4 +155,111 @@ func checkDNSEndpoint(t *testing.T, l *failoverLab, node string) {
 		}
 		return nil
 	})
+}
+
+// TestControlPlaneOutagesMoveNothing stops c1's API server for a minute,
+// then restarts c1's operator: traffic and clusterset DNS go on, the role
+// stays where it is, and nothing in the kernel of c1's nodes changes.
+func TestControlPlaneOutagesMoveNothing(t *testing.T) {
+	l, st := upFailoverLab(t)
+	dst := podIP(st, "c1", "echo-2")
+	// c2 exports echo; c1's pods resolve it through c1's gateway.
+	export := "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata:\n  name: echo\n  namespace: default\n"
+	if out, err := kubectlApply(l, "c2", export); err != nil {
+		t.Fatalf("export echo from c2: %v: %s", err, out)
+	}
+	resolves := func() error {
+		out, err := l.Cmd("exec", "c1", "echo-0", "--", "dig", "+short", "+time=1", "+tries=2", "echo.default.svc.clusterset.local").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) == "" {
+			return fmt.Errorf("no answer: %v %s", err, out)
+		}
+		return nil
+	}
+	poll.Until(t, 60*time.Second, "c1 resolves c2's export", resolves)
+
+	for _, outage := range []struct {
+		name    string
+		process string
+		down    time.Duration
+	}{
+		{"APIServerDownAMinute", "c1-kube-apiserver", time.Minute},
+		{"OperatorRestarted", "c1-wirespan-operator", 0},
+	} {
+		t.Run(outage.name, func(t *testing.T) {
+			holder := active(t, l)
+			before := kernelOf(t, st, "c1")
+			p := startPinger(t, l, dst)
+			start := time.Now()
+			if err := l.Run("kill", outage.process); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(outage.down)
+			for time.Now().Before(deadline) {
+				if err := resolves(); err != nil {
+					t.Errorf("with %s down, clusterset DNS: %v", outage.process, err)
+					break
+				}
+				time.Sleep(2 * time.Second)
+			}
+			if err := l.Run("restart", outage.process); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Second)
+			if gap := p.Gap(start); gap >= failoverBudget {
+				t.Errorf("traffic stopped for %v", gap.Round(time.Millisecond))
+			} else {
+				t.Logf("%s: longest traffic gap %v", outage.name, gap.Round(time.Millisecond))
+			}
+			p.Stop()
+			if now := active(t, l); now != holder {
+				t.Errorf("the active gateway moved from %s to %s", holder, now)
+			}
+			if after := kernelOf(t, st, "c1"); after != before {
+				t.Errorf("the kernel of c1's nodes changed:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+func kubectlApply(l drill.Lab, cluster, manifest string) (string, error) {
+	f, err := os.CreateTemp("", "wirespan-e2e-*.yaml")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(manifest); err != nil {
+		return "", err
+	}
+	_ = f.Close()
+	return l.Kubectl(cluster, "apply", "-f", f.Name())
+}
+
+// kernelOf is what Wirespan put in the kernel of a cluster's nodes that a
+// restart or an outage must leave alone: routes and rules, the VXLAN next
+// hop, and the WireGuard peers with their endpoints and allowed IPs.
+func kernelOf(t *testing.T, st *labStatus, cluster string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range st.Clusters {
+		if c.Name != cluster {
+			continue
+		}
+		for _, n := range c.Nodes {
+			for _, argv := range [][]string{
+				{"ip", "-n", n.Netns, "route", "show", "table", "51820"},
+				{"ip", "-n", n.Netns, "rule", "show", "priority", "100"},
+				{"ip", "-n", n.Netns, "-d", "-o", "link", "show", "wirespan-vx"},
+				{"ip", "netns", "exec", n.Netns, "wg", "show", n.WireGuard, "endpoints"},
+				{"ip", "netns", "exec", n.Netns, "wg", "show", n.WireGuard, "allowed-ips"},
+			} {
+				out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+				text := string(out)
+				if i := strings.Index(text, " addrgenmode"); i >= 0 {
+					text = text[:i] // counters and queue figures follow
+				}
+				fmt.Fprintf(&b, "%s %s:\n%s\n", n.Name, strings.Join(argv[len(argv)-2:], " "), strings.TrimSpace(text))
+			}
+		}
+	}
+	return b.String()
 }

@@ -10,19 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -43,9 +36,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
 	"github.com/wirespan/wirespan/gateway/internal/dns"
 	"github.com/wirespan/wirespan/gateway/internal/election"
-	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/gateway/internal/services"
-	"github.com/wirespan/wirespan/internal/mcs"
 )
 
 // Run runs the gateway until ctx is done. On the way out it leaves the
@@ -92,29 +83,32 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
 		Metrics: election.NewMetrics(crmetrics.Registry),
 	})
+	if err := services.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	mcsController := &services.Controller{
+		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
+		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),
+		ImportGrace: opts.ImportGrace, MaxImportsPerCluster: opts.MaxImportsPerCluster,
+	}
+	m := newMetrics(crmetrics.Registry)
 	s := &syncer{
 		elector: elector,
 		opts:    opts,
 		log:     logger,
 		cache:   mgr.GetCache(),
-		writer:  mgr.GetClient(),
 		kernel:  kernel,
 		applier: &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName},
-		metrics: newMetrics(crmetrics.Registry),
+		metrics: m,
 		poke:    make(chan struct{}, 1),
-		written: map[string]time.Time{},
-		dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
-			log: logger.WithName("dns-endpoint")},
+		role: &activeRole{
+			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry,
+			dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
+				log: logger.WithName("dns-endpoint")},
+		},
+		reporter: &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
 	}
-	if err := services.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		return err
-	}
-	s.services = &services.Controller{
-		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
-		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),
-		ImportGrace: opts.ImportGrace, MaxImportsPerCluster: opts.MaxImportsPerCluster,
-	}
-	for _, r := range []manager.Runnable{elector, s, s.services} {
+	for _, r := range []manager.Runnable{elector, s, mcsController} {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}
@@ -130,15 +124,16 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	return mgr.Start(ctx)
 }
 
-// syncer is the one loop that owns the data plane.
+// syncer is the one loop that owns the data plane: it reads, decides,
+// applies through the kernel seam, then runs or stops the active role and
+// reports.
 type syncer struct {
 	// elector says which gateway node is active (package election).
 	elector *election.Elector
 	opts    Options
 	log     logr.Logger
 	cache   cache.Cache
-	writer  client.Client
-	kernel  *linux.Kernel
+	kernel  dataplane.Kernel
 	applier *dataplane.Applier
 	metrics *metrics
 	poke    chan struct{}
@@ -146,22 +141,13 @@ type syncer struct {
 	// peer's endpoints to dial.
 	resolver  resolver
 	endpoints endpointChooser
-
-	gossip     *gossip.Gossip
-	gossipAddr netip.Addr
-	// services is the MCS controller, working while gossip runs; dnsStop
-	// stops the clusterset DNS server, which runs as long.
-	services *services.Controller
-	dnsStop  func()
-	joining  chan struct{}
-	// dnsEndpoint points the DNS Service at this node while it serves DNS.
-	dnsEndpoint *dnsEndpoint
+	// role runs what only the active gateway runs; reporter writes the
+	// remote peers' status.
+	role     *activeRole
+	reporter *reporter
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
-	// written is when each remote peer's status was last written, so
-	// tunnel figures alone are written at most every StatusPeriod.
-	written map[string]time.Time
 	// health is what the readiness check reports; the check runs on the
 	// probe server's goroutines, so it is guarded.
 	healthMu sync.Mutex
@@ -201,10 +187,6 @@ func (s *syncer) Start(ctx context.Context) error {
 			// is: it keeps the kernel state it has.
 			s.sync(ctx)
 		}
-		var changed <-chan struct{}
-		if s.gossip != nil {
-			changed = s.gossip.Changed()
-		}
 		select {
 		case <-ctx.Done():
 			s.handOver()
@@ -212,8 +194,8 @@ func (s *syncer) Start(ctx context.Context) error {
 			return nil
 		case <-s.poke:
 		case <-s.elector.Changed():
-		case <-changed:
-			s.services.Wake()
+		case <-s.role.changed():
+			s.role.services.Wake()
 		case <-tick.C:
 		}
 	}
@@ -249,7 +231,7 @@ func (s *syncer) handOver() {
 	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
 		time.Sleep(s.opts.LeaseRenewPeriod / 4)
 	}
-	s.stopGossip()
+	s.role.stopGossip()
 }
 
 func (s *syncer) wake() {
@@ -281,7 +263,7 @@ func (s *syncer) sync(ctx context.Context) {
 }
 
 func (s *syncer) syncOnce(ctx context.Context) error {
-	w, err := s.read(ctx, s.learned)
+	w, err := s.read(ctx, s.role.learned)
 	if err != nil {
 		return err
 	}
@@ -295,18 +277,15 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	s.synced = true
 	s.healthMu.Unlock()
 	if plan.Role != agent.RoleGateway {
-		s.stopGossip()
-		if err := s.dnsEndpoint.withdraw(ctx, s.opts.NodeName); err != nil {
+		if err := s.role.stop(ctx); err != nil {
 			s.log.Error(err, "withdraw this node from the DNS Service")
 		}
 		s.metrics.reset()
 		return nil
 	}
-	// Status and DNS go on when gossip cannot start (its tunnel address
-	// may be what the kernel refused): they are how a user learns why.
-	err = s.runGossip(w, plan)
-	s.publishDNS(ctx, w)
-	return errors.Join(err, s.report(ctx, w, plan, refused))
+	err = s.role.run(ctx, w, plan)
+	dev, devErr := s.kernel.Device(s.opts.Agent.WireGuardName)
+	return errors.Join(err, s.reporter.report(ctx, w, plan, dev, devErr, refused, s.role))
 }
 
 // apply puts the plan's kernel state in place and returns what the kernel
@@ -341,194 +320,6 @@ func (s *syncer) apply(plan agent.Plan) []dataplane.Refusal {
 	return refused
 }
 
-// learned is what gossip knows of a cluster.
-func (s *syncer) learned(cluster string) *agent.Learned {
-	if s.gossip == nil {
-		return nil
-	}
-	st, ok := s.gossip.Clusters()[cluster]
-	if !ok {
-		return nil
-	}
-	return &agent.Learned{PodCIDRs: st.PodCIDRs, ServiceCIDRs: st.ServiceCIDRs, ActiveGateway: st.ActiveGateway}
-}
-
-// runGossip starts gossip on the tunnel address (restarting it if the key,
-// and so the address, changed), publishes this cluster's state and joins
-// clusters that have no member in the pool yet.
-func (s *syncer) runGossip(w *world, plan agent.Plan) error {
-	addr := plan.State.WireGuard.Address.Addr()
-	if s.gossip != nil && s.gossipAddr != addr {
-		s.stopGossip()
-	}
-	if s.gossip == nil {
-		g, err := gossip.New(gossip.Config{
-			Cluster: s.opts.ClusterID, Node: s.opts.NodeName, PrivateKey: *w.in.PrivateKey,
-			BindAddr: addr, Port: s.opts.GossipPort, Logger: s.log.WithName("gossip"), Registerer: crmetrics.Registry,
-			ExportTTL: s.opts.ExportTTL,
-		})
-		if err != nil {
-			return fmt.Errorf("start gossip on %s: %w", addr, err)
-		}
-		s.gossip, s.gossipAddr = g, addr
-		s.log.Info("gossip started", "addr", g.LocalAddr())
-		if err := s.startDNS(); err != nil {
-			return err
-		}
-		s.services.SetExchange(g)
-	}
-	keys := map[string]wgtypes.Key{}
-	for _, p := range plan.Peers {
-		if p.Problem == "" {
-			keys[p.Cluster] = p.Key
-		}
-	}
-	if err := s.gossip.SetPeers(keys); err != nil {
-		s.log.Error(err, "some peers are left out of gossip")
-	}
-	local := gossip.ClusterState{Cluster: s.opts.ClusterID, ActiveGateway: s.opts.NodeName}
-	if w.self != nil {
-		local.PodCIDRs = parseLoose(w.self.Status.PodCIDRs)
-		local.ServiceCIDRs = parseLoose(w.self.Status.ServiceCIDRs)
-	}
-	s.services.SetServiceFamilies(mcs.FamiliesOf(local.ServiceCIDRs))
-	if err := s.gossip.SetLocal(local); err != nil {
-		return fmt.Errorf("publish this cluster's state: %w", err)
-	}
-	s.joinMissing(plan)
-	return nil
-}
-
-// joinMissing contacts, in the background, the clusters with no member in
-// the pool. A peer behind NAT answers only once it has dialed in.
-func (s *syncer) joinMissing(plan agent.Plan) {
-	if s.joining != nil {
-		select {
-		case <-s.joining:
-		default:
-			return // the last attempt still runs
-		}
-	}
-	present := map[string]bool{}
-	for _, m := range s.gossip.Members() {
-		present[m.Cluster] = true
-	}
-	var addrs []netip.AddrPort
-	for _, p := range plan.Peers {
-		if p.Problem == "" && !present[p.Cluster] {
-			addrs = append(addrs, netip.AddrPortFrom(p.TunnelAddr, uint16(s.opts.GossipPort)))
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	done := make(chan struct{})
-	s.joining = done
-	g := s.gossip
-	go func() {
-		defer close(done)
-		if n, err := g.Join(addrs); err != nil && n == 0 {
-			s.log.V(1).Info("gossip join found nobody yet", "tried", addrs, "error", err.Error())
-		}
-	}()
-}
-
-func (s *syncer) stopGossip() {
-	if s.gossip == nil {
-		return
-	}
-	s.services.SetExchange(nil)
-	if s.dnsStop != nil {
-		s.dnsStop()
-		s.dnsStop = nil
-	}
-	if err := s.gossip.Shutdown(); err != nil {
-		s.log.Error(err, "stop gossip")
-	}
-	s.gossip, s.joining = nil, nil
-}
-
-// report writes, on each remote ClusterPeer, what this gateway sees of it.
-// refused are the kernel refusals of this sync's apply; each goes on the
-// peer it concerns.
-func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan, refused []dataplane.Refusal) error {
-	var errs []error
-	dev, err := s.kernel.Device(s.opts.Agent.WireGuardName)
-	if err != nil {
-		// The kernel may have refused the device: each peer's status
-		// still says so (see refused), with no tunnel figures.
-		errs = append(errs, fmt.Errorf("read WireGuard device: %w", err))
-		dev = &wgtypes.Device{}
-	}
-	now := time.Now()
-	selfMismatch := w.self != nil && w.self.Spec.PublicKey != "" && w.self.Spec.PublicKey != w.in.PrivateKey.PublicKey().String()
-	s.metrics.reset()
-	up := 0
-	for _, p := range plan.Peers {
-		cp, ok := w.remote[p.Cluster]
-		if !ok {
-			continue
-		}
-		obs := agent.Observation{Learned: s.learned(p.Cluster), SelfKeyMismatch: selfMismatch, Now: now}
-		for _, r := range refused {
-			if p.Concerns(r, s.opts.Agent.WireGuardName) {
-				obs.Refused = append(obs.Refused, r)
-			}
-		}
-		if i := slices.IndexFunc(dev.Peers, func(x wgtypes.Peer) bool { return x.PublicKey == p.Key }); i >= 0 && p.Problem == "" {
-			obs.WireGuard = &dev.Peers[i]
-		}
-		if s.gossip != nil {
-			obs.RTT, _ = s.gossip.RTT(p.Cluster)
-		}
-		s.metrics.peer(p.Cluster, obs.WireGuard, obs.RTT, p.Refused, now)
-		want := agent.RemoteStatus(cp.Status, cp.Generation, p, obs)
-		if connectedTrue(want.Conditions) {
-			up++
-		}
-		if err := s.writeStatus(ctx, cp, want, now); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	s.metrics.peersUp.Set(float64(up))
-	return errors.Join(errs...)
-}
-
-// writeStatus writes want unless it equals what is there, or differs only
-// in tunnel figures written less than StatusPeriod ago.
-func (s *syncer) writeStatus(ctx context.Context, cp *wirespanv1alpha1.ClusterPeer, want wirespanv1alpha1.ClusterPeerStatus, now time.Time) error {
-	if equality.Semantic.DeepEqual(cp.Status, want) {
-		return nil
-	}
-	// Tunnel figures alone wait for StatusPeriod; the endpoint does not:
-	// it is where a gateway that becomes active dials first (endpoints.go).
-	figuresOnly := cp.Status.DeepCopy()
-	figuresOnly.Tunnel = want.Tunnel.DeepCopy()
-	if figuresOnly.Tunnel != nil && cp.Status.Tunnel != nil {
-		figuresOnly.Tunnel.Endpoint = cp.Status.Tunnel.Endpoint
-	}
-	if equality.Semantic.DeepEqual(*figuresOnly, want) && now.Sub(s.written[cp.Name]) < s.opts.StatusPeriod {
-		return nil
-	}
-	updated := cp.DeepCopy()
-	updated.Status = want
-	err := s.writer.Status().Update(ctx, updated)
-	switch {
-	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
-		// The operator wrote in between, or the peer went; the watch
-		// brings us back with the new object.
-		return nil
-	case err != nil:
-		return fmt.Errorf("update status of ClusterPeer %s: %w", cp.Name, err)
-	}
-	s.written[cp.Name] = now
-	return nil
-}
-
-func connectedTrue(conds []metav1.Condition) bool {
-	return meta.IsStatusConditionTrue(conds, wirespanv1alpha1.ConditionConnected)
-}
-
 // Teardown removes everything Wirespan put in this node's kernel: its
 // links, routes, rules, neighbor entries and nftables table. Sysctls stay
 // as they are.
@@ -542,47 +333,3 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	return a.Apply(dataplane.State{Table: opts.Agent.Table})
 }
 
-// startDNS starts the clusterset DNS server, answering from the MCS
-// controller's store, unless --dns-bind-address is empty.
-func (s *syncer) startDNS() error {
-	if s.opts.DNSAddr == "" || s.dnsStop != nil {
-		return nil
-	}
-	srv, err := dns.NewServer(dns.Config{
-		Zone: s.opts.DNSZone, Addr: s.opts.DNSAddr, Store: s.services.DNS,
-		Logger: s.log.WithName("dns"), Registerer: crmetrics.Registry,
-	})
-	if err != nil {
-		return fmt.Errorf("start the clusterset DNS server: %w", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Run(ctx); err != nil {
-			s.log.Error(err, "clusterset DNS server stopped")
-		}
-	}()
-	s.log.Info("clusterset DNS server started", "addr", srv.Addr(), "zone", s.opts.DNSZone)
-	s.dnsStop = func() { cancel(); <-done }
-	return nil
-}
-
-// publishDNS points the DNS Service (--dns-service) at this gateway's DNS
-// server once it runs. A failure is logged and retried at the next sync; it
-// does not make the data plane unready.
-func (s *syncer) publishDNS(ctx context.Context, w *world) {
-	if s.dnsStop == nil {
-		return
-	}
-	addr, err := netip.ParseAddrPort(defaultHost(s.opts.DNSAddr))
-	if err != nil {
-		return // Validate refused it already
-	}
-	if addr.Addr().IsUnspecified() {
-		addr = netip.AddrPortFrom(w.in.Node.IP, addr.Port())
-	}
-	if err := s.dnsEndpoint.publish(ctx, s.opts.NodeName, addr, time.Now()); err != nil {
-		s.log.Error(err, "publish this gateway in the DNS Service")
-	}
-}
