@@ -332,4 +332,3 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
 	return a.Apply(dataplane.State{Table: opts.Agent.Table})
 }
-
