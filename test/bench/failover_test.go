@@ -24,6 +24,16 @@ const failoverTrials = 10
 // process killed and started again at once, which keeps the role.
 func BenchmarkFailover(b *testing.B) {
 	st := peeredLab(b, "--clusters", "2", "--nodes", "3", "--gateways", "2")
+	b.Cleanup(func() {
+		if b.Failed() { // before the lab goes: its logs say why
+			dst := filepath.Join(repo, ".cache", "bench-logs", time.Now().Format("20060102-150405"))
+			if out, err := exec.Command("cp", "-a", filepath.Join(labDir, "logs"), dst).CombinedOutput(); err != nil {
+				b.Logf("keep the lab's logs: %v %s", err, out)
+			} else {
+				b.Logf("the lab's logs are kept in %s", dst)
+			}
+		}
+	})
 	assets, err := testenv.AssetsDir(repo)
 	if err != nil {
 		b.Fatal(err)

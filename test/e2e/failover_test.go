@@ -60,7 +60,61 @@ func upFailoverLab(t *testing.T) (drill.Lab, *labStatus) {
 	poll.Until(t, 90*time.Second, "c2's echo-2 reaches c1's echo-2", func() error {
 		return l.Run("exec", "c2", "echo-2", "--", "ping", "-c", "1", "-W", "1", podIP(st, "c1", "echo-2"))
 	})
+	// Each cluster exports echo, so each resolves the other's through its
+	// own active gateway's DNS server and MCS controller.
+	export := "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata:\n  name: echo\n  namespace: default\n"
+	for _, c := range []string{"c1", "c2"} {
+		if out, err := kubectlApply(l, c, export); err != nil {
+			t.Fatalf("export echo from %s: %v: %s", c, err, out)
+		}
+	}
+	for _, c := range []string{"c1", "c2"} {
+		poll.Until(t, 90*time.Second, c+" resolves echo in the clusterset", func() error { return resolves(l, c) })
+	}
 	return l, st
+}
+
+// resolves says whether a pod of the cluster (on a node agent) resolves
+// echo.default.svc.clusterset.local through the cluster DNS, with dig's
+// own retry: one retry is what a CoreDNS forward may see in a failover.
+func resolves(l drill.Lab, cluster string) error {
+	out, err := l.Cmd("exec", cluster, "echo-2", "--", "dig", "+short", "+time=1", "+tries=2", "echo.default.svc.clusterset.local").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		return fmt.Errorf("%s: no answer for echo.default.svc.clusterset.local: %v %s", cluster, err, out)
+	}
+	return nil
+}
+
+// watchDNS resolves echo in both clusters, and reads their ServiceImports,
+// every quarter second until stop is called, and returns what failed.
+func watchDNS(l drill.Lab) (stop func() []error) {
+	done := make(chan struct{})
+	result := make(chan []error)
+	go func() {
+		var errs []error
+		for {
+			select {
+			case <-done:
+				result <- errs
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			for _, c := range []string{"c1", "c2"} {
+				if err := resolves(l, c); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", time.Now().Format("15:04:05.000"), err))
+				}
+			}
+			// Exports are never withdrawn in a failover: each import keeps
+			// both clusters.
+			for _, c := range []string{"c1", "c2"} {
+				out, err := l.Kubectl(c, "get", "serviceimport", "-n", "default", "echo", "-o", "jsonpath={.status.clusters[*].cluster}")
+				if err != nil || out != "c1 c2" {
+					errs = append(errs, fmt.Errorf("%s: %s's ServiceImport echo lists clusters %q (%v), want c1 c2", time.Now().Format("15:04:05.000"), c, out, err))
+				}
+			}
+		}
+	}()
+	return func() []error { close(done); return <-result }
 }
 
 func podIP(st *labStatus, cluster, pod string) string {
@@ -101,6 +155,7 @@ func TestGatewayFailover(t *testing.T) {
 		t.Run(f.Name, func(t *testing.T) {
 			old := active(t, l)
 			p := startPinger(t, l, dst)
+			dnsFailures := watchDNS(l)
 			start := time.Now()
 			if err := f.Inject(l, "c1", old); err != nil {
 				t.Fatal(err)
@@ -114,6 +169,10 @@ func TestGatewayFailover(t *testing.T) {
 			})
 			gap := p.Gap(start)
 			p.Stop()
+			time.Sleep(2 * time.Second) // DNS through the handover and after
+			for _, err := range dnsFailures() {
+				t.Errorf("clusterset DNS failed during the failover: %v", err)
+			}
 			t.Logf("%s of %s: %s took over; longest traffic gap %v (budget %v)", f.Name, old, successor, gap.Round(time.Millisecond), failoverBudget)
 			if gap >= failoverBudget {
 				t.Errorf("traffic gap %v, budget %v", gap.Round(time.Millisecond), failoverBudget)
@@ -163,27 +222,22 @@ func checkDNSEndpoint(t *testing.T, l drill.Lab, node string) {
 func TestControlPlaneOutagesMoveNothing(t *testing.T) {
 	l, st := upFailoverLab(t)
 	dst := podIP(st, "c1", "echo-2")
-	// c2 exports echo; c1's pods resolve it through c1's gateway.
-	export := "apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata:\n  name: echo\n  namespace: default\n"
-	if out, err := kubectlApply(l, "c2", export); err != nil {
-		t.Fatalf("export echo from c2: %v: %s", err, out)
-	}
-	resolves := func() error {
-		out, err := l.Cmd("exec", "c1", "echo-0", "--", "dig", "+short", "+time=1", "+tries=2", "echo.default.svc.clusterset.local").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) == "" {
-			return fmt.Errorf("no answer: %v %s", err, out)
-		}
-		return nil
-	}
-	poll.Until(t, 60*time.Second, "c1 resolves c2's export", resolves)
+	resolves := func() error { return resolves(l, "c1") }
 
+	restartGateway := func(holder string) error {
+		return l.Run("restart", holder+"-wirespan-gateway", "--grace", "10s")
+	}
 	for _, outage := range []struct {
 		name    string
 		process string
 		down    time.Duration
+		// during runs while the process is down.
+		during func(holder string) error
 	}{
-		{"APIServerDownAMinute", "c1-kube-apiserver", time.Minute},
-		{"OperatorRestarted", "c1-wirespan-operator", 0},
+		{"APIServerDownAMinute", "c1-kube-apiserver", time.Minute, nil},
+		{"OperatorRestarted", "c1-wirespan-operator", 0, nil},
+		// The gateway comes back from the state it kept on the node.
+		{"GatewayRestartedWhileAPIServerDown", "c1-kube-apiserver", 20 * time.Second, restartGateway},
 	} {
 		t.Run(outage.name, func(t *testing.T) {
 			holder := active(t, l)
@@ -192,6 +246,12 @@ func TestControlPlaneOutagesMoveNothing(t *testing.T) {
 			start := time.Now()
 			if err := l.Run("kill", outage.process); err != nil {
 				t.Fatal(err)
+			}
+			if outage.during != nil {
+				time.Sleep(2 * time.Second)
+				if err := outage.during(holder); err != nil {
+					t.Fatal(err)
+				}
 			}
 			deadline := time.Now().Add(outage.down)
 			for time.Now().Before(deadline) {

@@ -107,6 +107,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 				log: logger.WithName("dns-endpoint")},
 		},
 		reporter: &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
+		last:     lastState{path: opts.StateFile},
 	}
 	for _, r := range []manager.Runnable{elector, s, mcsController} {
 		if err := mgr.Add(r); err != nil {
@@ -148,6 +149,8 @@ type syncer struct {
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
+	// last keeps the applied gateway state on the node (laststate.go).
+	last lastState
 	// health is what the readiness check reports; the check runs on the
 	// probe server's goroutines, so it is guarded.
 	healthMu sync.Mutex
@@ -176,7 +179,7 @@ func (s *syncer) Start(ctx context.Context) error {
 	if err := s.watchLease(ctx); err != nil {
 		return err
 	}
-	if !s.cache.WaitForCacheSync(ctx) {
+	if !s.waitForCaches(ctx) {
 		return errors.New("caches did not sync")
 	}
 	tick := time.NewTicker(s.opts.Resync)
@@ -199,6 +202,55 @@ func (s *syncer) Start(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// restoreAfter is how long a starting gateway waits for its caches before
+// it takes the API server for unreachable and puts back the data plane it
+// last applied. Against a reachable API server the caches fill in a small
+// part of it.
+const restoreAfter = time.Second
+
+// waitForCaches waits until the caches are filled. When they are not
+// within restoreAfter, it first puts back the kept state (lastState), so a
+// gateway restarted during an API server outage carries traffic again.
+func (s *syncer) waitForCaches(ctx context.Context) bool {
+	quick, cancel := context.WithTimeout(ctx, restoreAfter)
+	synced := s.cache.WaitForCacheSync(quick)
+	cancel()
+	if synced {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	s.restore()
+	return s.cache.WaitForCacheSync(ctx)
+}
+
+// restore applies the kept state, if there is one.
+func (s *syncer) restore() {
+	st, ok, err := s.last.load()
+	switch {
+	case err != nil:
+		s.log.Error(err, "the API server is unreachable, and the kept data plane cannot be used; the kernel keeps what it has")
+		return
+	case !ok:
+		s.log.Info("the API server is unreachable; this node kept no gateway state, and the kernel keeps what it has")
+		return
+	}
+	changes, err := s.applier.Apply(st)
+	for _, c := range changes {
+		s.log.Info("dataplane", "change", c)
+	}
+	if err != nil {
+		s.log.Error(err, "putting back the kept data plane")
+	}
+	peers := 0
+	if st.WireGuard != nil {
+		peers = len(st.WireGuard.Peers)
+	}
+	s.log.Info("the API server is unreachable: put back the data plane this gateway last applied, until it answers",
+		"peers", peers, "routes", len(st.Routes), "changes", len(changes))
 }
 
 // watchLease passes the active role's Lease, as the watch shows it, to the
@@ -276,6 +328,14 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	s.healthMu.Lock()
 	s.synced = true
 	s.healthMu.Unlock()
+	if plan.Role == agent.RoleGateway {
+		err = s.last.save(plan.State)
+	} else {
+		err = s.last.forget()
+	}
+	if err != nil {
+		s.log.Error(err, "keep the data plane state on the node")
+	}
 	if plan.Role != agent.RoleGateway {
 		if err := s.role.stop(ctx); err != nil {
 			s.log.Error(err, "withdraw this node from the DNS Service")

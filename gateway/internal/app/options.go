@@ -52,6 +52,10 @@ type Options struct {
 	Lease            types.NamespacedName
 	LeaseDuration    time.Duration
 	LeaseRenewPeriod time.Duration
+	// StateFile keeps the data plane the active gateway last applied, to
+	// put it back after a restart while the API server is unreachable;
+	// empty: not kept.
+	StateFile string
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
