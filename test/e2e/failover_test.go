@@ -85,13 +85,27 @@ func resolves(l drill.Lab, cluster string) error {
 	return nil
 }
 
+// dnsFailure is a failed check of watchDNS, and when it started.
+type dnsFailure struct {
+	at  time.Time
+	err error
+	// strict: no fault excuses it (DNS in a planned handover, an import
+	// losing a cluster at any time).
+	strict bool
+}
+
+// dnsCrashBudget is how long after a crash clusterset DNS may fail: the
+// failover itself, and kube-proxy's sync of the DNS Service's new
+// endpoint (--iptables-min-sync-period, 1 s).
+const dnsCrashBudget = failoverBudget + time.Second
+
 // watchDNS resolves echo in both clusters, and reads their ServiceImports,
 // every quarter second until stop is called, and returns what failed.
-func watchDNS(l drill.Lab) (stop func() []error) {
+func watchDNS(l drill.Lab, planned bool) (stop func() []dnsFailure) {
 	done := make(chan struct{})
-	result := make(chan []error)
+	result := make(chan []dnsFailure)
 	go func() {
-		var errs []error
+		var errs []dnsFailure
 		for {
 			select {
 			case <-done:
@@ -100,8 +114,9 @@ func watchDNS(l drill.Lab) (stop func() []error) {
 			case <-time.After(250 * time.Millisecond):
 			}
 			for _, c := range []string{"c1", "c2"} {
+				at := time.Now()
 				if err := resolves(l, c); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", time.Now().Format("15:04:05.000"), err))
+					errs = append(errs, dnsFailure{at, fmt.Errorf("%s: %w", at.Format("15:04:05.000"), err), planned})
 				}
 			}
 			// Exports are never withdrawn in a failover: each import keeps
@@ -109,12 +124,14 @@ func watchDNS(l drill.Lab) (stop func() []error) {
 			for _, c := range []string{"c1", "c2"} {
 				out, err := l.Kubectl(c, "get", "serviceimport", "-n", "default", "echo", "-o", "jsonpath={.status.clusters[*].cluster}")
 				if err != nil || out != "c1 c2" {
-					errs = append(errs, fmt.Errorf("%s: %s's ServiceImport echo lists clusters %q (%v), want c1 c2", time.Now().Format("15:04:05.000"), c, out, err))
+					// Exports are never withdrawn, crash or not.
+					errs = append(errs, dnsFailure{time.Now(), fmt.Errorf("%s: %s's ServiceImport echo lists clusters %q (%v), want c1 c2",
+						time.Now().Format("15:04:05.000"), c, out, err), true})
 				}
 			}
 		}
 	}()
-	return func() []error { close(done); return <-result }
+	return func() []dnsFailure { close(done); return <-result }
 }
 
 func podIP(st *labStatus, cluster, pod string) string {
@@ -155,7 +172,7 @@ func TestGatewayFailover(t *testing.T) {
 		t.Run(f.Name, func(t *testing.T) {
 			old := active(t, l)
 			p := startPinger(t, l, dst)
-			dnsFailures := watchDNS(l)
+			dnsFailures := watchDNS(l, f.Planned)
 			start := time.Now()
 			if err := f.Inject(l, "c1", old); err != nil {
 				t.Fatal(err)
@@ -170,8 +187,22 @@ func TestGatewayFailover(t *testing.T) {
 			gap := p.Gap(start)
 			p.Stop()
 			time.Sleep(2 * time.Second) // DNS through the handover and after
-			for _, err := range dnsFailures() {
-				t.Errorf("clusterset DNS failed during the failover: %v", err)
+			// A planned handover keeps DNS answering throughout. After a
+			// crash the DNS Service points at the dead gateway until the
+			// successor publishes itself and kube-proxy follows (1 s in
+			// the lab): DNS may fail that long, and no longer.
+			var first, last time.Time
+			for _, f := range dnsFailures() {
+				if f.strict || f.at.Before(start) || f.at.After(start.Add(dnsCrashBudget)) {
+					t.Errorf("clusterset DNS failed: %v", f.err)
+				}
+				if first.IsZero() {
+					first = f.at
+				}
+				last = f.at
+			}
+			if !first.IsZero() {
+				t.Logf("clusterset DNS failed from %v to %v after the fault", first.Sub(start).Round(10*time.Millisecond), last.Sub(start).Round(10*time.Millisecond))
 			}
 			t.Logf("%s of %s: %s took over; longest traffic gap %v (budget %v)", f.Name, old, successor, gap.Round(time.Millisecond), failoverBudget)
 			if gap >= failoverBudget {

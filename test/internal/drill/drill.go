@@ -149,10 +149,13 @@ func longestGap(at []time.Time, from, now time.Time) time.Duration {
 
 // Fault takes a cluster's active gateway away, and Undo brings the node
 // back as it was (it then stands by: the role does not move back).
+// Planned is true for a handover the gateway takes part in (it releases
+// the role), false for a crash or a lost node.
 type Fault struct {
-	Name   string
-	Inject func(l Lab, cluster, node string) error
-	Undo   func(l Lab, cluster, node string) error
+	Name    string
+	Planned bool
+	Inject  func(l Lab, cluster, node string) error
+	Undo    func(l Lab, cluster, node string) error
 }
 
 func gatewayProcess(node string) string { return node + "-wirespan-gateway" }
@@ -172,12 +175,14 @@ var Faults = []Fault{
 	},
 	{
 		// A rollout: SIGTERM, and the new pod starts once the old is gone.
-		Name:   "RolloutSIGTERM",
-		Inject: func(l Lab, _, n string) error { return l.Run("restart", gatewayProcess(n), "--grace", "10s") },
-		Undo:   func(Lab, string, string) error { return nil },
+		Name:    "RolloutSIGTERM",
+		Planned: true,
+		Inject:  func(l Lab, _, n string) error { return l.Run("restart", gatewayProcess(n), "--grace", "10s") },
+		Undo:    func(Lab, string, string) error { return nil },
 	},
 	{
-		Name: "LabelRemoved",
+		Name:    "LabelRemoved",
+		Planned: true,
 		Inject: func(l Lab, c, n string) error {
 			_, err := l.Kubectl(c, "label", "node", n, "wirespan.io/gateway-")
 			return err
