@@ -69,6 +69,7 @@ func run() error {
 	fs.StringVar(&a.VXLANName, "vxlan-interface", a.VXLANName, "name of the VXLAN interface between nodes and the gateway")
 	fs.IntVar(&a.VXLANVNI, "vxlan-vni", a.VXLANVNI, "VXLAN network identifier")
 	fs.IntVar(&a.VXLANPort, "vxlan-port", a.VXLANPort, "VXLAN UDP port (not 4789, which CNIs such as Flannel and Calico use)")
+	fs.DurationVar(&a.NATKeepalive, "nat-keepalive", a.NATKeepalive, "WireGuard persistent keepalive towards every peer when this cluster is behind NAT (its ClusterPeer lists no endpoints): a NAT mapping that changes is found by the peers when this side next sends, so traffic into the cluster is back within about this long; one small packet per peer this often, only when the tunnel is idle")
 	fs.DurationVar(&a.Keepalive, "keepalive", a.Keepalive, "WireGuard persistent keepalive towards every peer: keeps NAT mappings open, and a newly active gateway announces itself with it at once")
 	fs.DurationVar(&opts.StatusPeriod, "status-period", 10e9, "how often tunnel figures are written to ClusterPeer status")
 	fs.DurationVar(&opts.Resync, "resync-period", 5e9, "how often the data plane is checked and repaired even without changes")

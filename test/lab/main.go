@@ -35,6 +35,7 @@ Usage:
   wirespan-lab kill PROCESS                  (SIGKILL, as a crash; not restarted)
   wirespan-lab cut NODE                      (the node loses its network link; heal undoes it)
   wirespan-lab heal NODE
+  wirespan-lab remap CLUSTER                 (the NAT router forgets the cluster's UDP mappings)
 
 Flags may come before or after a command's arguments (exec's go before
 CLUSTER: what follows POD|NODE is the command's). Every command takes
@@ -244,6 +245,24 @@ func run(args []string) error {
 			return err
 		}
 		fmt.Printf("%s: %s\n", names[0], map[string]string{"kill": "killed with SIGKILL; not restarted (restart starts it again)", "cut": "cut off the network (heal joins it again)", "heal": "joined the network again"}[cmd])
+		return nil
+	case "remap":
+		names, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(names) != 1 {
+			return errors.New("usage: wirespan-lab remap CLUSTER (a cluster behind NAT)")
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		n, err := l.Remap(names[0])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: the NAT router forgot %d UDP mappings; the next packets out get new outside ports\n", names[0], n)
 		return nil
 	case "echo":
 		return serveEcho(fs, args)

@@ -62,9 +62,14 @@ type Config struct {
 	VXLANName    string
 	VXLANVNI     int
 	VXLANPort    int
-	// Keepalive is the persistent keepalive towards peers where either
-	// side may be behind NAT.
-	Keepalive time.Duration
+	// Keepalive is the persistent keepalive towards every peer.
+	// NATKeepalive replaces it when this cluster is behind NAT (its
+	// ClusterPeer lists no endpoints): only this side can open or move
+	// its NAT mapping, and a mapping that changed (a router restarted, a
+	// timeout) is found by the peers only when this side next sends, so
+	// it sends at least this often.
+	Keepalive    time.Duration
+	NATKeepalive time.Duration
 }
 
 // Node is the node this agent runs on.
@@ -259,6 +264,9 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 			AlsoAccepted: p.AlsoAccepted,
 			AllowedIPs:   append([]netip.Prefix{tunnel}, p.Routed...),
 			Keepalive:    cfg.Keepalive,
+		}
+		if !in.SelfHasEndpoint && cfg.NATKeepalive > 0 {
+			peer.Keepalive = cfg.NATKeepalive
 		}
 		dev.Peers = append(dev.Peers, peer)
 		st.Routes = append(st.Routes, dataplane.Route{Dst: tunnel, Dev: cfg.WireGuardName, Src: self})

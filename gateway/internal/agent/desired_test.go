@@ -383,3 +383,22 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
+
+// Behind NAT, the gateway keeps its mapping fresh with the short NAT
+// keepalive towards every peer; elsewhere the usual one.
+func TestNATKeepaliveBehindNAT(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	in.Config.NATKeepalive = time.Second
+	for _, behindNAT := range []bool{false, true} {
+		in.SelfHasEndpoint = !behindNAT
+		want := 25 * time.Second
+		if behindNAT {
+			want = time.Second
+		}
+		for _, p := range Desired(in).State.WireGuard.Peers {
+			if p.Keepalive != want {
+				t.Errorf("behind NAT %v: peer %s keepalive %v, want %v", behindNAT, p.PublicKey, p.Keepalive, want)
+			}
+		}
+	}
+}

@@ -75,6 +75,7 @@ func DefaultAgentConfig() agent.Config {
 		VXLANVNI:      5182,
 		VXLANPort:     4790,
 		Keepalive:     25 * time.Second,
+		NATKeepalive:  time.Second,
 	}
 }
 

@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
 	"github.com/wirespan/wirespan/test/internal/lab/plan"
 	"github.com/wirespan/wirespan/test/internal/lab/proc"
 )
@@ -58,6 +62,57 @@ func (l *Lab) setNodeLink(node, state string) error {
 		return fmt.Errorf("set %s's link %s: %v: %s", node, state, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// Remap makes the router behind which a NAT cluster sits forget the
+// cluster's UDP mappings, as a home router or carrier-grade NAT does when
+// it reboots or times a mapping out: the next packet out gets a new,
+// random, outside port (the router masquerades with random ports), and
+// nothing from outside reaches the old one. It returns how many mappings
+// it dropped.
+func (l *Lab) Remap(cluster string) (int, error) {
+	p, _, err := l.load()
+	if err != nil {
+		return 0, err
+	}
+	var c *plan.Cluster
+	for i := range p.Clusters {
+		if p.Clusters[i].Name == cluster {
+			c = &p.Clusters[i]
+		}
+	}
+	switch {
+	case c == nil:
+		return 0, fmt.Errorf("no cluster %q in this lab", cluster)
+	case !c.NAT:
+		return 0, fmt.Errorf("cluster %s is not behind NAT (up --nat %s makes it so)", cluster, cluster)
+	}
+	ns, err := netns.GetFromName(p.Router)
+	if err != nil {
+		return 0, fmt.Errorf("open the router's namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return 0, fmt.Errorf("netlink in the router's namespace: %w", err)
+	}
+	defer h.Close()
+	dropped := 0
+	for _, n := range c.Nodes {
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddIP(netlink.ConntrackOrigSrcIP, n.UnderlayIP.AsSlice()); err != nil {
+			return dropped, err
+		}
+		if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
+			return dropped, err
+		}
+		k, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f)
+		dropped += int(k)
+		if err != nil {
+			return dropped, fmt.Errorf("drop the mappings of %s: %w", n.Name, err)
+		}
+	}
+	return dropped, nil
 }
 
 func findNode(p *plan.Plan, name string) (plan.Node, error) {
