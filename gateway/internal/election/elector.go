@@ -188,6 +188,13 @@ func (e *Elector) step(ctx context.Context) {
 		e.read(ctx)
 	}
 	e.mu.Lock()
+	if e.apiDown && !e.leading {
+		// A candidate acts only on what it just read: a write based on an
+		// old read could land the moment the API server comes back,
+		// before the holder's first renewal.
+		e.mu.Unlock()
+		return
+	}
 	in := Input{
 		Identity: e.cfg.Identity, Candidate: e.candidate, Observed: e.obs, LastRenew: e.lastRenew,
 		Now: time.Now(), Duration: e.cfg.Duration, RenewPeriod: e.cfg.RenewPeriod,
