@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -39,24 +41,48 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/services"
 )
 
-// Run runs the gateway until ctx is done. On the way out it leaves the
-// kernel state as it is, so traffic keeps flowing through a restart; use
-// Teardown to remove it.
-func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
-	logger := ctrl.Log.WithName("gateway")
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme, mcsv1beta1.Install} {
-		if err := add(scheme); err != nil {
-			return err
+// newManager creates the controller manager. It needs the API server (to
+// map the cached kinds), so while the API server does not answer it puts
+// back the kept data plane once (restore) and tries again every few
+// seconds: a gateway that starts during an API server outage carries
+// traffic instead of exiting, and exiting again, with its pod.
+func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *runtime.Scheme, log logr.Logger, restore func()) (manager.Manager, error) {
+	restored := false
+	var lastErr string
+	for delay := time.Second; ; delay = min(2*delay, 10*time.Second) {
+		mgr, err := ctrl.NewManager(cfg, managerOptions(opts, scheme))
+		if err == nil {
+			return mgr, nil
+		}
+		if !unreachable(err) {
+			return nil, fmt.Errorf("create manager: %w", err)
+		}
+		if !restored {
+			restore()
+			restored = true
+		}
+		if msg := err.Error(); msg != lastErr {
+			log.Error(err, "the API server does not answer; trying again", "every", "up to 10s")
+			lastErr = msg
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("create manager: %w", err)
+		case <-time.After(delay):
 		}
 	}
-	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: logger.WithName("kernel"), SysctlDir: opts.SysctlDir})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = kernel.Close() }()
+}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+// unreachable says whether err is the API server not answering (a network
+// error), rather than something a retry cannot fix.
+func unreachable(err error) bool {
+	var netErr net.Error
+	var urlErr *url.Error
+	return errors.As(err, &netErr) || errors.As(err, &urlErr)
+}
+
+func managerOptions(opts Options, scheme *runtime.Scheme) ctrl.Options {
+	return ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.ProbeAddr,
@@ -74,9 +100,58 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 				Field:      fields.OneTermEqualSelector("metadata.name", opts.Lease.Name),
 			},
 		}},
-	})
+	}
+}
+
+// restoreKept applies the kept gateway state, if there is one: the API
+// server is unreachable, and this node may have been the active gateway.
+func restoreKept(log logr.Logger, applier *dataplane.Applier, last *lastState) {
+	st, ok, err := last.load()
+	switch {
+	case err != nil:
+		log.Error(err, "the API server is unreachable, and the kept data plane cannot be used; the kernel keeps what it has")
+		return
+	case !ok:
+		log.Info("the API server is unreachable; this node kept no gateway state, and the kernel keeps what it has")
+		return
+	}
+	changes, err := applier.Apply(st)
+	for _, c := range changes {
+		log.Info("dataplane", "change", c)
+	}
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
+		log.Error(err, "putting back the kept data plane")
+	}
+	peers := 0
+	if st.WireGuard != nil {
+		peers = len(st.WireGuard.Peers)
+	}
+	log.Info("the API server is unreachable: put back the data plane this gateway last applied, until it answers",
+		"peers", peers, "routes", len(st.Routes), "changes", len(changes))
+}
+
+// Run runs the gateway until ctx is done. On the way out it leaves the
+// kernel state as it is, so traffic keeps flowing through a restart; use
+// Teardown to remove it.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	logger := ctrl.Log.WithName("gateway")
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme, mcsv1beta1.Install} {
+		if err := add(scheme); err != nil {
+			return err
+		}
+	}
+	kernel, err := linux.New(linux.Options{WireGuardMode: opts.WireGuardMode, Log: logger.WithName("kernel"), SysctlDir: opts.SysctlDir})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = kernel.Close() }()
+
+	applier := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
+	last := &lastState{path: opts.StateFile}
+	mgr, err := newManager(ctx, cfg, opts, scheme, logger, func() { restoreKept(logger, applier, last) })
+	if err != nil {
+		return err
 	}
 	elector := election.New(election.Config{
 		Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration, RenewPeriod: opts.LeaseRenewPeriod,
@@ -98,7 +173,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		log:     logger,
 		cache:   mgr.GetCache(),
 		kernel:  kernel,
-		applier: &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName},
+		applier: applier,
 		metrics: m,
 		poke:    make(chan struct{}, 1),
 		role: &activeRole{
@@ -107,7 +182,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 				log: logger.WithName("dns-endpoint")},
 		},
 		reporter: &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
-		last:     lastState{path: opts.StateFile},
+		last:     last,
 	}
 	for _, r := range []manager.Runnable{elector, s, mcsController} {
 		if err := mgr.Add(r); err != nil {
@@ -150,7 +225,7 @@ type syncer struct {
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
 	// last keeps the applied gateway state on the node (laststate.go).
-	last lastState
+	last *lastState
 	// health is what the readiness check reports; the check runs on the
 	// probe server's goroutines, so it is guarded.
 	healthMu sync.Mutex
@@ -223,34 +298,8 @@ func (s *syncer) waitForCaches(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	s.restore()
+	restoreKept(s.log, s.applier, s.last)
 	return s.cache.WaitForCacheSync(ctx)
-}
-
-// restore applies the kept state, if there is one.
-func (s *syncer) restore() {
-	st, ok, err := s.last.load()
-	switch {
-	case err != nil:
-		s.log.Error(err, "the API server is unreachable, and the kept data plane cannot be used; the kernel keeps what it has")
-		return
-	case !ok:
-		s.log.Info("the API server is unreachable; this node kept no gateway state, and the kernel keeps what it has")
-		return
-	}
-	changes, err := s.applier.Apply(st)
-	for _, c := range changes {
-		s.log.Info("dataplane", "change", c)
-	}
-	if err != nil {
-		s.log.Error(err, "putting back the kept data plane")
-	}
-	peers := 0
-	if st.WireGuard != nil {
-		peers = len(st.WireGuard.Peers)
-	}
-	s.log.Info("the API server is unreachable: put back the data plane this gateway last applied, until it answers",
-		"peers", peers, "routes", len(st.Routes), "changes", len(changes))
 }
 
 // watchLease passes the active role's Lease, as the watch shows it, to the
