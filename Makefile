@@ -54,10 +54,11 @@ verify: ## Check generated files are current, then gofmt, go vet and golangci-li
 	cd hack/tools && $(GO) mod verify >/dev/null
 
 .PHONY: build
-build: ## Build wirespan-operator, wirespan-gateway and wirespan-lab into bin/.
+build: ## Build wirespan-operator, wirespan-gateway, wirespan-lab and kubectl-wirespan (the kubectl plugin) into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-operator ./operator
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-gateway ./gateway
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-lab ./test/lab
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kubectl-wirespan ./kubectl-wirespan
 
 # Release binaries (the images build the same way, see build/*.Dockerfile):
 # static (no cgo), no build paths (-trimpath), stripped (-s -w). The binaries
