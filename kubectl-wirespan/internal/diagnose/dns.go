@@ -49,7 +49,7 @@ func checkCoreDNS(in *input) []Result {
 		}
 		return Result{Status: Warn, Summary: "the " + zone + " block forwards to addresses that are not the DNS Service's ClusterIP",
 			Evidence: append(ev, fmt.Sprintf("%s: Service %s/%s has ClusterIPs %v", c.Context, c.DNSService.Namespace, c.DNSService.Name, ips)),
-			Hint: "forward to the DNS Service's ClusterIP: it follows the active gateway; a gateway's own address does not"}
+			Hint:     "forward to the DNS Service's ClusterIP: it follows the active gateway; a gateway's own address does not"}
 	})
 }
 

@@ -143,4 +143,3 @@ func podImages(c *model.Cluster) string {
 	}
 	return strings.Join(parts, " ")
 }
-

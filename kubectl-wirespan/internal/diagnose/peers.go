@@ -19,11 +19,9 @@ import (
 // past it; the gateway's wirespan_gateway_peers_up uses the same bound.
 const HandshakeMaxAge = 3 * time.Minute
 
-// eachSelf runs judge on every cluster that has a self ClusterPeer; the
-// others get SKIP (self-clusterpeer fails for them) or WARN when their
-// ClusterPeers could not be read.
-func (in *input) eachSelf(judge func(c *model.Cluster, self *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result) []Result {
-	report := status.Build(in.set)
+// each runs judge on every cluster whose ClusterPeers could be read; the
+// others get WARN.
+func (in *input) each(judge func(i int, c *model.Cluster) Result) []Result {
 	var out []Result
 	for i := range in.set.Clusters {
 		c := &in.set.Clusters[i]
@@ -31,38 +29,38 @@ func (in *input) eachSelf(judge func(c *model.Cluster, self *wirespanv1alpha1.Cl
 			out = append(out, *bad)
 			continue
 		}
-		self := c.Self()
-		if self == nil {
-			out = append(out, Result{Cluster: c.Context, Status: Skip, Summary: "no self ClusterPeer (see self-clusterpeer)"})
-			continue
-		}
-		r := judge(c, self, report.Clusters[i])
-		r.Cluster = self.Name
-		out = append(out, r)
+		out = append(out, judge(i, c))
 	}
 	return out
 }
 
+// eachSelf runs judge on every cluster that has a self ClusterPeer; the
+// others get SKIP (self-clusterpeer fails for them).
+func (in *input) eachSelf(judge func(c *model.Cluster, self *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result) []Result {
+	report := status.Build(in.set)
+	return in.each(func(i int, c *model.Cluster) Result {
+		self := c.Self()
+		if self == nil {
+			return Result{Cluster: c.Context, Status: Skip, Summary: "no self ClusterPeer (see self-clusterpeer)"}
+		}
+		r := judge(c, self, report.Clusters[i])
+		r.Cluster = self.Name
+		return r
+	})
+}
+
 func checkSelf(in *input) []Result {
-	var out []Result
-	for i := range in.set.Clusters {
-		c := &in.set.Clusters[i]
-		if bad := unreadable(c, model.ReadPeers); bad != nil {
-			out = append(out, *bad)
-			continue
-		}
+	return in.each(func(_ int, c *model.Cluster) Result {
 		if self := c.Self(); self != nil {
-			out = append(out, Result{Cluster: self.Name, Status: Pass,
-				Summary: fmt.Sprintf("ClusterPeer %s is this cluster's (status.role Self)", self.Name)})
-			continue
+			return Result{Cluster: self.Name, Status: Pass,
+				Summary: fmt.Sprintf("ClusterPeer %s is this cluster's (status.role Self)", self.Name)}
 		}
-		out = append(out, Result{Cluster: c.Context, Status: Fail,
+		return Result{Cluster: c.Context, Status: Fail,
 			Summary:  fmt.Sprintf("no ClusterPeer of context %s has status.role Self", c.Context),
 			Evidence: []string{fmt.Sprintf("%s: %d ClusterPeers, none with role Self", c.Context, len(c.Peers))},
 			Hint: "the operator marks its own ClusterPeer Self: check it runs (kubectl -n wirespan-system get pods) and that " +
-				"the ClusterPeer named by its --cluster-id is applied; until then it logs the manifest to apply"})
-	}
-	return out
+				"the ClusterPeer named by its --cluster-id is applied; until then it logs the manifest to apply"}
+	})
 }
 
 func checkKeys(in *input) []Result {

@@ -19,10 +19,10 @@ const (
 
 // Result is one check on one cluster (or on the clusterset: Cluster "*").
 type Result struct {
-	Check   string   `json:"check"`
-	Cluster string   `json:"cluster"`
-	Status  Status   `json:"status"`
-	Summary string   `json:"summary"`
+	Check   string `json:"check"`
+	Cluster string `json:"cluster"`
+	Status  Status `json:"status"`
+	Summary string `json:"summary"`
 	// Evidence is what the verdict rests on, each line naming the context
 	// and object it was read from.
 	Evidence []string `json:"evidence,omitempty"`
