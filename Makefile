@@ -52,6 +52,7 @@ verify: ## Check generated files are current, then gofmt, go vet and golangci-li
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
 	cd hack/tools && $(GO) mod verify >/dev/null
+	cd test/promql && $(GO) vet ./... && $(GO) mod verify >/dev/null
 
 .PHONY: build
 build: ## Build wirespan-operator, wirespan-gateway, wirespan-lab and kubectl-wirespan (the kubectl plugin) into bin/.
@@ -102,10 +103,13 @@ REQUIRE_ENV := WIRESPAN_REQUIRE_PRIVILEGED=1 WIRESPAN_REQUIRE_MODULES=1
 .PHONY: test
 test: deps bins crd-modules verify ## Run verify, then every test: unit, envtest suites, admission, end-to-end, the VM tier (kernel WireGuard under qemu). (The README's test command.)
 	$(REQUIRE_ENV) $(GO) test $(GOTEST_FLAGS) ./...
+	@# The chart's alerts and dashboard, with Prometheus' parser: a module of its own (test/promql/doc.go).
+	cd test/promql && $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: test-short
 test-short: ## Run only the tests that need no control plane.
 	$(GO) test -short -count=1 ./...
+	cd test/promql && $(GO) test -short -count=1 ./...
 
 .PHONY: bench
 bench: deps bins ## Run the benchmarks (figures go in docs/benchmarks.md).
