@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,25 +88,36 @@ func checkKeys(in *input) []Result {
 func checkAllowed(in *input) []Result {
 	return in.eachSelf(func(c *model.Cluster, self *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result {
 		var ev, hints []string
+		refused := func(owner, rng, reason, detail string) {
+			ev = append(ev, fmt.Sprintf("%s: %s refuses %s of %s: %s (%s)", c.Context, self.Name, rng, owner, reason, detail))
+			if reason == string(claims.ReasonOutsideAllowedCIDRs) || reason == string(claims.ReasonNoAllowedCIDRs) {
+				hints = append(hints, "add "+rng+" to spec.allowedCIDRs of ClusterPeer "+owner+" in Git, if it is "+owner+"'s")
+			} else {
+				hints = append(hints, rng+" is never routed ("+reason+"): "+owner+" must not claim it")
+			}
+		}
+		// This cluster's own ranges, judged as every other cluster judges
+		// them (the operator's CIDRsAccepted on the self ClusterPeer).
 		if cond := model.Condition(self, wirespanv1alpha1.ConditionCIDRsAccepted); cond.Status == metav1.ConditionFalse {
 			ev = append(ev, fmt.Sprintf("%s: ClusterPeer %s (self) CIDRsAccepted=False (%s) %s", c.Context, self.Name, cond.Reason, oneLine(cond.Message)))
-			hints = append(hints, "fix "+self.Name+"'s spec.allowedCIDRs in Git as its CIDRsAccepted condition says")
+		}
+		allowed, _ := claims.ParseLoose(self.Spec.AllowedCIDRs)
+		own, _ := claims.ParseLoose(slices.Concat(self.Status.PodCIDRs, self.Status.ServiceCIDRs))
+		for _, rf := range claims.Check(claims.Claimer{Name: self.Name, Allowed: allowed, Claims: own}, nil).Refused {
+			refused(self.Name, rf.Prefix.String(), string(rf.Reason), rf.Detail)
 		}
 		for _, p := range r.Peers {
 			for _, rf := range p.Refused {
-				if rf.Reason == string(claims.ReasonOverlap) {
-					continue // the overlaps check's subject
-				}
-				ev = append(ev, fmt.Sprintf("%s: %s refuses %s of %s: %s (%s)", c.Context, self.Name, rf.Range, p.Name, rf.Reason, rf.Detail))
-				if rf.Reason == string(claims.ReasonOutsideAllowedCIDRs) || rf.Reason == string(claims.ReasonNoAllowedCIDRs) {
-					hints = append(hints, "add "+rf.Range+" to spec.allowedCIDRs of ClusterPeer "+p.Name+" in Git, if it is "+p.Name+"'s")
-				} else {
-					hints = append(hints, rf.Range+" is never routed ("+rf.Reason+"): "+p.Name+" must not claim it")
+				if rf.Reason != string(claims.ReasonOverlap) { // the overlaps check's subject
+					refused(p.Name, rf.Range, rf.Reason, rf.Detail)
 				}
 			}
 		}
 		if len(ev) == 0 {
 			return Result{Status: Pass, Summary: "every claimed range is allowed"}
+		}
+		if len(hints) == 0 {
+			hints = append(hints, "fix "+self.Name+"'s spec.allowedCIDRs in Git as its CIDRsAccepted condition says")
 		}
 		return Result{Status: Fail, Summary: "some ranges are refused and not routed", Evidence: ev, Hint: strings.Join(dedupe(hints), "; ")}
 	})

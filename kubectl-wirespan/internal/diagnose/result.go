@@ -113,7 +113,7 @@ func unreadable(c *model.Cluster, what ...string) *Result {
 	for _, w := range what {
 		if msg, ok := c.Errors[w]; ok {
 			return &Result{Cluster: c.Name(), Status: Warn, Summary: "cannot read " + w + " through context " + c.Context,
-				Evidence: []string{msg}, Hint: "give the kubeconfig user list permission on " + w + ", or check the API server is reachable"}
+				Evidence: []string{msg}, Hint: "check that it exists where the flags say, that the kubeconfig user may read it, and that the API server answers"}
 		}
 	}
 	return nil

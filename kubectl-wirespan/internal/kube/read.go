@@ -111,7 +111,12 @@ func read(ctx context.Context, t Target, where Where, scheme *runtime.Scheme) mo
 
 func readCorefile(ctx context.Context, cl client.Client, name types.NamespacedName, errs map[string]string) string {
 	var cm corev1.ConfigMap
-	if err := cl.Get(ctx, name, &cm); err != nil {
+	err := cl.Get(ctx, name, &cm)
+	if apierrors.IsNotFound(err) {
+		errs[model.ReadCorefile] = fmt.Sprintf("no ConfigMap %s: if CoreDNS's is elsewhere, give --coredns-configmap", name)
+		return ""
+	}
+	if err != nil {
 		errs[model.ReadCorefile] = fmt.Sprintf("ConfigMap %s: %v", name, err)
 		return ""
 	}
