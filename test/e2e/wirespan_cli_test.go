@@ -190,6 +190,7 @@ func TestCLIStatusAndGraphShowTheLab(t *testing.T) {
 		}
 	}
 	table, _ := runCLI(t, kc, "status", "--contexts", "c1,c3", "-o", "wide")
+	t.Logf("kubectl wirespan status --contexts c1,c3 -o wide:\n%s", table)
 	for _, want := range []string{"Context c1, cluster c1", "Context c3, cluster c3", "HANDSHAKE", "ROUTED"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status -o wide lacks %q:\n%s", want, table)
@@ -201,7 +202,7 @@ func TestCLIStatusAndGraphShowTheLab(t *testing.T) {
 		t.Fatalf("graph exit %d", code)
 	}
 	pairs := len(shared.Clusters) * (len(shared.Clusters) - 1) / 2
-	if n := strings.Count(dot, "color=darkgreen"); n != pairs {
+	if n := strings.Count(dot, "fontcolor=darkgreen"); n != pairs {
 		t.Errorf("%d tunnels up in the graph, want %d:\n%s", n, pairs, dot)
 	}
 	if strings.Contains(dot, "color=red") {
@@ -293,9 +294,12 @@ func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, check, hint string
-		breakIt, fix      func(t *testing.T)
+		// warns are checks that must warn too, the consequence seen and
+		// put down to the broken check; the break waits for them.
+		warns        []string
+		breakIt, fix func(t *testing.T)
 	}{{
-		name: "wrong key in Git", check: "key-matches", hint: "put publicKey: " + target.PublicKey,
+		name: "wrong key in Git", check: "key-matches", hint: "put publicKey: " + target.PublicKey, warns: []string{"handshake"},
 		breakIt: func(t *testing.T) {
 			p := clusterPeerFromGit(t, target.Name)
 			spec(p)["publicKey"] = "OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk="
@@ -354,10 +358,15 @@ func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
 					fix(t)
 				}
 			}()
-			eventually(t, 90*time.Second, "diagnose fails "+tc.check+" only", func() error {
-				failed, _, results, code := diagnose(t, kc)
+			eventually(t, 240*time.Second, "diagnose fails "+tc.check+" only", func() error {
+				failed, warned, results, code := diagnose(t, kc)
 				if !slices.Equal(failed, []string{tc.check}) || code != 1 {
 					return fmt.Errorf("exit %d, failed %v, want [%s]: %+v", code, failed, tc.check, notPassing(results))
+				}
+				for _, w := range tc.warns {
+					if !slices.Contains(warned, w) {
+						return fmt.Errorf("%s does not warn yet: %+v", w, notPassing(results))
+					}
 				}
 				for _, r := range results {
 					if r.Status == "FAIL" && !strings.Contains(r.Hint, tc.hint) {
@@ -368,6 +377,7 @@ func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
 			})
 			fix(t)
 			broken = false
+			t.Logf("diagnose fails %s alone", tc.check)
 			eventually(t, 120*time.Second, "diagnose passes again", func() error {
 				failed, warned, results, code := diagnose(t, kc)
 				if len(failed) > 0 || len(warned) > 0 || code != 0 {

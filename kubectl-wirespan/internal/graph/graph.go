@@ -54,6 +54,8 @@ type cluster struct {
 	name     string
 	ranges   []string
 	gateways []wirespanv1alpha1.GatewayStatus
+	// endpoints are Git's, shown when no gateway is reported.
+	endpoints []string
 	// refused are claims of this cluster that some cluster refuses.
 	refused []refused
 }
@@ -100,6 +102,7 @@ func collect(set model.Clusterset) *graph {
 			if p.Status.Role == wirespanv1alpha1.RoleSelf || c.ranges == nil {
 				c.ranges = slices.Concat(p.Status.PodCIDRs, p.Status.ServiceCIDRs)
 				c.gateways = p.Status.Gateways
+				c.endpoints = p.Spec.Endpoints
 			}
 			for _, rf := range rp.Refused {
 				c.refused = append(c.refused, refused{by: from, rng: rf.Range, reason: rf.Reason})
@@ -152,7 +155,13 @@ func writeCluster(b *strings.Builder, c *cluster) {
 	fmt.Fprintf(b, "  subgraph %s {\n", quote("cluster_"+c.name))
 	fmt.Fprintf(b, "    label=%s;\n", quote(c.name+"\n"+strings.Join(c.ranges, ", ")))
 	if len(c.gateways) == 0 {
-		fmt.Fprintf(b, "    %s [label=%s, style=dashed];\n", quote(nodeID(c)), quote("no gateway reported"))
+		// No gateway has written status.gateways: one node stands for
+		// the cluster's gateways, labelled with Git's endpoints.
+		where := "no endpoint (dials out)"
+		if len(c.endpoints) > 0 {
+			where = strings.Join(c.endpoints, "\n")
+		}
+		fmt.Fprintf(b, "    %s [label=%s, style=dashed];\n", quote(nodeID(c)), quote("gateway\n"+where))
 	}
 	for _, gw := range c.gateways {
 		label, style := gw.Node, "rounded"
@@ -220,7 +229,7 @@ func nodeID(c *cluster) string {
 	if len(c.gateways) > 0 {
 		return c.name + "/" + c.gateways[0].Node
 	}
-	return c.name + "/none"
+	return c.name + "/gateway"
 }
 
 // quote makes a DOT string; a newline becomes DOT's centred line break.

@@ -13,6 +13,13 @@ import (
 func TestDOT(t *testing.T) {
 	oneSide := fixture.Lab()
 	oneSide.Clusters = oneSide.Clusters[:1]
+	// As today's gateways leave status.gateways empty.
+	unreported := fixture.Lab()
+	for i := range unreported.Clusters {
+		for j := range unreported.Clusters[i].Peers {
+			unreported.Clusters[i].Peers[j].Status.Gateways = nil
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		set  model.Clusterset
@@ -20,6 +27,7 @@ func TestDOT(t *testing.T) {
 		{"lab.dot", fixture.Lab()},
 		{"troubled.dot", fixture.Troubled()},
 		{"one-context.dot", oneSide},
+		{"no-gateways-reported.dot", unreported},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := DOT(tc.set)
