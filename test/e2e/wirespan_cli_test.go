@@ -205,6 +205,11 @@ func TestCLIStatusAndGraphShowTheLab(t *testing.T) {
 	if n := strings.Count(dot, "fontcolor=darkgreen"); n != pairs {
 		t.Errorf("%d tunnels up in the graph, want %d:\n%s", n, pairs, dot)
 	}
+	for _, c := range shared.Clusters {
+		if gw := fmt.Sprintf("%q", c.Name+"/"+c.Nodes[0].Name); !strings.Contains(dot, gw+" -> ") && !strings.Contains(dot, "-> "+gw) {
+			t.Errorf("no tunnel ends at %s's active gateway %s:\n%s", c.Name, gw, dot)
+		}
+	}
 	if strings.Contains(dot, "color=red") {
 		t.Errorf("a healthy lab's graph has something red:\n%s", dot)
 	}

@@ -98,11 +98,15 @@ func collect(set model.Clusterset) *graph {
 			p, rp := &mc.Peers[j], rc.Peers[j]
 			c := get(p.Name)
 			// A cluster's own view of itself is the authority on its
-			// ranges and gateways; a remote view fills in until one is read.
+			// ranges; a remote view fills in until one is read. Gateways
+			// are written on remote ClusterPeers (learned over gossip),
+			// so any view that has them will do.
 			if p.Status.Role == wirespanv1alpha1.RoleSelf || c.ranges == nil {
 				c.ranges = slices.Concat(p.Status.PodCIDRs, p.Status.ServiceCIDRs)
-				c.gateways = p.Status.Gateways
 				c.endpoints = p.Spec.Endpoints
+			}
+			if len(c.gateways) == 0 {
+				c.gateways = p.Status.Gateways
 			}
 			for _, rf := range rp.Refused {
 				c.refused = append(c.refused, refused{by: from, rng: rf.Range, reason: rf.Reason})

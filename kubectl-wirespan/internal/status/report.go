@@ -76,7 +76,16 @@ func Build(set model.Clusterset) Report {
 
 func buildCluster(c *model.Cluster, now time.Time) Cluster {
 	out := Cluster{Context: c.Context, Exports: len(c.Exports), Imports: len(c.Imports),
-		Conflicts: conflicts(c.Exports), Errors: c.Errors, Peers: []Peer{}}
+		Conflicts: conflicts(c.Exports), Peers: []Peer{}}
+	// Only what status shows: a missing CoreDNS ConfigMap is diagnose's.
+	for _, what := range []string{model.ReadPeers, model.ReadExports, model.ReadImports} {
+		if msg, ok := c.Errors[what]; ok {
+			if out.Errors == nil {
+				out.Errors = map[string]string{}
+			}
+			out.Errors[what] = msg
+		}
+	}
 	self := c.Self()
 	var selfRanges []netip.Prefix
 	if self != nil {
