@@ -81,7 +81,7 @@ func checkDNSEndpoint(in *input) []Result {
 		ev := []string{fmt.Sprintf("%s: Service %s: %d EndpointSlices, ready %v, not ready %v", c.Context, svc, len(c.DNSSlices), ready, notReady)}
 		if len(ready) == 0 {
 			return Result{Status: Fail, Summary: "the DNS Service " + svc + " has no ready endpoint: clusterset names do not resolve", Evidence: ev,
-				Hint: "the active gateway writes its address there (--dns-service): check a node is labelled wirespan.io/gateway=true and its gateway runs"}
+				Hint: "the active gateway writes its address there (--dns-service): check a node is labeled wirespan.io/gateway=true and its gateway runs"}
 		}
 		return Result{Status: Pass, Summary: "the DNS Service " + svc + " points at " + strings.Join(ready, ", "), Evidence: ev}
 	})

@@ -19,7 +19,7 @@ import (
 	"github.com/wirespan/wirespan/kubectl-wirespan/internal/status"
 )
 
-// Colours of tunnel edges.
+// Colors of tunnel edges.
 const (
 	colourUp   = "darkgreen"
 	colourHalf = "orange"
@@ -160,7 +160,7 @@ func writeCluster(b *strings.Builder, c *cluster) {
 	fmt.Fprintf(b, "    label=%s;\n", quote(c.name+"\n"+strings.Join(c.ranges, ", ")))
 	if len(c.gateways) == 0 {
 		// No gateway has written status.gateways: one node stands for
-		// the cluster's gateways, labelled with Git's endpoints.
+		// the cluster's gateways, labeled with Git's endpoints.
 		where := "no endpoint (dials out)"
 		if len(c.endpoints) > 0 {
 			where = strings.Join(c.endpoints, "\n")
@@ -236,7 +236,7 @@ func nodeID(c *cluster) string {
 	return c.name + "/gateway"
 }
 
-// quote makes a DOT string; a newline becomes DOT's centred line break.
+// quote makes a DOT string; a newline becomes DOT's centered line break.
 func quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
