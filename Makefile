@@ -54,12 +54,17 @@ verify: ## Check generated files are current, then gofmt, go vet and golangci-li
 	cd hack/tools && $(GO) mod verify >/dev/null
 	cd test/promql && $(GO) vet ./... && $(GO) mod verify >/dev/null
 
+# The plugin's --version: the commit it was built from (the operator and the
+# gateway have no version variable yet).
+PLUGIN_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PLUGIN_LDFLAGS := -X github.com/wirespan/wirespan/kubectl-wirespan/internal/version.Version=$(PLUGIN_VERSION)
+
 .PHONY: build
 build: ## Build wirespan-operator, wirespan-gateway, wirespan-lab and kubectl-wirespan (the kubectl plugin) into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-operator ./operator
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-gateway ./gateway
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-lab ./test/lab
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kubectl-wirespan ./kubectl-wirespan
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(PLUGIN_LDFLAGS)' -o $(BIN)/kubectl-wirespan ./kubectl-wirespan
 
 # Release binaries (the images build the same way, see build/*.Dockerfile):
 # static (no cgo), no build paths (-trimpath), stripped (-s -w). The binaries
