@@ -84,7 +84,7 @@ func runMain(m *testing.M) (code int) {
 	binDir = tmp
 	labBin = filepath.Join(tmp, "wirespan-lab")
 	for pkg, out := range map[string]string{"./test/lab": labBin, "./operator": filepath.Join(tmp, "wirespan-operator"),
-		"./gateway": filepath.Join(tmp, "wirespan-gateway")} {
+		"./gateway": filepath.Join(tmp, "wirespan-gateway"), "./kubectl-wirespan": filepath.Join(tmp, "kubectl-wirespan")} {
 		build := exec.Command("go", "build", "-o", out, pkg)
 		build.Dir, build.Stderr = repo, os.Stderr
 		if err := build.Run(); err != nil {

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,28 +28,8 @@ import (
 	"github.com/wirespan/wirespan/internal/testreq"
 )
 
-var (
-	cliOnce sync.Once
-	cliBin  string
-	cliErr  error
-)
-
-// cli builds kubectl-wirespan once, next to the lab's binaries.
-func cli(t *testing.T) string {
-	t.Helper()
-	cliOnce.Do(func() {
-		cliBin = filepath.Join(binDir, "kubectl-wirespan")
-		build := exec.Command("go", "build", "-o", cliBin, "./kubectl-wirespan")
-		build.Dir = repo
-		if out, err := build.CombinedOutput(); err != nil {
-			cliErr = fmt.Errorf("build kubectl-wirespan: %w\n%s", err, out)
-		}
-	})
-	if cliErr != nil {
-		t.Fatal(cliErr)
-	}
-	return cliBin
-}
+// cli is kubectl-wirespan, built by TestMain with the lab's binaries.
+func cli() string { return filepath.Join(binDir, "kubectl-wirespan") }
 
 // mergedKubeconfig writes one kubeconfig with a context per lab cluster,
 // named after it. The lab's files all call their user lab-admin, so
@@ -111,7 +90,7 @@ func setCorefile(t *testing.T, cluster, corefile string) {
 // standard output and exit status.
 func runCLI(t *testing.T, kubeconfig string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(cli(t), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.Command(cli(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -287,23 +266,27 @@ func manifest(t *testing.T, obj map[string]any) string {
 	return string(raw)
 }
 
-// TestCLIDiagnoseSeesEachBreak breaks one check's subject at a time and
-// waits until diagnose fails that check and no other, then puts it back
-// and waits until everything passes again.
-func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
-	kc := peeredLab(t)
-	mirrorCorefiles(t)
+// breakCase breaks one check's subject and says what diagnose must then
+// report.
+type breakCase struct {
+	name, check, hint string
+	// warns are checks that must warn too, the consequence seen and put
+	// down to the broken check; the break waits for them.
+	warns        []string
+	breakIt, fix func(t *testing.T)
+}
+
+// breaks are the breaks, each of the lab's c2 unless it says otherwise.
+func breaks(t *testing.T) []breakCase {
 	target := shared.Clusters[1] // c2
 	orig := clusterPeerFromGit(t, target.Name)
 	spec := func(p map[string]any) map[string]any { return p["spec"].(map[string]any) }
-
-	for _, tc := range []struct {
-		name, check, hint string
-		// warns are checks that must warn too, the consequence seen and
-		// put down to the broken check; the break waits for them.
-		warns        []string
-		breakIt, fix func(t *testing.T)
-	}{{
+	applyOrig := func(t *testing.T) {
+		for _, c := range shared.Clusters {
+			applyIn(t, c.Name, manifest(t, orig))
+		}
+	}
+	cases := []breakCase{{
 		name: "wrong key in Git", check: "key-matches", hint: "put publicKey: " + target.PublicKey, warns: []string{"handshake"},
 		breakIt: func(t *testing.T) {
 			p := clusterPeerFromGit(t, target.Name)
@@ -346,50 +329,63 @@ func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
 			setCorefile(t, target.Name, rest)
 		},
 		fix: func(t *testing.T) { mirrorCorefiles(t) },
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			fix := tc.fix
-			if fix == nil {
-				fix = func(t *testing.T) {
-					for _, c := range shared.Clusters {
-						applyIn(t, c.Name, manifest(t, orig))
-					}
-				}
-			}
-			tc.breakIt(t)
-			broken := true
-			defer func() {
-				if broken {
-					fix(t)
-				}
-			}()
-			eventually(t, 240*time.Second, "diagnose fails "+tc.check+" only", func() error {
-				failed, warned, results, code := diagnose(t, kc)
-				if !slices.Equal(failed, []string{tc.check}) || code != 1 {
-					return fmt.Errorf("exit %d, failed %v, want [%s]: %+v", code, failed, tc.check, notPassing(results))
-				}
-				for _, w := range tc.warns {
-					if !slices.Contains(warned, w) {
-						return fmt.Errorf("%s does not warn yet: %+v", w, notPassing(results))
-					}
-				}
-				for _, r := range results {
-					if r.Status == "FAIL" && !strings.Contains(r.Hint, tc.hint) {
-						return fmt.Errorf("%s on %s hints %q, want it to say %q", r.Check, r.Cluster, r.Hint, tc.hint)
-					}
-				}
-				return nil
-			})
-			fix(t)
-			broken = false
-			t.Logf("diagnose fails %s alone", tc.check)
-			eventually(t, 120*time.Second, "diagnose passes again", func() error {
-				failed, warned, results, code := diagnose(t, kc)
-				if len(failed) > 0 || len(warned) > 0 || code != 0 {
-					return fmt.Errorf("exit %d, failed %v, warned %v: %+v", code, failed, warned, notPassing(results))
-				}
-				return nil
-			})
-		})
+	}}
+	// The ClusterPeer breaks are undone by applying Git's folder again.
+	for i := range cases {
+		if cases[i].fix == nil {
+			cases[i].fix = applyOrig
+		}
 	}
+	return cases
+}
+
+// TestCLIDiagnoseSeesEachBreak breaks one check's subject at a time and
+// waits until diagnose fails that check and no other, then puts it back
+// and waits until everything passes again.
+func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
+	kc := peeredLab(t)
+	mirrorCorefiles(t)
+	for _, tc := range breaks(t) {
+		t.Run(tc.name, func(t *testing.T) { seeBreak(t, kc, tc) })
+	}
+}
+
+// seeBreak breaks, waits for diagnose to fail tc.check alone, fixes, and
+// waits for diagnose to pass.
+func seeBreak(t *testing.T, kc string, tc breakCase) {
+	fix := tc.fix
+	tc.breakIt(t)
+	broken := true
+	defer func() {
+		if broken {
+			fix(t)
+		}
+	}()
+	eventually(t, 240*time.Second, "diagnose fails "+tc.check+" only", func() error {
+		failed, warned, results, code := diagnose(t, kc)
+		if !slices.Equal(failed, []string{tc.check}) || code != 1 {
+			return fmt.Errorf("exit %d, failed %v, want [%s]: %+v", code, failed, tc.check, notPassing(results))
+		}
+		for _, w := range tc.warns {
+			if !slices.Contains(warned, w) {
+				return fmt.Errorf("%s does not warn yet: %+v", w, notPassing(results))
+			}
+		}
+		for _, r := range results {
+			if r.Status == "FAIL" && !strings.Contains(r.Hint, tc.hint) {
+				return fmt.Errorf("%s on %s hints %q, want it to say %q", r.Check, r.Cluster, r.Hint, tc.hint)
+			}
+		}
+		return nil
+	})
+	fix(t)
+	broken = false
+	t.Logf("diagnose fails %s alone", tc.check)
+	eventually(t, 120*time.Second, "diagnose passes again", func() error {
+		failed, warned, results, code := diagnose(t, kc)
+		if len(failed) > 0 || len(warned) > 0 || code != 0 {
+			return fmt.Errorf("exit %d, failed %v, warned %v: %+v", code, failed, warned, notPassing(results))
+		}
+		return nil
+	})
 }
