@@ -315,6 +315,24 @@ func breaks(t *testing.T) []breakCase {
 			applyIn(t, shared.Clusters[2].Name, manifest(t, p))
 		},
 	}, {
+		// c2 gets a Node whose pod range is one of c1's, and Git allows it:
+		// no claim is refused for being outside allowedCIDRs, but the two
+		// clusters overlap, so that range is routed nowhere.
+		name: "ranges overlap", check: "overlaps", hint: "give each cluster its own pod and Service ranges",
+		breakIt: func(t *testing.T) {
+			stolen := shared.Clusters[0].Nodes[len(shared.Clusters[0].Nodes)-1].PodCIDR
+			p := clusterPeerFromGit(t, target.Name)
+			spec(p)["allowedCIDRs"] = append(spec(p)["allowedCIDRs"].([]any), stolen)
+			for _, c := range shared.Clusters {
+				applyIn(t, c.Name, manifest(t, p))
+			}
+			applyIn(t, target.Name, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata:\n  name: overlapping\nspec:\n  podCIDR: %s\n  podCIDRs: [%s]\n", stolen, stolen))
+		},
+		fix: func(t *testing.T) {
+			kubectlIn(t, target.Name, "delete", "node", "overlapping", "--ignore-not-found")
+			applyOrig(t)
+		},
+	}, {
 		name: "CoreDNS block removed", check: "coredns-forward", hint: "add the block",
 		breakIt: func(t *testing.T) {
 			corefile, err := os.ReadFile(filepath.Join(sharedDir, target.Name, "Corefile"))
