@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirespan/wirespan/internal/poll"
 	"github.com/wirespan/wirespan/internal/testenv"
 	"github.com/wirespan/wirespan/test/internal/drill"
 )
@@ -88,12 +89,12 @@ func failoverGap(b *testing.B, l drill.Lab, f drill.Fault, dst string) time.Dura
 		b.Fatal(err)
 	}
 	defer p.Stop()
-	waitFor(b, 10*time.Second, p.Flowing)
+	poll.Until(b, 10*time.Second, "replies to the ping", p.Flowing)
 	start := time.Now()
 	if err := f.Inject(l, "c1", old); err != nil {
 		b.Fatal(err)
 	}
-	waitFor(b, 20*time.Second, func() error {
+	poll.Until(b, 20*time.Second, "another gateway active and traffic flowing", func() error {
 		if now, err := l.Active("c1"); err != nil || (now == old && f.Name != drill.Restart.Name) {
 			return fmt.Errorf("the Lease holder is still %s (%v)", now, err)
 		}
@@ -104,22 +105,7 @@ func failoverGap(b *testing.B, l drill.Lab, f drill.Fault, dst string) time.Dura
 		b.Fatal(err)
 	}
 	// Let the undone node settle as a standby before the next trial.
-	waitFor(b, 20*time.Second, p.Flowing)
+	poll.Until(b, 20*time.Second, "traffic flowing after the undo", p.Flowing)
 	time.Sleep(2 * time.Second)
 	return gap
-}
-
-func waitFor(b *testing.B, limit time.Duration, check func() error) {
-	b.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("still not so after %s: %v", limit, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
