@@ -44,12 +44,12 @@ import (
 // newManager creates the controller manager. It needs the API server (to
 // map the cached kinds), so while the API server does not answer it puts
 // back the kept data plane once (restore) and tries again every few
-// seconds: a gateway that starts during an API server outage carries
+// second (one discovery request): a gateway that starts during an API server outage carries
 // traffic instead of exiting, and exiting again, with its pod.
 func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *runtime.Scheme, log logr.Logger, restore func()) (manager.Manager, error) {
 	restored := false
 	var lastErr string
-	for delay := time.Second; ; delay = min(2*delay, 10*time.Second) {
+	for {
 		mgr, err := ctrl.NewManager(cfg, managerOptions(opts, scheme))
 		if err == nil {
 			return mgr, nil
@@ -62,13 +62,13 @@ func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *run
 			restored = true
 		}
 		if msg := err.Error(); msg != lastErr {
-			log.Error(err, "the API server does not answer; trying again", "every", "up to 10s")
+			log.Error(err, "the API server does not answer; trying again every second")
 			lastErr = msg
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("create manager: %w", err)
-		case <-time.After(delay):
+		case <-time.After(time.Second):
 		}
 	}
 }
@@ -155,7 +155,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	elector := election.New(election.Config{
 		Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration, RenewPeriod: opts.LeaseRenewPeriod,
-		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
+		AfterOutage: afterOutage,
+		Reader:      mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
 		Metrics: election.NewMetrics(crmetrics.Registry),
 	})
 	if err := services.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
@@ -278,6 +279,12 @@ func (s *syncer) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// afterOutage is how much longer a standby waits for the active gateway
+// to renew the Lease after the API server comes back (election's
+// Config.AfterOutage): long enough for a gateway restarted during the
+// outage to create its manager (retried every second) and fill its caches.
+const afterOutage = 5 * time.Second
 
 // restoreAfter is how long a starting gateway waits for its caches before
 // it takes the API server for unreachable and puts back the data plane it

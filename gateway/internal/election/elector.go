@@ -32,6 +32,12 @@ type Config struct {
 	Reader client.Reader
 	Writer client.Writer
 	Log    logr.Logger
+	// AfterOutage is how much longer than Duration a standby waits after
+	// the API server answers it again: the holder may need that long to
+	// renew (a gateway restarted during the outage first builds its
+	// caches), and taking the role from a holder that is alive moves
+	// traffic for nothing.
+	AfterOutage time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
 }
@@ -234,8 +240,12 @@ func (e *Elector) read(ctx context.Context) {
 	if !e.obs.Known {
 		poke(e.changed)
 	}
-	if e.apiDown || !e.obs.Known || rec != e.obs.Record {
-		// Silence is counted only while the API server answers.
+	switch {
+	case e.apiDown:
+		// Silence is counted only while the API server answers, and the
+		// holder gets AfterOutage to come back.
+		e.obs.Since = now.Add(e.cfg.AfterOutage)
+	case !e.obs.Known || rec != e.obs.Record:
 		e.obs.Since = now
 	}
 	e.apiDown = false

@@ -117,7 +117,7 @@ type candidate struct {
 }
 
 // startPair starts two candidates for a new Lease in a new namespace.
-func startPair(t *testing.T) (types.NamespacedName, *candidate, *candidate) {
+func startPair(t *testing.T, afterOutage time.Duration) (types.NamespacedName, *candidate, *candidate) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "election-"}}
 	if err := k8s.Create(context.Background(), ns); err != nil {
@@ -128,7 +128,7 @@ func startPair(t *testing.T) (types.NamespacedName, *candidate, *candidate) {
 	var cs []*candidate
 	for _, name := range []string{"n0", "n1"} {
 		api := &flaky{Client: k8s}
-		e := New(Config{Lease: lease, Identity: name, Duration: testDuration, RenewPeriod: testRenew,
+		e := New(Config{Lease: lease, Identity: name, Duration: testDuration, RenewPeriod: testRenew, AfterOutage: afterOutage,
 			Reader: api, Writer: api, Log: testr.New(t).WithName(name)})
 		e.SetCandidate(true)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -190,7 +190,7 @@ func takeover(t *testing.T, standby *candidate, start time.Time, budget time.Dur
 }
 
 func TestOneActiveAndAgreement(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, _ := active(t, a, b)
 	if got := holder(t, lease); got != leader.name {
 		t.Fatalf("Lease holder %q, candidates agree on %q", got, leader.name)
@@ -203,7 +203,7 @@ func TestOneActiveAndAgreement(t *testing.T) {
 }
 
 func TestHolderDiesStandbyTakesOverAfterDuration(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	// The holder stops talking to the API server, as if killed or cut off.
 	leader.api.down.Store(true)
@@ -234,7 +234,7 @@ func TestHolderDiesStandbyTakesOverAfterDuration(t *testing.T) {
 }
 
 func TestPlannedHandoverIsImmediate(t *testing.T) {
-	_, a, b := startPair(t)
+	_, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	start := time.Now()
 	leader.cancel() // SIGTERM: release, and carry traffic until the successor holds
@@ -267,7 +267,7 @@ func TestPlannedHandoverIsImmediate(t *testing.T) {
 }
 
 func TestLabelRemovedHandsOver(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	start := time.Now()
 	leader.e.SetCandidate(false)
@@ -284,7 +284,7 @@ func TestLabelRemovedHandsOver(t *testing.T) {
 }
 
 func TestAPIServerOutageMovesNothing(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	a.api.down.Store(true)
 	b.api.down.Store(true)
@@ -315,5 +315,29 @@ func TestAPIServerOutageMovesNothing(t *testing.T) {
 	}
 	if got := holder(t, lease); got != leader.name {
 		t.Fatalf("Lease holder %q after the outage, want %s", got, leader.name)
+	}
+}
+
+// A holder that needs longer than Duration to renew after an outage (a
+// gateway restarted during it builds its caches first) keeps the role:
+// the standby waits AfterOutage on top.
+func TestHolderSlowAfterOutageKeepsTheRole(t *testing.T) {
+	lease, a, b := startPair(t, 3*testDuration)
+	leader, standby := active(t, a, b)
+	a.api.down.Store(true)
+	b.api.down.Store(true)
+	time.Sleep(2 * testDuration)
+	standby.api.down.Store(false)
+	time.Sleep(2 * testDuration) // longer than Duration, shorter than Duration+AfterOutage
+	leader.api.down.Store(false)
+	deadline := time.Now().Add(3 * testDuration)
+	for time.Now().Before(deadline) {
+		if got := standby.e.Active(); got != leader.name {
+			t.Fatalf("after the outage the standby sees %q active, want %s", got, leader.name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := holder(t, lease); got != leader.name {
+		t.Fatalf("Lease holder %q, want %s", got, leader.name)
 	}
 }

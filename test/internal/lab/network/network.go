@@ -132,8 +132,9 @@ func RouterRuleset(p *plan.Plan) string {
 		if c.NAT {
 			// Random outside ports, as many home and carrier-grade NATs
 			// use: a mapping the router forgets (wirespan-lab remap) comes
-			// back on another port.
-			fmt.Fprintf(&b, "\t\tiifname %q oifname != %q masquerade random\n", c.Bridge, c.Bridge)
+			// back on another port. (fully-random: "random" alone derives
+			// the port from the flow, so a flow forgotten keeps its port.)
+			fmt.Fprintf(&b, "\t\tiifname %q oifname != %q masquerade fully-random\n", c.Bridge, c.Bridge)
 		}
 	}
 	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
