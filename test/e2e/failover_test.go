@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -20,14 +21,15 @@ import (
 // crosses both clusters' active gateways and both node agents' VXLAN
 // links; each fault hits c1's active gateway, and the test asserts the
 // longest gap between replies against the budget and prints it.
-const failoverInstance = "8"
+// $WIRESPAN_E2E_FAILOVER_INSTANCE moves it, for two runs on one machine.
+var failoverInstance = cmp.Or(os.Getenv("WIRESPAN_E2E_FAILOVER_INSTANCE"), "8")
 
 // failoverBudget is the feature: traffic back within two seconds.
 const failoverBudget = 2 * time.Second
 
 func upFailoverLab(t *testing.T) (drill.Lab, *labStatus) {
 	t.Helper()
-	dir := filepath.Join(repo, ".cache", "e2e-failover-lab")
+	dir := filepath.Join(repo, ".cache", "e2e-failover-lab-"+failoverInstance)
 	l := drill.Lab{
 		Cmd: func(args ...string) *exec.Cmd { return labCmd(dir, failoverInstance, args...) },
 		Kubectl: func(cluster string, args ...string) (string, error) {
