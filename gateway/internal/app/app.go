@@ -9,9 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -42,10 +40,12 @@ import (
 )
 
 // newManager creates the controller manager. It needs the API server (to
-// map the cached kinds), so while the API server does not answer it puts
-// back the kept data plane once (restore) and tries again every few
-// second (one discovery request): a gateway that starts during an API server outage carries
-// traffic instead of exiting, and exiting again, with its pod.
+// map the cached kinds), and its errors come from asking it: a starting
+// API server answers discovery with errors for a while. So while it
+// fails, newManager puts back the kept data plane once (restore) and tries
+// again every second (one discovery request): a gateway that starts
+// during an API server outage carries traffic instead of exiting with its
+// pod, again and again.
 func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *runtime.Scheme, log logr.Logger, restore func()) (manager.Manager, error) {
 	restored := false
 	var lastErr string
@@ -53,9 +53,6 @@ func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *run
 		mgr, err := ctrl.NewManager(cfg, managerOptions(opts, scheme))
 		if err == nil {
 			return mgr, nil
-		}
-		if !unreachable(err) {
-			return nil, fmt.Errorf("create manager: %w", err)
 		}
 		if !restored {
 			restore()
@@ -71,14 +68,6 @@ func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *run
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// unreachable says whether err is the API server not answering (a network
-// error), rather than something a retry cannot fix.
-func unreachable(err error) bool {
-	var netErr net.Error
-	var urlErr *url.Error
-	return errors.As(err, &netErr) || errors.As(err, &urlErr)
 }
 
 func managerOptions(opts Options, scheme *runtime.Scheme) ctrl.Options {
