@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -100,6 +101,14 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 		key, err := s.clusterKey(ctx)
 		w.in.PrivateKey, w.keyErr = key, err
 	}
+	var successors []string
+	for _, g := range w.in.Gateways {
+		if g.Node != o.NodeName {
+			successors = append(successors, g.Node)
+		}
+	}
+	slices.Sort(successors)
+	s.elector.SetSuccessors(successors)
 	s.elector.SetCandidate(isGateway(&node) && w.in.PrivateKey != nil)
 	w.in.Active = s.elector.Active()
 	if w.in.Active != "" && agent.ActiveGateway(w.in.Gateways, w.in.Active) == nil {

@@ -7,6 +7,10 @@
 //
 // Two choices make it different from client-go's leaderelection:
 //
+//   - A holder that gives the role up names its successor in the Lease,
+//     which takes it at once, and carries traffic until it has; with no
+//     successor, a holder that stops keeps the Lease and takes it straight
+//     back when it starts again.
 //   - The holder never steps down because the API server is unreachable. A
 //     gateway that stops carrying traffic when the control plane is down
 //     would turn a control-plane outage into a data-plane outage, and no
@@ -57,7 +61,8 @@ const (
 	Acquire
 	// Renew the Lease this candidate holds.
 	Renew
-	// Release the Lease this candidate holds: write no holder.
+	// Release the Lease this candidate holds: hand it to a successor
+	// (Elector.SetSuccessors), or write no holder.
 	Release
 )
 

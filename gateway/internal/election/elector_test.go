@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,8 @@ func startPair(t *testing.T, afterOutage time.Duration) (types.NamespacedName, *
 		t.Cleanup(func() { c.api.down.Store(false); cancel(); <-c.done })
 		cs = append(cs, c)
 	}
+	cs[0].e.SetSuccessors([]string{cs[1].name})
+	cs[1].e.SetSuccessors([]string{cs[0].name})
 	watchLease(t, lease, cs[0].e, cs[1].e)
 	return lease, cs[0], cs[1]
 }
@@ -340,4 +343,68 @@ func TestHolderSlowAfterOutageKeepsTheRole(t *testing.T) {
 	if got := holder(t, lease); got != leader.name {
 		t.Fatalf("Lease holder %q, want %s", got, leader.name)
 	}
+}
+
+// One gateway, restarted: it keeps the Lease on the way out (there is
+// nobody to hand over to) and takes it straight back, without giving it up
+// before it knows it may keep it; the role never leaves it.
+func TestLoneGatewayRestartKeepsTheLease(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "election-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), ns) })
+	lease := types.NamespacedName{Namespace: ns.Name, Name: "wirespan-gateway"}
+	start := func() (*Elector, context.CancelFunc, chan struct{}) {
+		e := New(Config{Lease: lease, Identity: "n0", Duration: testDuration, RenewPeriod: testRenew, Reader: k8s, Writer: k8s, Log: testr.New(t)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = e.Start(ctx) }()
+		return e, cancel, done
+	}
+	e, cancel, done := start()
+	e.SetCandidate(true)
+	poll.Until(t, 10*time.Second, "n0 active", func() error {
+		if e.Active() != "n0" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	var before coordinationv1.Lease
+	if err := k8s.Get(context.Background(), lease, &before); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	if got := holder(t, lease); got != "n0" {
+		t.Fatalf("after a stop with no successor the Lease names %q, want n0 still", got)
+	}
+	// The new process reads the Lease before the syncer says whether it
+	// may stand: it must see itself active and write nothing until then.
+	e, cancel, done = start()
+	defer func() { cancel(); <-done }()
+	poll.Until(t, 5*time.Second, "the restarted gateway reads the Lease", func() error {
+		if !e.Known() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	time.Sleep(3 * testRenew)
+	if got := e.Active(); got != "n0" {
+		t.Fatalf("restarted, before its candidacy is known, n0 sees %q active", got)
+	}
+	if got := holder(t, lease); got != "n0" {
+		t.Fatalf("restarted, before its candidacy is known, the Lease names %q", got)
+	}
+	e.SetCandidate(true)
+	poll.Until(t, 5*time.Second, "n0 renews again", func() error {
+		var l coordinationv1.Lease
+		if err := k8s.Get(context.Background(), lease, &l); err != nil {
+			return err
+		}
+		if l.ResourceVersion == before.ResourceVersion || *l.Spec.LeaseTransitions != *before.Spec.LeaseTransitions {
+			return fmt.Errorf("version %s, transitions %d", l.ResourceVersion, *l.Spec.LeaseTransitions)
+		}
+		return nil
+	})
 }
