@@ -69,12 +69,12 @@ type Elector struct {
 	drainUntil    time.Time
 	handedVersion string
 	obs           Observation
-	lease      *coordinationv1.Lease // the last version read or written
-	watched    string                // the holder the watch last showed
-	watchSeen  bool                  // the watch has shown the Lease
-	lastRenew  time.Time
-	apiDown    bool
-	lastErr    string
+	lease         *coordinationv1.Lease // the last version read or written
+	watched       string                // the holder the watch last showed
+	watchSeen     bool                  // the watch has shown the Lease
+	lastRenew     time.Time
+	apiDown       bool
+	lastErr       string
 }
 
 // New returns an Elector that is not yet a candidate.
