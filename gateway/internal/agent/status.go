@@ -165,7 +165,7 @@ func (p PeerPlan) Concerns(r dataplane.Refusal, wireGuard string) bool {
 	case r.Peer != (wgtypes.Key{}):
 		return r.Peer == p.Key
 	case r.Dst.IsValid():
-		return r.Dst == netip.PrefixFrom(p.TunnelAddr, p.TunnelAddr.BitLen()) || slices.Contains(p.Routed, r.Dst)
+		return slices.Contains(p.tunnelPrefixes(), r.Dst) || slices.Contains(p.Routed, r.Dst)
 	}
 	return false
 }

@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	logger.Info("starting", "clusterID", opts.ClusterID, "node", opts.NodeName, "wireguard", opts.WireGuardMode,
-		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR)
+		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR, "tunnelCIDRv6", opts.Agent.TunnelCIDR6)
 	return mgr.Start(ctx)
 }
 
@@ -300,7 +300,7 @@ func (s *syncer) learned(cluster string) *agent.Learned {
 // and so the address, changed), publishes this cluster's state and joins
 // clusters that have no member in the pool yet.
 func (s *syncer) runGossip(w *world, plan agent.Plan) error {
-	addr := plan.State.WireGuard.Address.Addr()
+	addr := plan.GossipAddr
 	if s.gossip != nil && s.gossipAddr != addr {
 		s.stopGossip()
 	}

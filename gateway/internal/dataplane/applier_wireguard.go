@@ -3,7 +3,6 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -26,7 +25,7 @@ func (a *Applier) wireGuard(r *run, want State) {
 		r.refuseOn(KindDevice, d.Name, d.Name, err)
 		return
 	}
-	a.linkBasics(r, link, d.MTU, []netip.Prefix{d.Address})
+	a.linkBasics(r, link, d.MTU, d.Addresses)
 	a.configureDevice(r, dev, d)
 }
 
