@@ -37,8 +37,8 @@ func run() error {
 	opts := app.Options{Agent: app.DefaultAgentConfig()}
 	var (
 		keySecret, mode, wgMode, tunnelCIDR, tunnelCIDR6 string
-		dnsService                          string
-		zapOpts                             = zap.Options{}
+		dnsService                                       string
+		zapOpts                                          = zap.Options{}
 	)
 	a := &opts.Agent
 	fs := flag.CommandLine

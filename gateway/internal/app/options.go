@@ -64,15 +64,15 @@ func DefaultAgentConfig() agent.Config {
 		// spells "wspan": no registry hands out ULAs, so one fixed and
 		// recognisable range is as good as a random one, and the same in
 		// every cluster without configuration.
-		TunnelCIDR6: netip.MustParsePrefix(DefaultTunnelCIDR6),
-		Table:         51820,
-		RulePriority:  100,
-		FirewallMark:  51820,
-		Mode:          agent.RouteVXLAN,
-		VXLANName:     "wirespan-vx",
-		VXLANVNI:      5182,
-		VXLANPort:     4790,
-		Keepalive:     25 * time.Second,
+		TunnelCIDR6:  netip.MustParsePrefix(DefaultTunnelCIDR6),
+		Table:        51820,
+		RulePriority: 100,
+		FirewallMark: 51820,
+		Mode:         agent.RouteVXLAN,
+		VXLANName:    "wirespan-vx",
+		VXLANVNI:     5182,
+		VXLANPort:    4790,
+		Keepalive:    25 * time.Second,
 	}
 }
 
