@@ -404,9 +404,7 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 			}
 			tunnels[pp.TunnelAddr] = p.Cluster
 		}
-		if len(p.Endpoints) > 0 {
-			pp.Endpoint = p.Endpoints[0]
-		}
+		pp.Endpoint = endpointFor(p.Endpoints, in.Node.IP)
 		d := decided[p.Cluster]
 		for _, r := range d.Refused {
 			pp.Refused = append(pp.Refused, Refusal{Prefix: r.Prefix, Reason: r.Detail, Code: r.Reason})

@@ -96,6 +96,23 @@ func VXLANLinkLocal(gatewayIP netip.Addr) netip.Addr {
 	return netip.AddrFrom16(a)
 }
 
+// endpointFor picks the endpoint to send to from a peer's endpoints, in
+// their order: the first of the family of this node's own address, which
+// its node network can be expected to reach (a dual-stack cluster lists
+// an endpoint of each family, and an IPv6-only peer must pick the IPv6
+// one), else the first. Zero when there is none.
+func endpointFor(endpoints []netip.AddrPort, node netip.Addr) netip.AddrPort {
+	for _, ep := range endpoints {
+		if ep.Addr().Is4() == node.Is4() {
+			return ep
+		}
+	}
+	if len(endpoints) > 0 {
+		return endpoints[0]
+	}
+	return netip.AddrPort{}
+}
+
 // gossipAddress is where a cluster's gossip listens: its IPv4 tunnel
 // address, whatever families the cluster routes. Every gateway must be
 // able to compute every other's gossip address from Git alone (a key and

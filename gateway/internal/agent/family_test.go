@@ -266,3 +266,24 @@ func TestNodeAgentIPv6NextHop(t *testing.T) {
 		}
 	}
 }
+
+// A node picks the first endpoint of its own node network's family, else
+// the first.
+func TestEndpointFor(t *testing.T) {
+	v4, v6 := netip.MustParseAddrPort("172.28.2.10:51820"), netip.MustParseAddrPort("[fd00:28:2::10]:51820")
+	for _, tc := range []struct {
+		eps  []netip.AddrPort
+		node string
+		want netip.AddrPort
+	}{
+		{[]netip.AddrPort{v4, v6}, "172.28.1.10", v4},
+		{[]netip.AddrPort{v4, v6}, "fd00:28:1::10", v6},
+		{[]netip.AddrPort{v6, v4}, "172.28.1.10", v4},
+		{[]netip.AddrPort{v6}, "172.28.1.10", v6},
+		{nil, "172.28.1.10", netip.AddrPort{}},
+	} {
+		if got := endpointFor(tc.eps, netip.MustParseAddr(tc.node)); got != tc.want {
+			t.Errorf("endpointFor(%v, %s) = %v, want %v", tc.eps, tc.node, got, tc.want)
+		}
+	}
+}
