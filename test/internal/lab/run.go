@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,7 +119,7 @@ func (r *run) apiServers(ctx context.Context) (string, error) {
 			"--etcd-servers", r.etcdURL(), "--etcd-prefix", "/"+c.Name,
 			"--bind-address", c.APIServerIP.String(), "--advertise-address", c.APIServerIP.String(),
 			"--secure-port", strconv.Itoa(c.APIServerPort),
-			"--service-cluster-ip-range", c.ServiceCIDR.String(),
+			"--service-cluster-ip-range", joinPrefixes(c.ServiceCIDRs()),
 			"--client-ca-file", filepath.Join(dir, "ca.crt"),
 			"--tls-cert-file", filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file", filepath.Join(dir, "apiserver.key"),
 			"--service-account-issuer", "https://kubernetes.default.svc."+plan.ClusterDomain,
@@ -167,7 +168,7 @@ func (r *run) controllerManagers(context.Context) (string, error) {
 			"--controllers", strings.Join(controllerManagerControllers, ","),
 			"--service-account-private-key-file", filepath.Join(dir, "sa.key"),
 			"--root-ca-file", filepath.Join(dir, "ca.crt"),
-			"--cluster-name", c.Name, "--service-cluster-ip-range", c.ServiceCIDR.String(),
+			"--cluster-name", c.Name, "--service-cluster-ip-range", joinPrefixes(c.ServiceCIDRs()),
 			"--leader-elect=false", "--secure-port=0"); err != nil {
 			return "", err
 		}
@@ -197,7 +198,7 @@ func (r *run) objects(ctx context.Context) (string, error) {
 			return fmt.Errorf("create the cluster key Secret: %w", err)
 		}
 		for _, n := range c.Nodes {
-			want := objects.Node(n)
+			want := objects.Node(c, n)
 			got, err := cs.CoreV1().Nodes().Create(ctx, want, metav1.CreateOptions{})
 			if err != nil {
 				return fmt.Errorf("create Node %s: %w", n.Name, err)
@@ -275,7 +276,7 @@ func (r *run) corefile(c plan.Cluster) string {
     }
     loadbalance
 }
-`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, c.ClustersetDNSIP)
+`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, c.ClustersetDNS())
 }
 
 func (r *run) workloads(context.Context) (string, error) {
@@ -292,7 +293,7 @@ func (r *run) workloads(context.Context) (string, error) {
 				args = []string{r.lab.Bins.CoreDNS, "-conf", r.lab.corefile(c.Name)}
 			default:
 				args = []string{r.lab.labCopy(), "echo", "--cluster", c.Name,
-					"--pod", pod.Namespace + "/" + pod.Name, "--ip", pod.IP.String(), "--port", strconv.Itoa(plan.EchoPort)}
+					"--pod", pod.Namespace + "/" + pod.Name, "--ip", pod.IPs(&c)[0].String(), "--port", strconv.Itoa(plan.EchoPort)}
 			}
 			if _, err := r.start(name, pod.Netns, args...); err != nil {
 				return "", err
@@ -309,7 +310,7 @@ func (r *run) kubeProxies(context.Context) (string, error) {
 		for _, node := range c.Nodes {
 			args := []string{r.lab.Bins.KubeProxy,
 				"--kubeconfig", r.lab.kubeconfig(c.Name), "--hostname-override", node.Name,
-				"--proxy-mode", "nftables", "--cluster-cidr", c.PodCIDR.String(), "--detect-local-mode", "ClusterCIDR",
+				"--proxy-mode", "nftables", "--cluster-cidr", joinPrefixes(c.PodCIDRs()), "--detect-local-mode", "ClusterCIDR",
 				// Conntrack limits are global, not per network namespace:
 				// a lab must leave the host's alone.
 				"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0",
@@ -365,10 +366,11 @@ func (r *run) operators(ctx context.Context) (string, error) {
 // kube-proxy, across the node network.
 func (r *run) readyChecks(ctx context.Context) (string, error) {
 	err := parallel(r.plan, func(c plan.Cluster) error {
+		// One slice per family: each echo pod is an endpoint of each.
 		echoPods := 0
 		for _, p := range c.Pods {
 			if p.Role == plan.RoleEcho {
-				echoPods++
+				echoPods += len(p.IPs(&c))
 			}
 		}
 		err := waitFor(ctx, 30*time.Second, "EndpointSlices of the echo Service", nil, func() error {
@@ -495,7 +497,7 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 			args := append([]string{r.lab.Bins.Gateway}, gw.args...)
 			args = append(args, "--kubeconfig", r.lab.saKubeconfig(c.Name, gw.serviceAccount), "--node-name", node.Name,
 				"--interface", node.WireGuard, "--wireguard", "userspace", "--sysctl-dir", "/proc/sys",
-				"--dns-bind-address", net.JoinHostPort(node.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)),
+				"--dns-bind-address", net.JoinHostPort(node.InternalIPs(&c)[0].String(), strconv.Itoa(plan.GatewayDNSPort)),
 				"--export-ttl", plan.ExportTTL.String(),
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
 				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)),
@@ -548,4 +550,14 @@ func httpOKInNetns(ctx context.Context, name, url string) error {
 		return fmt.Errorf("GET %s in %s: %s %q", url, name, resp.Status, body.String())
 	}
 	return nil
+}
+
+// joinPrefixes is a comma-separated list of ranges, as Kubernetes' range
+// flags take them (the primary family first).
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, ",")
 }
