@@ -66,7 +66,7 @@ func (r *run) certificates(context.Context) (string, error) {
 	for _, c := range r.plan.Clusters {
 		_, err := pki.Write(r.lab.clusterDir(c.Name), pki.Request{
 			Cluster:   c.Name,
-			ServerIPs: []net.IP{c.APIServerIP.AsSlice(), c.KubernetesServiceIP.AsSlice()},
+			ServerIPs: []net.IP{c.APIServerIP.AsSlice(), c.KubernetesServiceIP.AsSlice(), c.APIServerIP6.AsSlice(), c.KubernetesServiceIP6.AsSlice()},
 			ServerNames: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 				"kubernetes.default.svc." + plan.ClusterDomain},
 			Server: r.lab.apiURL(c),
@@ -117,7 +117,7 @@ func (r *run) apiServers(ctx context.Context) (string, error) {
 		dir := r.lab.clusterDir(c.Name)
 		p, err := r.start(c.Name+"-kube-apiserver", "", r.lab.Bins.APIServer,
 			"--etcd-servers", r.etcdURL(), "--etcd-prefix", "/"+c.Name,
-			"--bind-address", c.APIServerIP.String(), "--advertise-address", c.APIServerIP.String(),
+			"--bind-address", c.APIServerIP.String(), "--advertise-address", advertised(c).String(),
 			"--secure-port", strconv.Itoa(c.APIServerPort),
 			"--service-cluster-ip-range", joinPrefixes(c.ServiceCIDRs()),
 			"--client-ca-file", filepath.Join(dir, "ca.crt"),
@@ -397,14 +397,19 @@ func (r *run) readyChecks(ctx context.Context) (string, error) {
 		}
 		pod := c.Pods[0]
 		name := "kubernetes.default.svc." + plan.ClusterDomain
+		// The kubernetes Service is single-stack, of the primary family.
+		want, qtype := c.KubernetesServiceIP, "A"
+		if c.Family == plan.IPv6 {
+			want, qtype = c.KubernetesServiceIP6, "AAAA"
+		}
 		return waitFor(ctx, 30*time.Second, "DNS from "+pod.Name, nil, func() error {
 			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", pod.Netns,
-				"dig", "+short", "+time=1", "+tries=1", name).CombinedOutput()
+				"dig", "+short", "+time=1", "+tries=1", name, qtype).CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("dig %s: %w: %s", name, err, out)
 			}
-			if got := strings.TrimSpace(string(out)); got != c.KubernetesServiceIP.String() {
-				return fmt.Errorf("dig %s answered %q, want %s", name, got, c.KubernetesServiceIP)
+			if got := strings.TrimSpace(string(out)); got != want.String() {
+				return fmt.Errorf("dig %s %s answered %q, want %s", name, qtype, got, want)
 			}
 			return nil
 		})
@@ -560,4 +565,13 @@ func joinPrefixes(ps []netip.Prefix) string {
 		out = append(out, p.String())
 	}
 	return strings.Join(out, ",")
+}
+
+// advertised is the address a cluster's kube-apiserver advertises, of its
+// primary Service family, as kube-apiserver requires.
+func advertised(c plan.Cluster) netip.Addr {
+	if c.Family == plan.IPv6 {
+		return c.APIServerIP6
+	}
+	return c.APIServerIP
 }

@@ -36,6 +36,9 @@ func Scripts(p *plan.Plan) []Script {
 	host := []string{fmt.Sprintf("link add %s type veth peer name %s netns %s", p.HostLink, p.RouterHostLink, p.Router)}
 	for _, c := range p.Clusters {
 		host = append(host, fmt.Sprintf("addr add %s/%d dev %s", c.APIServerIP, p.HostNet.Bits(), p.HostLink))
+		if c.Family == plan.IPv6 {
+			host = append(host, addr6(c.APIServerIP6, 64, p.HostLink))
+		}
 	}
 	host = append(host,
 		fmt.Sprintf("addr add %s/%d dev %s", p.EtcdIP, p.HostNet.Bits(), p.HostLink),

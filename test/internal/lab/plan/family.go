@@ -110,14 +110,19 @@ func addr6(format string, args ...any) netip.Addr {
 //	underlay i   fd00:28:i::/64     router ::1, node n at ::10+n
 //	pods i       fd00:10:i::/56     node n owns fd00:10:i:n::/64, bridge ::1, pods from ::10
 //	services i   fd00:10:10i::/112  kubernetes ::1, cluster DNS ::10, clusterset DNS ::53
+//	host link    fd00:127:N::/64    cluster i's API server advertises ::i
 //
 // Every cluster has them in the plan, but only a cluster with IPv6 in its
 // family wires them. Such a cluster's network keeps its IPv4 wiring too,
 // also when it is IPv6 only: the lab's control plane is IPv4 (CoreDNS must
 // reach its API server, nodes their API server), so IPv4 stays as a
 // management network that neither Kubernetes nor Wirespan is told of.
-func addIPv6(cl *Cluster, i int) {
+// One thing shows it: kube-apiserver binds one address, its IPv4 one, so
+// an IPv6-only cluster's `kubernetes` Service (at APIServerIP6) answers
+// nobody; the lab's components reach the API server by kubeconfig.
+func addIPv6(cl *Cluster, i, instance int) {
 	svc := 100 + i
+	cl.APIServerIP6 = addr6("fd00:127:%d::%d", instance, i)
 	cl.Underlay6 = netip.MustParsePrefix(fmt.Sprintf("fd00:28:%d::/64", i))
 	cl.UnderlayGateway6 = addr6("fd00:28:%d::1", i)
 	cl.PodCIDR6 = netip.MustParsePrefix(fmt.Sprintf("fd00:10:%d::/56", i))

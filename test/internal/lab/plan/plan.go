@@ -79,7 +79,11 @@ type Cluster struct {
 	Name string
 	// APIServerIP is the host address its kube-apiserver binds, reachable
 	// from every node through the router.
-	APIServerIP   netip.Addr
+	APIServerIP netip.Addr
+	// APIServerIP6 is the address an IPv6-only cluster's kube-apiserver
+	// advertises (it must be of the Service range's family): on the host
+	// link, but not bound (see addIPv6).
+	APIServerIP6  netip.Addr
 	APIServerPort int
 	// OperatorMetricsPort and OperatorProbePort are on APIServerIP too.
 	OperatorMetricsPort int
@@ -327,7 +331,7 @@ func newCluster(prefix string, c Config, i int) Cluster {
 		addPod(DefaultNamespace, fmt.Sprintf("echo-%d", n), n, RoleEcho, map[string]string{"app": EchoServiceName})
 	}
 	addPod(SystemNamespace, "coredns-0", c.Nodes-1, RoleDNS, map[string]string{"k8s-app": DNSServiceName})
-	addIPv6(&cl, i+1)
+	addIPv6(&cl, i+1, c.Instance)
 	return cl
 }
 
