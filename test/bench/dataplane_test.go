@@ -159,26 +159,45 @@ func clientFor(b *testing.B, kubeconfig string) *kubernetes.Clientset {
 const iperfSeconds = "3"
 
 // BenchmarkThroughput measures one TCP stream between pods of two peered
-// lab clusters (pod, node bridge, gateway's userspace WireGuard, router,
-// the other gateway, bridge, pod), next to a standalone wireguard-go tunnel
-// of the same module version configured with `wg` between two namespaces,
-// and plain veth between two namespaces, all in the same run.
+// dual-stack lab clusters, in each family: between pods on the gateway
+// nodes (pod, node bridge, gateway's userspace WireGuard, router, the
+// other gateway, bridge, pod), and between pods behind node agents (the
+// same with VXLAN from the node to its gateway on both sides). Next to
+// them, in the same run, a standalone wireguard-go tunnel of the same
+// module version configured with `wg` between two namespaces, in each
+// family, and plain veth.
 func BenchmarkThroughput(b *testing.B) {
-	st := peeredLab(b)
+	st := peeredLab(b, "--ip-family", "dual")
 	c1, c2 := st.Clusters[0], st.Clusters[1]
 	wgA, wgB, veth := standalone(b)
-	b.ResetTimer()
-	var wirespan, wg, plain float64
-	for range b.N {
-		wirespan += median(b, func() float64 { return iperf(b, c2.Pods[0].Netns, c1.Pods[0].Netns, c2.Pods[0].IP) })
-		wg += median(b, func() float64 { return iperf(b, wgB, wgA, "10.99.0.2") })
-		plain += median(b, func() float64 { return iperf(b, veth, wgA, "10.98.0.2") })
+	// Pods[0] is echo-0 on the gateway node, Pods[1] echo-1 behind the
+	// node agent; IPs[0] is IPv4, IPs[1] IPv6.
+	paths := []struct {
+		metric                  string
+		server, client, address string
+		ref                     string // the reference metric it is compared with
+	}{
+		{"Gbit/s-wirespan", c2.Pods[0].Netns, c1.Pods[0].Netns, c2.Pods[0].IPs[0], "Gbit/s-ref-wireguard-go"},
+		{"Gbit/s-wirespan-ipv6", c2.Pods[0].Netns, c1.Pods[0].Netns, c2.Pods[0].IPs[1], "Gbit/s-ref-wireguard-go-ipv6"},
+		{"Gbit/s-wirespan-node-agents", c2.Pods[1].Netns, c1.Pods[1].Netns, c2.Pods[1].IPs[0], "Gbit/s-ref-wireguard-go"},
+		{"Gbit/s-wirespan-node-agents-ipv6", c2.Pods[1].Netns, c1.Pods[1].Netns, c2.Pods[1].IPs[1], "Gbit/s-ref-wireguard-go-ipv6"},
+		{"Gbit/s-ref-wireguard-go", wgB, wgA, "10.99.0.2", ""},
+		{"Gbit/s-ref-wireguard-go-ipv6", wgB, wgA, "fd99::2", ""},
+		{"Gbit/s-ref-veth", veth, wgA, "10.98.0.2", ""},
 	}
-	n := float64(b.N)
-	b.ReportMetric(wirespan/n, "Gbit/s-wirespan")
-	b.ReportMetric(wg/n, "Gbit/s-ref-wireguard-go")
-	b.ReportMetric(plain/n, "Gbit/s-ref-veth")
-	b.ReportMetric(wirespan/wg, "ratio-to-wireguard-go")
+	b.ResetTimer()
+	sum := map[string]float64{}
+	for range b.N {
+		for _, p := range paths {
+			sum[p.metric] += median(b, func() float64 { return iperf(b, p.server, p.client, p.address) })
+		}
+	}
+	for _, p := range paths {
+		b.ReportMetric(sum[p.metric]/float64(b.N), p.metric)
+		if p.ref != "" {
+			b.ReportMetric(sum[p.metric]/sum[p.ref], "ratio-"+strings.TrimPrefix(p.metric, "Gbit/s-"))
+		}
+	}
 }
 
 func median(b *testing.B, run func() float64) float64 {
@@ -225,8 +244,9 @@ func iperf(b *testing.B, serverNS, clientNS, addr string) float64 {
 }
 
 // The standalone reference: namespaces wsb-a and wsb-b joined by a veth
-// (10.98.0.0/24), with a wireguard-go device in each (10.99.0.0/24, MTU
-// 1420 like Wirespan's tunnel on a 1500 underlay), configured with `wg`.
+// (10.98.0.0/24), with a wireguard-go device in each (10.99.0.0/24 and
+// fd99::/64, MTU 1420 like Wirespan's tunnel on a 1500 underlay),
+// configured with `wg`.
 const standalonePrefix = "wsb-"
 
 func standalone(b *testing.B) (a, bNS, vethNS string) {
@@ -275,9 +295,10 @@ func standalone(b *testing.B) (a, bNS, vethNS string) {
 			b.Fatal(err)
 		}
 		run("ip", "netns", "exec", ns, "wg", "set", dev, "private-key", keyFile, "listen-port", "51820",
-			"peer", keys[other].PublicKey().String(), "allowed-ips", fmt.Sprintf("10.99.0.%d/32", 2-i),
+			"peer", keys[other].PublicKey().String(), "allowed-ips", fmt.Sprintf("10.99.0.%d/32,fd99::%d/128", 2-i, 2-i),
 			"endpoint", fmt.Sprintf("10.98.0.%d:51820", 2-i))
 		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", dev)
+		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("fd99::%d/64", i+1), "dev", dev, "nodad")
 		run("ip", "-n", ns, "link", "set", dev, "mtu", "1420", "up")
 	}
 	return a, bNS, bNS
