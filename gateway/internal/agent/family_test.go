@@ -287,3 +287,18 @@ func TestEndpointFor(t *testing.T) {
 		}
 	}
 }
+
+// A claim over the IPv6 tunnel range is refused like one over the IPv4
+// range: it would capture other clusters' IPv6 tunnel addresses.
+func TestClaimOverIPv6TunnelRangeIsRefused(t *testing.T) {
+	in := dualStackSelf("c1-n0", RouteVXLAN)
+	in.Peers[0].AllowedCIDRs = append(in.Peers[0].AllowedCIDRs, pfx("fd77:7370:616e::/48")...)
+	in.Peers[0].Claims = append(in.Peers[0].Claims, pfx("fd77:7370:616e::/56")...)
+	c2 := Desired(in).Peers[0]
+	if slices.Contains(c2.Routed, netip.MustParsePrefix("fd77:7370:616e::/56")) {
+		t.Fatalf("a claim over the IPv6 tunnel range is routed: %v", c2.Routed)
+	}
+	if !slices.ContainsFunc(c2.Refused, func(r Refusal) bool { return strings.Contains(r.Reason, "--tunnel-cidr-v6") }) {
+		t.Errorf("refusals %v do not name --tunnel-cidr-v6", c2.Refused)
+	}
+}
