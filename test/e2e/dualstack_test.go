@@ -152,7 +152,7 @@ func (l *familyLab) waitConnected(t *testing.T) {
 func (l *familyLab) probe(cluster, pod string, to netip.AddrPort) (echo.Identity, error) {
 	out, err := l.exec(cluster, pod, filepath.Join(l.dir, "bin", "wirespan-lab"), "probe", "--timeout", "2s", "tcp", to.String())
 	if err != nil {
-		return echo.Identity{}, fmt.Errorf("%v: %s", err, out)
+		return echo.Identity{}, fmt.Errorf("%w: %s", err, out)
 	}
 	return echo.ParseReply(out)
 }
@@ -281,7 +281,7 @@ func (l *familyLab) testMCS(t *testing.T) {
 			eventually(t, 30*time.Second, fmt.Sprintf("%s %s in %s", name, qtype, tc.cluster), func() error {
 				out, err := l.exec(tc.cluster, "echo-0", "dig", "+time=1", "+tries=2", "+short", name, qtype)
 				if err != nil {
-					return fmt.Errorf("dig: %v: %s", err, out)
+					return fmt.Errorf("dig: %w: %s", err, out)
 				}
 				answers = strings.Fields(out)
 				if (len(answers) > 0) != want {

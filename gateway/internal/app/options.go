@@ -62,7 +62,7 @@ func DefaultAgentConfig() agent.Config {
 		TunnelCIDR:    netip.MustParsePrefix("100.96.0.0/16"),
 		// A /64 of the unique local range (RFC 4193) whose global ID
 		// spells "wspan": no registry hands out ULAs, so one fixed and
-		// recognisable range is as good as a random one, and the same in
+		// recognizable range is as good as a random one, and the same in
 		// every cluster without configuration.
 		TunnelCIDR6:  netip.MustParsePrefix(DefaultTunnelCIDR6),
 		Table:        51820,

@@ -55,8 +55,7 @@ func ParseClusterFamilies(s string) (map[string]Family, error) {
 	return out, nil
 }
 
-// Has4 and Has6 say whether the family includes IPv4 or IPv6.
-func (f Family) Has4() bool { return f != IPv6 }
+// Has6 says whether the family includes IPv6.
 func (f Family) Has6() bool { return f == IPv6 || f == Dual }
 
 // inFamily lists v4 and v6 as the family has them, its primary family
