@@ -11,6 +11,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -29,10 +30,14 @@ import (
 
 // The shared lab.
 const (
-	sharedInstance = "1"
 	sharedClusters = "3"
 	natCluster     = "c3"
 )
+
+// sharedInstance is the shared lab's instance: 1, or
+// $WIRESPAN_E2E_INSTANCE, so that two runs on one machine (two worktrees
+// sharing .cache) do not take down each other's lab.
+var sharedInstance = cmp.Or(os.Getenv("WIRESPAN_E2E_INSTANCE"), "1")
 
 var (
 	repo string
@@ -79,7 +84,7 @@ func runMain(m *testing.M) (code int) {
 	binDir = tmp
 	labBin = filepath.Join(tmp, "wirespan-lab")
 	for pkg, out := range map[string]string{"./test/lab": labBin, "./operator": filepath.Join(tmp, "wirespan-operator"),
-		"./gateway": filepath.Join(tmp, "wirespan-gateway")} {
+		"./gateway": filepath.Join(tmp, "wirespan-gateway"), "./kubectl-wirespan": filepath.Join(tmp, "kubectl-wirespan")} {
 		build := exec.Command("go", "build", "-o", out, pkg)
 		build.Dir, build.Stderr = repo, os.Stderr
 		if err := build.Run(); err != nil {
@@ -90,6 +95,12 @@ func runMain(m *testing.M) (code int) {
 
 	// A fixed folder, so a run killed with -9 is cleaned up by the next.
 	sharedDir = filepath.Join(repo, ".cache", "e2e-lab")
+	if sharedInstance != "1" {
+		sharedDir += "-" + sharedInstance // another run's lab has its own folder too
+	}
+	if sharedInstance != "1" {
+		sharedDir += "-" + sharedInstance
+	}
 	down := func() {
 		if out, err := labCmd(sharedDir, sharedInstance, "down").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: lab down: %v\n%s", err, out)

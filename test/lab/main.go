@@ -33,6 +33,10 @@ Usage:
   wirespan-lab exec CLUSTER POD|NODE -- COMMAND [ARGS...]
   wirespan-lab apply DIR
   wirespan-lab restart PROCESS [--grace D]   (a name from status, e.g. c1-n0-wirespan-gateway)
+  wirespan-lab kill PROCESS                  (SIGKILL, as a crash; not restarted)
+  wirespan-lab cut NODE                      (the node loses its network link; heal undoes it)
+  wirespan-lab heal NODE
+  wirespan-lab remap CLUSTER                 (the NAT router forgets the cluster's UDP mappings)
 
 Flags may come before or after a command's arguments (exec's go before
 CLUSTER: what follows POD|NODE is the command's). Every command takes
@@ -217,6 +221,49 @@ func run(args []string) error {
 			return err
 		}
 		fmt.Printf("restarted %s: pid %d, log %s\n", p.Name, p.PID, p.Log)
+		return nil
+	case "kill", "cut", "heal":
+		names, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(names) != 1 {
+			return fmt.Errorf("usage: wirespan-lab %s %s", cmd, map[string]string{"kill": "PROCESS (see `wirespan-lab status` for names)", "cut": "NODE", "heal": "NODE"}[cmd])
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		switch cmd {
+		case "kill":
+			err = l.Kill(names[0])
+		case "cut":
+			err = l.Cut(names[0])
+		default:
+			err = l.Heal(names[0])
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: %s\n", names[0], map[string]string{"kill": "killed with SIGKILL; not restarted (restart starts it again)", "cut": "cut off the network (heal joins it again)", "heal": "joined the network again"}[cmd])
+		return nil
+	case "remap":
+		names, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(names) != 1 {
+			return errors.New("usage: wirespan-lab remap CLUSTER (a cluster behind NAT)")
+		}
+		l, err := c.lab()
+		if err != nil {
+			return err
+		}
+		n, err := l.Remap(names[0])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: the NAT router forgot %d UDP mappings; the next packets out get new outside ports\n", names[0], n)
 		return nil
 	case "echo":
 		return serveEcho(fs, args)

@@ -84,6 +84,7 @@ func (c gatewayConfig) desired() dataplane.State {
 		Cluster:         c.Cluster,
 		Node:            agent.Node{Name: c.Node, IP: c.NodeIP, Underlay: c.Underlay, UnderlayMTU: 1500},
 		Gateways:        []agent.Gateway{{Node: c.Node, IP: c.NodeIP}},
+		Active:          c.Node,
 		PrivateKey:      &c.Key,
 		SelfRanges:      validPrefixes(c.PodCIDR, c.PodCIDR6),
 		SelfHasEndpoint: true,

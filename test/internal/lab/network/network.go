@@ -177,7 +177,10 @@ func routerTable(b *strings.Builder, family string, p *plan.Plan, has func(plan.
 	}
 	for _, c := range p.Clusters {
 		if c.NAT && has(c) {
-			fmt.Fprintf(b, "\t\tiifname %q oifname != %q masquerade\n", c.Bridge, c.Bridge)
+			// Random outside ports, as many home and carrier-grade NATs
+			// use: a mapping the router forgets (wirespan-lab remap) comes
+			// back on another port.
+			fmt.Fprintf(b, "\t\tiifname %q oifname != %q masquerade random\n", c.Bridge, c.Bridge)
 		}
 	}
 	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")

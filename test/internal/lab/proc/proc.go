@@ -102,6 +102,21 @@ func Kill(pid int, grace time.Duration) error {
 	return fmt.Errorf("pid %d still runs %s after SIGKILL", pid, killWait)
 }
 
+// Crash stops pid with SIGKILL alone, as a crash or the OOM killer would:
+// the process gets no chance to clean up. It returns once every thread
+// has exited.
+func Crash(pid int) error {
+	ticks, err := startTicks(pid)
+	if err != nil {
+		return nil // gone already
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	if waitUntil(killWait, func() bool { return !running(pid, ticks) }) {
+		return nil
+	}
+	return fmt.Errorf("pid %d still runs %s after SIGKILL", pid, killWait)
+}
+
 // ByPID is the running process pid, for Stop, or nil if there is none.
 func ByPID(pid int) *Process {
 	ticks, err := startTicks(pid)
