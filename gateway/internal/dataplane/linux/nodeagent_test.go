@@ -55,8 +55,8 @@ func nodeAgentOverVXLAN(t *testing.T, underlay6 bool) {
 	in := func(name string, ip netip.Addr, underlay string) agent.Inputs {
 		return agent.Inputs{
 			Config: cfg, Cluster: "a",
-			Node:       agent.Node{Name: name, IP: ip, Underlay: underlay, UnderlayMTU: 1500},
-			Gateways:   []agent.Gateway{{Node: "gw", IP: gwIP}},
+			Node:     agent.Node{Name: name, IP: ip, Underlay: underlay, UnderlayMTU: 1500},
+			Gateways: []agent.Gateway{{Node: "gw", IP: gwIP}}, Active: "gw",
 			SelfRanges: []netip.Prefix{netip.MustParsePrefix("10.201.0.0/16"), netip.MustParsePrefix("fd00:201::/56")},
 			Peers:      peers,
 		}
