@@ -311,7 +311,12 @@ func (l *familyLab) testMCS(t *testing.T) {
 // rules and forwarding.
 func (l *familyLab) kernelState(t *testing.T, cluster, node string) string {
 	t.Helper()
-	script := `ip -o link show | grep -E 'wirespan|wsl' | sed -e 's/link\/ether.*//' -e 's/ state [A-Z]* / /'; ip -o addr show; ` +
+	// The kernel's duplicate address detection on the link-local address
+	// it gives a new link (" tentative" for a second or two) is its own
+	// doing, like a TUN's operational state, not configuration; a link
+	// made again shows as a new index anyway.
+	script := `ip -o link show | grep -E 'wirespan|wsl' | sed -e 's/link\/ether.*//' -e 's/ state [A-Z]* / /'; ` +
+		`ip -o addr show | sed -e 's/ tentative / /'; ` +
 		`ip route show table all proto 201; ip -6 route show table all proto 201; ip rule show; ip -6 rule show; ` +
 		`ip neigh show nud permanent; ip -6 neigh show nud permanent; nft list table inet wirespan; ` +
 		`sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding`
