@@ -113,9 +113,11 @@ type labStatus struct {
 			Netns string `json:"netns"`
 		} `json:"nodes"`
 		Pods []struct {
-			Name  string `json:"name"`
-			IP    string `json:"ip"`
-			Netns string `json:"netns"`
+			Name string `json:"name"`
+			IP   string `json:"ip"`
+			// IPs are of each family of the cluster, primary first.
+			IPs   []string `json:"ips"`
+			Netns string   `json:"netns"`
 		} `json:"pods"`
 	} `json:"clusters"`
 	Processes []labProcess `json:"processes"`

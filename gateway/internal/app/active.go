@@ -85,7 +85,7 @@ func (r *activeRole) run(ctx context.Context, w *world, plan agent.Plan) error {
 }
 
 func (r *activeRole) runGossip(w *world, plan agent.Plan) error {
-	addr := plan.State.WireGuard.Address.Addr()
+	addr := plan.GossipAddr
 	if r.gossip != nil && r.gossipAddr != addr {
 		r.stopGossip()
 	}

@@ -54,7 +54,8 @@ func TestActiveRoleStartsAndStopsAsOnePiece(t *testing.T) {
 	r := &activeRole{opts: opts, log: testr.New(t), services: mcs, registry: prometheus.NewRegistry(), dnsEndpoint: &dnsEndpoint{}}
 	w := &world{in: agent.Inputs{PrivateKey: &key, Node: agent.Node{IP: netip.MustParseAddr("127.0.0.1")}}}
 	plan := func(tunnel string) agent.Plan {
-		return agent.Plan{Role: agent.RoleGateway, State: dataplane.State{WireGuard: &dataplane.Device{Address: netip.MustParsePrefix(tunnel)}}}
+		pfx := netip.MustParsePrefix(tunnel)
+		return agent.Plan{Role: agent.RoleGateway, GossipAddr: pfx.Addr(), State: dataplane.State{WireGuard: &dataplane.Device{Addresses: []netip.Prefix{pfx}}}}
 	}
 	ctx := context.Background()
 	t.Cleanup(func() { _ = r.stop(ctx) })

@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	logger.Info("starting", "clusterID", opts.ClusterID, "node", opts.NodeName, "wireguard", opts.WireGuardMode,
-		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR)
+		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR, "tunnelCIDRv6", opts.Agent.TunnelCIDR6)
 	return mgr.Start(ctx)
 }
 

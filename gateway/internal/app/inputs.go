@@ -170,16 +170,25 @@ func readClusterKey(ctx context.Context, r client.Reader, name types.NamespacedN
 	return &key, nil
 }
 
+// internalIP is a Node's InternalIP: its IPv4 one if it has one (what
+// node agents' VXLAN and direct routes have always used), else its IPv6
+// one, on a node network of IPv6 only.
 func internalIP(n *corev1.Node) (netip.Addr, bool) {
+	var v6 netip.Addr
 	for _, a := range n.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP {
 			continue
 		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+		ip, err := netip.ParseAddr(a.Address)
+		switch {
+		case err != nil:
+		case ip.Is4():
 			return ip, true
+		case !v6.IsValid() && !ip.IsLinkLocalUnicast():
+			v6 = ip
 		}
 	}
-	return netip.Addr{}, false
+	return v6, v6.IsValid()
 }
 
 // interfaceWith finds the interface that holds ip: the node network's. It
