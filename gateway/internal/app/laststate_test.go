@@ -74,6 +74,13 @@ func TestLastStateKeepsTheGatewayStateRootOnly(t *testing.T) {
 	if _, ok, err := l.load(); ok || err == nil || !strings.Contains(err.Error(), "not valid") {
 		t.Errorf("damaged file: ok %v, err %v", ok, err)
 	}
+	// Another format is refused, not half applied.
+	if err := os.WriteFile(l.path, []byte(`{"format":99,"state":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := l.load(); ok || err == nil || !strings.Contains(err.Error(), "format 99") {
+		t.Errorf("other format: ok %v, err %v", ok, err)
+	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("files left in %s: %v", dir, entries)
 	}
