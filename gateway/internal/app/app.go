@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		metrics: m,
 		poke:    make(chan struct{}, 1),
 		role: &activeRole{
-			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry,
+			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, dnsLinger: dnsLinger,
 			dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
 				log: logger.WithName("dns-endpoint")},
 		},
@@ -328,7 +328,14 @@ func (s *syncer) handOver() {
 	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
 		time.Sleep(s.opts.LeaseRenewPeriod / 4)
 	}
+	wasActive := s.role.running()
 	s.role.stopGossip()
+	if wasActive {
+		// DNS queries still reach this node until kube-proxy follows the
+		// successor's endpoint (activeRole's dnsLinger).
+		time.Sleep(s.role.dnsLinger)
+	}
+	s.role.stopDNS()
 }
 
 func (s *syncer) wake() {
