@@ -1,5 +1,5 @@
 // Package election decides which of a cluster's gateway nodes is the active
-// gateway, fenced by a coordination.k8s.io Lease. Every labelled gateway
+// gateway, fenced by a coordination.k8s.io Lease. Every labeled gateway
 // node runs a candidate; the holder renews the Lease every RenewPeriod; a
 // standby takes the role once it has seen no renewal for Duration while it
 // could reach the API server. The decision is a pure function of what the
