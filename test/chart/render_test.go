@@ -113,7 +113,8 @@ func TestDefaultValues(t *testing.T) {
 			t.Errorf("gateway args %q lack %q", g.Args, arg)
 		}
 	}
-	wantVolumes := map[string]string{"proc-sys-net": "/proc/sys/net", "tun": "/dev/net/tun", "wireguard-sockets": "/var/run/wireguard"}
+	// state: the data plane the active gateway last applied (--state-file).
+	wantVolumes := map[string]string{"proc-sys-net": "/proc/sys/net", "tun": "/dev/net/tun", "wireguard-sockets": "/var/run/wireguard", "state": "/var/lib/wirespan"}
 	if got := hostPaths(spec); !reflect.DeepEqual(got, wantVolumes) {
 		t.Errorf("gateway host paths %v, want %v", got, wantVolumes)
 	}
@@ -196,8 +197,8 @@ func TestFullValues(t *testing.T) {
 			t.Errorf("gateway args %q lack %q", g.Args, arg)
 		}
 	}
-	if got := hostPaths(spec); !reflect.DeepEqual(got, map[string]string{"proc-sys-net": "/proc/sys/net"}) {
-		t.Errorf("kernel WireGuard: host paths %v, want only /proc/sys/net (no TUN, no UAPI sockets)", got)
+	if got := hostPaths(spec); !reflect.DeepEqual(got, map[string]string{"proc-sys-net": "/proc/sys/net", "state": "/var/lib/wirespan"}) {
+		t.Errorf("kernel WireGuard: host paths %v, want only /proc/sys/net and the kept state (no TUN, no UAPI sockets)", got)
 	}
 	for _, p := range g.Ports {
 		if p.Name == "vxlan" {
