@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -171,8 +172,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
 				log: logger.WithName("dns-endpoint")},
 		},
-		reporter: &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
-		last:     last,
+		reporter:      &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
+		interfaceWith: interfaceWith,
+		last:          last,
 	}
 	for _, r := range []manager.Runnable{elector, s, mcsController} {
 		if err := mgr.Add(r); err != nil {
@@ -203,6 +205,9 @@ type syncer struct {
 	applier *dataplane.Applier
 	metrics *metrics
 	poke    chan struct{}
+	// interfaceWith finds the node network's interface (interfaceWith in
+	// inputs.go; a test's fake).
+	interfaceWith func(netip.Addr) (string, int, []netip.Prefix, error)
 	// resolver caches endpoint DNS answers; endpoints chooses which of a
 	// peer's endpoints to dial.
 	resolver  resolver

@@ -49,7 +49,7 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	if !ok {
 		return nil, fmt.Errorf("own Node %s has no InternalIP address in status.addresses", o.NodeName)
 	}
-	underlay, mtu, networks, err := interfaceWith(ip)
+	underlay, mtu, networks, err := s.interfaceWith(ip)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane/fake"
+	wsdns "github.com/wirespan/wirespan/gateway/internal/dns"
+	"github.com/wirespan/wirespan/gateway/internal/election"
+	"github.com/wirespan/wirespan/gateway/internal/services"
+	"github.com/wirespan/wirespan/internal/poll"
+)
+
+// The data plane loop, with the stateful fake for the kernel and a real
+// API server for its inputs: the node holding the Lease gets the gateway's
+// kernel state and runs the active role; when another node takes the
+// Lease, the same loop turns it into a node agent that routes to the new
+// active gateway, and the role stops.
+func TestSyncerFollowsTheLease(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := env.Client
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "syncer-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), ns) })
+	own, _ := wgtypes.GeneratePrivateKey()
+	remote, _ := wgtypes.GeneratePrivateKey()
+	create := func(obj client.Object) {
+		t.Helper()
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), obj) })
+	}
+	for i, name := range []string{"sync-n0", "sync-n1"} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{wirespanv1alpha1.LabelGateway: "true"}}}
+		create(node)
+		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("172.28.1.%d", 10+i)}}
+		if err := c.Status().Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := types.NamespacedName{Namespace: ns.Name, Name: "key"}
+	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Data: map[string][]byte{wirespanv1alpha1.KeySecretPrivateKey: []byte(own.String())}})
+	create(&wirespanv1alpha1.ClusterPeer{ObjectMeta: metav1.ObjectMeta{Name: "sync-c1"},
+		Spec: wirespanv1alpha1.ClusterPeerSpec{PublicKey: own.PublicKey().String(), Endpoints: []string{"172.28.1.10:51820"}, AllowedCIDRs: []string{"10.1.0.0/16"}}})
+	peer := &wirespanv1alpha1.ClusterPeer{ObjectMeta: metav1.ObjectMeta{Name: "sync-c2"},
+		Spec: wirespanv1alpha1.ClusterPeerSpec{PublicKey: remote.PublicKey().String(), Endpoints: []string{"172.28.2.10:51820"}, AllowedCIDRs: []string{"10.2.0.0/16"}}}
+	create(peer)
+	// What c2's gateway last announced, as a restarted gateway finds it.
+	peer.Status = wirespanv1alpha1.ClusterPeerStatus{Role: wirespanv1alpha1.RoleRemote, PodCIDRs: []string{"10.2.0.0/16"}}
+	if err := c.Status().Update(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	informers, err := cache.New(env.Config, cache.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+
+	opts := Options{ClusterID: "sync-c1", NodeName: "sync-n0", KeySecret: key, Agent: DefaultAgentConfig(),
+		// Tunnel addresses on loopback, so gossip can bind them here.
+		GossipPort: freeUDPPort(t), ExportTTL: time.Minute, StatusPeriod: time.Hour,
+		Lease: types.NamespacedName{Namespace: ns.Name, Name: "wirespan-gateway"}, LeaseDuration: time.Second, LeaseRenewPeriod: 100 * time.Millisecond}
+	opts.Agent.TunnelCIDR = netip.MustParsePrefix("127.77.0.0/16")
+	elector := election.New(election.Config{Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration,
+		RenewPeriod: opts.LeaseRenewPeriod, Reader: c, Writer: c, Log: testr.New(t).WithName("election")})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = elector.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	k := fake.New()
+	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
+	m := newMetrics(prometheus.NewRegistry())
+	s := &syncer{
+		elector: elector, opts: opts, log: testr.New(t), cache: informers, kernel: k,
+		applier: &dataplane.Applier{Kernel: k, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName},
+		metrics: m, poke: make(chan struct{}, 1),
+		role: &activeRole{opts: opts, log: testr.New(t), registry: prometheus.NewRegistry(), dnsEndpoint: &dnsEndpoint{},
+			services: &services.Controller{ClusterID: opts.ClusterID, DNS: wsdns.NewStore()}},
+		reporter: &reporter{opts: opts, writer: c, metrics: m},
+		last:     &lastState{},
+		interfaceWith: func(netip.Addr) (string, int, []netip.Prefix, error) {
+			return "eth0", 1500, []netip.Prefix{netip.MustParsePrefix("172.28.1.0/24")}, nil
+		},
+	}
+	t.Cleanup(func() { _ = s.role.stop(context.Background()); s.role.stopDNS() })
+	if !informers.WaitForCacheSync(ctx) {
+		t.Fatal("caches did not sync")
+	}
+	if err := s.watchLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	syncUntil := func(what string, check func(dump string) error) {
+		t.Helper()
+		poll.Until(t, 20*time.Second, what, func() error {
+			if elector.Known() {
+				s.sync(ctx)
+			}
+			return check(k.Dump())
+		})
+	}
+	syncUntil("the Lease holder runs the gateway", func(dump string) error {
+		for _, want := range []string{"link wirespan0 kind=tun", "route table 51820 10.2.0.0/16 dev wirespan0", "not fwmark 0xca table 51820"} {
+			if !strings.Contains(dump, want) {
+				return fmt.Errorf("no %q in\n%s", want, dump)
+			}
+		}
+		if !s.role.running() {
+			return errors.New("the active role does not run")
+		}
+		return nil
+	})
+
+	// sync-n1 takes the Lease (as its elector would, once this one went
+	// silent): this node follows as a node agent, through its VXLAN link.
+	var l coordinationv1.Lease
+	if err := c.Get(ctx, opts.Lease, &l); err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.HolderIdentity = ptr.To("sync-n1")
+	l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+	if err := c.Update(ctx, &l); err != nil {
+		t.Fatal(err)
+	}
+	syncUntil("this node routes to the new active gateway", func(dump string) error {
+		for _, want := range []string{"remote=172.28.1.11", "route table 51820 10.2.0.0/16 via 172.28.1.11 dev wirespan-vx"} {
+			if !strings.Contains(dump, want) {
+				return fmt.Errorf("no %q in\n%s", want, dump)
+			}
+		}
+		if strings.Contains(dump, "link wirespan0") {
+			return fmt.Errorf("the WireGuard device is still there:\n%s", dump)
+		}
+		if s.role.running() {
+			return errors.New("the active role still runs")
+		}
+		return nil
+	})
+}
