@@ -108,7 +108,8 @@ func TestDefaultValues(t *testing.T) {
 	if len(g.Env) != 1 || g.Env[0].Name != "NODE_NAME" || g.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
 		t.Errorf("gateway env %+v: want NODE_NAME from spec.nodeName", g.Env)
 	}
-	for _, arg := range []string{"--cluster-id=east", "--wireguard=auto", "--dns-service=wirespan-system/wirespan-dns", "--sysctl-dir=/host/proc/sys", "--dns-bind-address=:5353"} {
+	for _, arg := range []string{"--cluster-id=east", "--wireguard=auto", "--dns-service=wirespan-system/wirespan-dns", "--sysctl-dir=/host/proc/sys", "--dns-bind-address=node:5353",
+		"--metrics-bind-address=:9090", "--lease=wirespan-system/wirespan-gateway", "--lease-duration=1s", "--lease-renew-period=200ms"} {
 		if !slices.Contains(g.Args, arg) {
 			t.Errorf("gateway args %q lack %q", g.Args, arg)
 		}
@@ -191,7 +192,7 @@ func TestFullValues(t *testing.T) {
 	spec := gw.Spec.Template.Spec
 	g := spec.Containers[0]
 	for _, arg := range []string{"--wireguard=kernel", "--listen-port=51821", "--node-route-mode=direct", "--vxlan-port=4791",
-		"--tunnel-cidr=100.97.0.0/16", "--tunnel-cidr-v6=fd77:1::/64", "--dns-bind-address=:5354", "--dns-zone=clusterset.example",
+		"--tunnel-cidr=100.97.0.0/16", "--tunnel-cidr-v6=fd77:1::/64", "--dns-bind-address=:5354", "--metrics-bind-address=127.0.0.1:19090", "--lease-duration=2s", "--lease-renew-period=500ms", "--dns-zone=clusterset.example",
 		"--dns-service=wirespan-system/wirespan-west-dns", "--key-secret=wirespan-system/west-key", "--keepalive=15s", "--export-ttl=1m"} {
 		if !slices.Contains(g.Args, arg) {
 			t.Errorf("gateway args %q lack %q", g.Args, arg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,7 +115,7 @@ func (r *activeRole) runGossip(w *world, plan agent.Plan) error {
 		}
 		r.gossip, r.gossipAddr = g, addr
 		r.log.Info("gossip started", "addr", g.LocalAddr())
-		if err := r.startDNS(); err != nil {
+		if err := r.startDNS(w.in.Node.IP); err != nil {
 			return err
 		}
 		r.services.SetExchange(g)
@@ -233,8 +234,9 @@ func (r *activeRole) stopDNS() {
 
 // startDNS starts the clusterset DNS server, answering from the MCS
 // controller's store, unless --dns-bind-address is empty; a server still
-// lingering from this node's last turn is kept.
-func (r *activeRole) startDNS() error {
+// lingering from this node's last turn is kept. nodeIP stands for "node"
+// in --dns-bind-address.
+func (r *activeRole) startDNS(nodeIP netip.Addr) error {
 	r.dnsMu.Lock()
 	defer r.dnsMu.Unlock()
 	if r.dnsTimer != nil {
@@ -245,8 +247,16 @@ func (r *activeRole) startDNS() error {
 	if r.opts.DNSAddr == "" || r.dnsStop != nil {
 		return nil
 	}
+	bind := r.opts.DNSAddr // ":port" stays as it is: every address, both families
+	if strings.HasPrefix(bind, "node:") {
+		addr, err := dnsBindAddress(bind, nodeIP)
+		if err != nil {
+			return fmt.Errorf("--dns-bind-address %q: %w", r.opts.DNSAddr, err)
+		}
+		bind = addr.String()
+	}
 	srv, err := dns.NewServer(dns.Config{
-		Zone: r.opts.DNSZone, Addr: r.opts.DNSAddr, Store: r.services.DNS,
+		Zone: r.opts.DNSZone, Addr: bind, Store: r.services.DNS,
 		Logger: r.log.WithName("dns"), Registerer: r.registry,
 	})
 	if err != nil {
@@ -275,7 +285,7 @@ func (r *activeRole) publishDNS(ctx context.Context, w *world) {
 	if !running {
 		return
 	}
-	addr, err := netip.ParseAddrPort(defaultHost(r.opts.DNSAddr))
+	addr, err := dnsBindAddress(r.opts.DNSAddr, w.in.Node.IP)
 	if err != nil {
 		return // Validate refused it already
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -147,8 +149,8 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v, --kube-api-burst %d: must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	if o.DNSAddr != "" {
-		if _, err := netip.ParseAddrPort(defaultHost(o.DNSAddr)); err != nil {
-			errs = append(errs, fmt.Errorf("--dns-bind-address %q: want host:port or :port", o.DNSAddr))
+		if _, err := dnsBindAddress(o.DNSAddr, netip.IPv6Loopback()); err != nil {
+			errs = append(errs, fmt.Errorf("--dns-bind-address %q: want host:port, node:port (the Node's InternalIP) or :port", o.DNSAddr))
 		}
 		if o.DNSZone == "" {
 			errs = append(errs, errors.New("--dns-zone is empty"))
@@ -157,6 +159,20 @@ func (o Options) Validate() error {
 		errs = append(errs, errors.New("--dns-service needs --dns-bind-address: with no DNS server there is nothing to publish"))
 	}
 	return errors.Join(errs...)
+}
+
+// dnsBindAddress is where the DNS server listens: addr as given, with
+// "node" as its host standing for the Node's InternalIP (nodeIP), and no
+// host for every address.
+func dnsBindAddress(addr string, nodeIP netip.Addr) (netip.AddrPort, error) {
+	if port, ok := strings.CutPrefix(addr, "node:"); ok {
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		return netip.AddrPortFrom(nodeIP, uint16(p)), nil
+	}
+	return netip.ParseAddrPort(defaultHost(addr))
 }
 
 // defaultHost turns ":port" into "0.0.0.0:port" for parsing.

@@ -23,6 +23,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 	}{
 		{func(o *Options) { o.ClusterID = "East" }, "--cluster-id"},
 		{func(o *Options) { o.NodeName = "" }, "--node-name"},
+		{func(o *Options) { o.DNSAddr = "node:port" }, "--dns-bind-address"},
 		{func(o *Options) { o.LeaseRenewPeriod = 600 * time.Millisecond }, "--lease-renew-period"},
 		{func(o *Options) { o.Agent.Mode = "tunnel" }, "--node-route-mode"},
 		{func(o *Options) { o.Agent.WireGuardName = "a-very-long-interface" }, "--interface"},
@@ -49,5 +50,25 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v", tc.want, err)
 		}
+	}
+}
+
+func TestDNSBindAddress(t *testing.T) {
+	node := netip.MustParseAddr("172.28.1.10")
+	for _, tc := range []struct{ in, want string }{
+		{"node:5353", "172.28.1.10:5353"},
+		{":5353", "0.0.0.0:5353"},
+		{"10.0.0.1:53", "10.0.0.1:53"},
+		{"[fd00::1]:5353", "[fd00::1]:5353"},
+	} {
+		if got, err := dnsBindAddress(tc.in, node); err != nil || got.String() != tc.want {
+			t.Errorf("dnsBindAddress(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if got, err := dnsBindAddress("node:5353", netip.MustParseAddr("fd00::10")); err != nil || got.String() != "[fd00::10]:5353" {
+		t.Errorf("an IPv6 node: %v, %v", got, err)
+	}
+	if _, err := dnsBindAddress("node:dns", node); err == nil {
+		t.Error("node:dns accepted")
 	}
 }

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -16,8 +17,11 @@ const (
 	// DNS flag day 2020 value, which avoids IP fragmentation.
 	advertisedUDPSize = 1232
 	// maxUDPSize bounds what a client's EDNS buffer size can make a UDP
-	// answer grow to. Bigger answers get TC and are fetched over TCP.
-	maxUDPSize = 4096
+	// answer grow to: the size announced. Bigger answers get TC and are
+	// fetched over TCP, so a spoofed query can make the server send at most
+	// 1232 bytes (a 4 KiB cap let a headless name amplify a query about 50
+	// times).
+	maxUDPSize = advertisedUDPSize
 	// SOA timers. Nothing transfers this zone, so only the minimum (the
 	// negative TTL, RFC 2308) matters; these are common values.
 	soaRefresh = 7200
@@ -104,6 +108,12 @@ func (a *answerer) answer(req *dns.Msg, udp bool) *dns.Msg {
 	resp.Authoritative = true
 	v := a.store.load()
 	exists := a.records(resp, v, rel, q)
+	if q.Qtype == dns.TypeANY && exists {
+		// RFC 8482: ANY gets one small synthesized record, not every
+		// RRset of the name (amplification, and nothing needs ANY).
+		resp.Answer = []dns.RR{&dns.HINFO{Hdr: a.hdr(q.Name, dns.TypeHINFO), Cpu: "RFC8482"}}
+		resp.Extra = slices.DeleteFunc(resp.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
+	}
 	switch {
 	case !exists:
 		resp.Rcode = dns.RcodeNameError

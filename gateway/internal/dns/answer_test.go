@@ -33,7 +33,8 @@ func TestAnswerRecords(t *testing.T) {
 		// ClusterSetIP service.
 		{"A", web, dns.TypeA, noerror, []string{rr(web, "A 10.42.0.1")}, nil},
 		{"AAAA", web, dns.TypeAAAA, noerror, []string{rr(web, "AAAA fd00::1")}, nil},
-		{"ANY", web, dns.TypeANY, noerror, []string{rr(web, "A 10.42.0.1"), rr(web, "AAAA fd00::1")}, nil},
+		// RFC 8482: one synthesized HINFO, not every RRset.
+		{"ANY", web, dns.TypeANY, noerror, []string{rr(web, `HINFO "RFC8482" ""`)}, nil},
 		{"AAAA of an IPv4-only service is NODATA", "v4only.prod.svc.clusterset.local.", dns.TypeAAAA, noerror, nil, nil},
 		{"TXT of a service is NODATA", web, dns.TypeTXT, noerror, nil, nil},
 		{"SRV at the service name is not in the spec: NODATA", web, dns.TypeSRV, noerror, nil, nil},
