@@ -309,6 +309,9 @@ func (s *syncer) runGossip(w *world, plan agent.Plan) error {
 			Cluster: s.opts.ClusterID, Node: s.opts.NodeName, PrivateKey: *w.in.PrivateKey,
 			BindAddr: addr, Port: s.opts.GossipPort, Logger: s.log.WithName("gossip"), Registerer: crmetrics.Registry,
 			ExportTTL: s.opts.ExportTTL,
+			PeerAddr: func(k wgtypes.Key) netip.AddrPort {
+				return netip.AddrPortFrom(agent.TunnelAddress(s.opts.Agent.TunnelCIDR, k), uint16(s.opts.GossipPort))
+			},
 		})
 		if err != nil {
 			return fmt.Errorf("start gossip on %s: %w", addr, err)
