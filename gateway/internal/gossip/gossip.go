@@ -133,6 +133,9 @@ func (g *Gossip) startMemberlist() error {
 	mc.ProbeTimeout = cfg.ProbeTimeout
 	mc.PushPullInterval = 0 // snapshots go only to verified peers (sender.go)
 	mc.TCPTimeout = cfg.TCPTimeout
+	// Uncompressed, so that the guard reads a message's type in its first
+	// byte, and no peer can make us inflate anything.
+	mc.EnableCompression = false
 	mc.Logger = stdLog
 	d := delegate{g}
 	mc.Delegate, mc.Alive, mc.Merge = d, d, d

@@ -1,11 +1,12 @@
 package gossip
 
 import (
+	"crypto/sha256"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,27 @@ func (n *node) received(result string) float64 {
 	return m.GetCounter().GetValue()
 }
 
+func (n *node) refusedCount(reason string) float64 {
+	var m dto.Metric
+	_ = n.metrics.refused.WithLabelValues(reason).Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+// sealState seals s as a state message of epoch, echoing echo to every
+// recipient: what a gateway of s's cluster sends.
+func sealState(t *testing.T, s ClusterState, kr *Keyring, epoch, echo uint64) []byte {
+	t.Helper()
+	body, err := encodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sealMessage(header{kind: kindState, cluster: s.Cluster, epoch: epoch, seq: 1 << 40}, body, kr, func(string) uint64 { return echo })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
 func (n *node) sent(result string) float64 {
 	var m dto.Metric
 	_ = n.metrics.sent.WithLabelValues(result).Write(&m)
@@ -57,8 +79,32 @@ const (
 	noPushPull   = time.Hour
 )
 
+// addrs is where each test gateway listens, by public key: the tests'
+// PeerAddr, as the tunnel address derived from the key is in production.
+var addrs sync.Map // wgtypes.Key → netip.AddrPort
+
+// nowhere is the address of a cluster that runs no gateway: nothing
+// listens on port 1.
+var nowhere = netip.MustParseAddrPort("127.0.0.1:1")
+
+func testPeerAddr(k wgtypes.Key) netip.AddrPort {
+	if a, ok := addrs.Load(k); ok {
+		return a.(netip.AddrPort)
+	}
+	return nowhere
+}
+
+// loopback is cluster c's own address on the loopback range (all of
+// 127/8 is local on Linux), so that each gateway has a source address of
+// its own, as tunnel addresses are.
+func loopback(c string) netip.Addr {
+	sum := sha256.Sum256([]byte(c))
+	return netip.AddrFrom4([4]byte{127, 77, sum[0], sum[1] | 1})
+}
+
 // startPool starts one gateway per cluster on loopback, tells each about
-// all the others, publishes a state for each and joins them into one pool.
+// all the others and publishes a state for each; heartbeats find the
+// others.
 func startPool(t *testing.T, pushPull time.Duration, clusters ...string) []*node {
 	t.Helper()
 	keys := map[string]wgtypes.Key{}
@@ -67,39 +113,34 @@ func startPool(t *testing.T, pushPull time.Duration, clusters ...string) []*node
 	}
 	var nodes []*node
 	for _, c := range clusters {
-		nodes = append(nodes, startNode(t, c, keys, pushPull))
+		nodes = append(nodes, startNode(t, c, pushPull, AnyPort))
 	}
-	for _, n := range nodes[1:] {
-		if _, err := n.Join([]netip.AddrPort{nodes[0].LocalAddr()}); err != nil {
-			t.Fatalf("Join: %v", err)
-		}
+	for _, n := range nodes {
+		n.join(t, keys)
 	}
 	return nodes
 }
 
-// startNode starts the gateway of cluster c with the given peers and a
-// state; it is shut down at the end of the test.
-func startNode(t *testing.T, c string, keys map[string]wgtypes.Key, pushPull time.Duration) *node {
+// startNode starts the gateway of cluster c on port (AnyPort: a free one)
+// and registers its address; it is shut down at the end of the test.
+func startNode(t *testing.T, c string, pushPull time.Duration, port int) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	g, err := New(Config{
 		Cluster:          c,
 		Node:             "gw-" + c,
 		PrivateKey:       testKey(c),
-		BindAddr:         netip.MustParseAddr("127.0.0.1"),
-		Port:             AnyPort,
+		BindAddr:         loopback(c),
+		Port:             port,
+		PeerAddr:         testPeerAddr,
 		Logger:           testLogger(c),
 		Registerer:       reg,
 		ProbeInterval:    100 * time.Millisecond,
 		ProbeTimeout:     50 * time.Millisecond,
 		PushPullInterval: pushPull,
-		GossipInterval:   50 * time.Millisecond,
 		TCPTimeout:       time.Second,
-		// Generous: the leave broadcast waits for a gossip round, which a
-		// busy machine can delay; no test times the leave.
-		LeaveTimeout:  5 * time.Second,
-		RetryInterval: 100 * time.Millisecond,
-		ExportTTL:     testExportTTL,
+		RetryInterval:    100 * time.Millisecond,
+		ExportTTL:        testExportTTL,
 	})
 	if err != nil {
 		t.Fatalf("New(%s): %v", c, err)
@@ -109,20 +150,28 @@ func startNode(t *testing.T, c string, keys map[string]wgtypes.Key, pushPull tim
 			t.Errorf("Shutdown(%s): %v", c, err)
 		}
 	})
-	if err := g.SetPeers(keys); err != nil {
-		t.Fatalf("SetPeers(%s): %v", c, err)
-	}
-	if err := g.SetLocal(stateOf(c, "10.%d.0.0/16")); err != nil {
-		t.Fatalf("SetLocal(%s): %v", c, err)
-	}
+	addrs.Store(testKey(c).PublicKey(), g.LocalAddr())
 	return &node{Gossip: g, cluster: c, reg: reg}
 }
 
+// join gives n its peers and a state.
+func (n *node) join(t *testing.T, keys map[string]wgtypes.Key) {
+	t.Helper()
+	if err := n.SetPeers(keys); err != nil {
+		t.Fatalf("SetPeers(%s): %v", n.cluster, err)
+	}
+	if err := n.SetLocal(stateOf(n.cluster, "10.%d.0.0/16")); err != nil {
+		t.Fatalf("SetLocal(%s): %v", n.cluster, err)
+	}
+}
+
 // restart starts a new gateway for old's cluster (old must be shut down)
+// at the same address, as a restarted gateway binds its tunnel address,
 // and joins it to seed.
 func restart(t *testing.T, old, seed *node) *node {
 	t.Helper()
-	n := startNode(t, old.cluster, old.peers, old.cfg.PushPullInterval)
+	n := startNode(t, old.cluster, old.cfg.PushPullInterval, int(old.LocalAddr().Port()))
+	n.join(t, old.peers)
 	if _, err := n.Join([]netip.AddrPort{seed.LocalAddr()}); err != nil {
 		t.Fatalf("Join: %v", err)
 	}
@@ -251,12 +300,13 @@ func TestGossipForgetsRemovedPeer(t *testing.T) {
 	if _, ok := b.Clusters()["a"]; ok {
 		t.Fatal("b still holds a's state after a was removed")
 	}
-	// a keeps talking to b (a still lists b): b refuses it.
-	refused := b.received(resultUnknownSender)
+	// a keeps talking to b (a still lists b): b's transport refuses it,
+	// its address being no peer's any more.
+	refused := b.refusedCount(refusedSource)
 	if err := a.SetLocal(stateOf("a", "172.%d.0.0/16")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b refuses a's update", func() bool { return b.received(resultUnknownSender) > refused })
+	eventually(t, "b refuses a's update", func() bool { return b.refusedCount(refusedSource) > refused })
 	if _, ok := b.Clusters()["a"]; ok {
 		t.Fatal("b accepted a's state while a is not a peer")
 	}
@@ -275,18 +325,19 @@ func TestGossipForgetsRemovedPeer(t *testing.T) {
 
 func TestGossipRejectsForgedAndStale(t *testing.T) {
 	nodes := startPool(t, fastPushPull, "a", "b", "c")
-	b, c := nodes[1], nodes[2]
-	eventually(t, "b knows a", func() bool { _, ok := b.Clusters()["a"]; return ok })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if err := a.SetLocal(stateOf("a", "172.%d.0.0/16")); err != nil { // version 2
+		t.Fatal(err)
+	}
+	eventually(t, "b knows a", func() bool { return knows(b, "a", "172.97.0.0/16") })
 	held := b.Clusters()["a"]
 	bNode := &memberlist.Node{Name: b.name, Addr: b.LocalAddr().Addr().AsSlice(), Port: b.LocalAddr().Port()}
 
+	aEpoch := b.sessions["a"].epoch
 	// c, a genuine member and peer, sends b a state in a's name, made with
-	// its own key: right format, wrong key.
-	forged := sampleState("a", held.Version+1000)
-	msg, err := Encode(forged, testKeyring(t, "a", testKey("c"), "b"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// its own key: right format, b's epoch echoed (it travels in the
+	// clear), wrong key.
+	msg := sealState(t, sampleState("a", held.Version+1000), testKeyring(t, "a", testKey("c"), "b"), aEpoch, b.epoch)
 	badMAC := b.received(resultBadMAC)
 	if err := c.ml.SendReliable(bNode, msg); err != nil {
 		t.Fatal(err)
@@ -297,10 +348,7 @@ func TestGossipRejectsForgedAndStale(t *testing.T) {
 	old := held
 	old.Version--
 	old.PodCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}
-	msg, err = Encode(old, testKeyring(t, "a", testKey("a"), "b"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	msg = sealState(t, old, testKeyring(t, "a", testKey("a"), "b"), aEpoch, b.epoch)
 	stale := b.received(resultStale)
 	if err := c.ml.SendReliable(bNode, msg); err != nil {
 		t.Fatal(err)
@@ -343,8 +391,8 @@ func TestGossipSeesShutdown(t *testing.T) {
 	}
 }
 
-// TestGossipRetriesFailedSends: a member that a direct send cannot reach
-// gets the state again later, while it is a member.
+// TestGossipRetriesFailedSends: a present cluster that a direct send
+// cannot reach gets the state again later, while it is present.
 func TestGossipRetriesFailedSends(t *testing.T) {
 	nodes := startPool(t, noPushPull, "a", "b")
 	a := nodes[0]
@@ -352,16 +400,11 @@ func TestGossipRetriesFailedSends(t *testing.T) {
 	if err := a.SetPeers(keys); err != nil {
 		t.Fatal(err)
 	}
-	// A member of cluster x at a port nobody listens on, as if its
-	// connection broke while memberlist still counts it alive.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().(*net.TCPAddr)
-	_ = ln.Close()
+	// Cluster x spoke a moment ago, and its gateway's port is closed now,
+	// as if it broke in between. It runs no gateway: its address is
+	// nowhere, where nothing listens.
 	a.mu.Lock()
-	a.members["x/gw-x"] = memberlist.Node{Name: "x/gw-x", Addr: closed.IP, Port: uint16(closed.Port)}
+	a.sessions["x"].heard = time.Now().Add(time.Hour)
 	a.mu.Unlock()
 
 	failed := a.sent("error")
@@ -371,19 +414,17 @@ func TestGossipRetriesFailedSends(t *testing.T) {
 	eventually(t, "the send to x fails", func() bool { return a.sent("error") >= failed+1 })
 	eventually(t, "the send to x is retried", func() bool { return a.sent("error") >= failed+2 })
 	eventually(t, "b gets the state", func() bool { return knows(nodes[1], "a", "172.97.0.0/16") })
-	a.mu.Lock()
-	delete(a.members, "x/gw-x") // as NotifyLeave would
-	a.mu.Unlock()
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	good := Config{Cluster: "a", Node: "n", PrivateKey: testKey("a"), BindAddr: netip.MustParseAddr("127.0.0.1"), Port: AnyPort}
+	good := Config{Cluster: "a", Node: "n", PrivateKey: testKey("a"), BindAddr: netip.MustParseAddr("127.0.0.1"), Port: AnyPort, PeerAddr: testPeerAddr}
 	for name, mutate := range map[string]func(*Config){
 		"bad cluster": func(c *Config) { c.Cluster = "A_b" },
 		"bad node":    func(c *Config) { c.Node = "" },
 		"no key":      func(c *Config) { c.PrivateKey = wgtypes.Key{} },
 		"no address":  func(c *Config) { c.BindAddr = netip.Addr{} },
 		"bad port":    func(c *Config) { c.Port = 70000 },
+		"no PeerAddr": func(c *Config) { c.PeerAddr = nil },
 	} {
 		cfg := good
 		mutate(&cfg)
