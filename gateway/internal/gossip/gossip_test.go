@@ -125,10 +125,16 @@ func startPool(t *testing.T, pushPull time.Duration, clusters ...string) []*node
 // and registers its address; it is shut down at the end of the test.
 func startNode(t *testing.T, c string, pushPull time.Duration, port int) *node {
 	t.Helper()
+	return startGateway(t, c, "gw-"+c, pushPull, port)
+}
+
+// startGateway is startNode for a gateway on node gw.
+func startGateway(t *testing.T, c, gw string, pushPull time.Duration, port int) *node {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	g, err := New(Config{
 		Cluster:          c,
-		Node:             "gw-" + c,
+		Node:             gw,
 		PrivateKey:       testKey(c),
 		BindAddr:         loopback(c),
 		Port:             port,

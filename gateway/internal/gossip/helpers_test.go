@@ -1,9 +1,9 @@
 package gossip
 
 import (
-	"fmt"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 

@@ -84,12 +84,15 @@ func (s *session) admit(h header, echo, ours uint64, now time.Time) (admission, 
 	}
 	a.fresh = true
 	if s.epoch != h.epoch || !s.proven {
-		if s.proven {
+		// Only a fresh message retires an epoch, so a replay can never
+		// retire a live one. The epoch replaced is retired even if it was
+		// only a candidate: it was a replay, or another gateway of the
+		// cluster that lost the race to prove itself.
+		if s.epoch != 0 && s.epoch != h.epoch {
 			s.retire(s.epoch)
-			a.newEpoch = true
 		}
 		a.echoChanged = s.epoch != h.epoch
-		a.newEpoch = a.newEpoch || a.echoChanged
+		a.newEpoch = true
 		s.epoch, s.proven, s.seq = h.epoch, true, 0
 	}
 	if h.seq > s.seq {
