@@ -38,16 +38,19 @@ type node struct {
 	reg     *prometheus.Registry
 }
 
-func (n *node) received(result string) float64 {
+// counterValue reads a counter.
+func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
-	_ = n.metrics.received.WithLabelValues(result).Write(&m)
+	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
 
+func (n *node) received(result string) float64 {
+	return counterValue(n.metrics.received.WithLabelValues(result))
+}
+
 func (n *node) refusedCount(reason string) float64 {
-	var m dto.Metric
-	_ = n.metrics.refused.WithLabelValues(reason).Write(&m)
-	return m.GetCounter().GetValue()
+	return counterValue(n.metrics.refused.WithLabelValues(reason))
 }
 
 // sealState seals s as a state message of epoch, echoing echo to every
@@ -66,9 +69,7 @@ func sealState(t *testing.T, s ClusterState, kr *Keyring, epoch, echo uint64) []
 }
 
 func (n *node) sent(result string) float64 {
-	var m dto.Metric
-	_ = n.metrics.sent.WithLabelValues(result).Write(&m)
-	return m.GetCounter().GetValue()
+	return counterValue(n.metrics.sent.WithLabelValues(result))
 }
 
 // Push/pull intervals for startPool: fast, for tests that need periodic
@@ -185,9 +186,7 @@ func restart(t *testing.T, old, seed *node) *node {
 }
 
 func exportsReceived(n *node, result string) float64 {
-	var m dto.Metric
-	_ = n.metrics.exportsReceived.WithLabelValues(result).Write(&m)
-	return m.GetCounter().GetValue()
+	return counterValue(n.metrics.exportsReceived.WithLabelValues(result))
 }
 
 // stateOf returns a state for cluster c whose pod CIDR is podFormat with
