@@ -21,12 +21,6 @@ import (
 //	u16 n, n bytes                   exports (JSON or n=0)
 //
 // A prefix is u8 family (4 or 6), the 4 or 16 address bytes, u8 bits.
-const (
-	magic         = envelopeMagic
-	formatVersion = envelopeVersion
-	headerSize    = envelopeFixed
-)
-
 // encodeState returns the body of a state message.
 func encodeState(s ClusterState) ([]byte, error) {
 	if err := s.validate(); err != nil {

@@ -13,9 +13,9 @@ import (
 // Limits of export messages. An export is the opaque JSON record of one
 // exported Service (the gateway's MCS controller defines it). Changes travel
 // in batches of at most MaxExportBatchSize; the full set of a cluster's
-// exports, sent in push/pull exchanges and to members that join, is one
-// message of at most MaxExportSnapshotSize, which stays under memberlist's
-// 20 MiB bound on the state of a push/pull.
+// exports, sent to clusters that arrive and every PushPullInterval to one,
+// is one message of at most MaxExportSnapshotSize, which stays under
+// memberlist's 20 MiB bound on a user message.
 const (
 	MaxExportSize         = 256 << 10
 	MaxExportBatchSize    = 1 << 20

@@ -47,17 +47,21 @@ type Gossip struct {
 	// mu guards everything below. It is taken inside memberlist callbacks,
 	// some of which run under memberlist's own lock, so no memberlist
 	// method is ever called with mu held.
-	mu        sync.Mutex
-	seq       uint64
-	peers     map[string]wgtypes.Key
-	keyring   *Keyring
-	sessions  map[string]*session // by cluster; kept when a peer is removed
-	local     ClusterState        // Version 0: not set yet
-	lastVer   uint64
-	body      []byte // local, encoded; nil if unset
-	sealed    []byte // body sealed for the current keyring and echoes
-	remote    *store
-	present   map[string]bool // clusters present at the last look
+	mu       sync.Mutex
+	seq      uint64
+	peers    map[string]wgtypes.Key
+	keyring  *Keyring
+	sessions map[string]*session // by cluster; kept when a peer is removed
+	local    ClusterState        // Version 0: not set yet
+	lastVer  uint64
+	body     []byte // local, encoded; nil if unset
+	sealed   []byte // body sealed for the current keyring and echoes
+	remote   *store
+	present  map[string]bool // clusters present at the last look
+	// asked is when each cluster last asked for our state and got it: a
+	// peer that keeps asking (it refuses what we send) is answered once
+	// per presence timeout, not once per heartbeat.
+	asked     map[string]time.Time
 	out       outbox
 	shutdown  bool
 	started   time.Time
@@ -89,6 +93,7 @@ func New(cfg Config) (*Gossip, error) {
 		sessions:  map[string]*session{},
 		remote:    newStore(),
 		present:   map[string]bool{},
+		asked:     map[string]time.Time{},
 		started:   time.Now(),
 		rtt:       map[string]time.Duration{},
 		changedCh: make(chan struct{}, 1),
@@ -275,9 +280,10 @@ func (g *Gossip) Local() (ClusterState, bool) {
 }
 
 // Join sends our heartbeat at once to the given addresses (peers' tunnel
-// addresses and gossip port), over TCP, and returns how many took it.
-// Heartbeats go to every peer's address anyway, every ProbeInterval;
-// Join only saves that wait. A peer answers once it has verified us.
+// addresses and gossip port), over UDP, and returns to how many it went.
+// Heartbeats go to every peer's address every ProbeInterval anyway: Join
+// only saves that wait. A peer answers once it has verified us, and is in
+// Members once we have verified it.
 func (g *Gossip) Join(addrs []netip.AddrPort) (int, error) {
 	msg, err := g.heartbeat()
 	if err != nil {
@@ -286,7 +292,7 @@ func (g *Gossip) Join(addrs []netip.AddrPort) (int, error) {
 	n := 0
 	var errs []error
 	for _, a := range addrs {
-		if err := g.ml.SendReliable(nodeAt(a), msg); err != nil {
+		if err := g.ml.SendToAddress(memberlist.Address{Addr: a.String()}, msg); err != nil {
 			errs = append(errs, fmt.Errorf("send heartbeat to %s: %w", a, err))
 			continue
 		}

@@ -91,10 +91,18 @@ func (g *Gossip) receiveHeartbeat(env envelope) error {
 	if err != nil {
 		return err
 	}
-	if asks[g.cfg.Cluster] {
-		g.mu.Lock()
+	if !asks[g.cfg.Cluster] {
+		return nil
+	}
+	now := time.Now()
+	g.mu.Lock()
+	answer := now.Sub(g.asked[env.cluster]) >= g.cfg.presence()
+	if answer {
+		g.asked[env.cluster] = now
 		g.out.welcome(env.cluster)
-		g.mu.Unlock()
+	}
+	g.mu.Unlock()
+	if answer {
 		g.wake()
 	}
 	return nil
