@@ -77,13 +77,14 @@ func (k *Kernel) MSSClamp() ([]string, error) {
 	return out, nil
 }
 
-// SetMSSClamp replaces the contents of Wirespan's table, in one
-// transaction, by a forward-hook chain that clamps the MSS of TCP SYNs
-// entering or leaving by each of ifaces to the route's MTU:
+// SetMSSClamp replaces, in one transaction, the forward-hook chain of
+// Wirespan's table that clamps the MSS of TCP SYNs entering or leaving by
+// each of ifaces to the route's MTU:
 //
 //	oifname "wg0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
 //
-// An empty list deletes the table.
+// An empty list deletes the chain, and the table if nothing else is left
+// in it (replaceChain).
 func (k *Kernel) SetMSSClamp(ifaces []string) error {
 	if err := k.lock(); err != nil {
 		return err
@@ -100,33 +101,27 @@ func (k *Kernel) SetMSSClamp(ifaces []string) error {
 		return fmt.Errorf("set mss clamp on %v: %w", ifaces, err)
 	}
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
-	// Adding first makes the delete succeed whether or not the table was
-	// there; all of it is one batch, applied atomically by Flush.
-	c.AddTable(table)
-	c.DelTable(table)
-	if len(ifaces) > 0 {
-		c.AddTable(table)
-		accept := nftables.ChainPolicyAccept
-		chain := c.AddChain(&nftables.Chain{
-			Name:     clampChain,
-			Table:    table,
-			Type:     nftables.ChainTypeFilter,
-			Hooknum:  nftables.ChainHookForward,
-			Priority: nftables.ChainPriorityMangle,
-			Policy:   &accept,
-		})
-		for _, iface := range ifaces {
-			for _, dir := range clampDirections {
-				c.AddRule(&nftables.Rule{
-					Table:    table,
-					Chain:    chain,
-					Exprs:    clampExprs(dir.key, iface),
-					UserData: userdata.AppendString(nil, userdata.TypeComment, clampComment+" "+dir.name+" "+iface),
-				})
-			}
+	accept := nftables.ChainPolicyAccept
+	chain := &nftables.Chain{
+		Name:     clampChain,
+		Table:    table,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookForward,
+		Priority: nftables.ChainPriorityMangle,
+		Policy:   &accept,
+	}
+	var rules []*nftables.Rule
+	for _, iface := range ifaces {
+		for _, dir := range clampDirections {
+			rules = append(rules, &nftables.Rule{
+				Table:    table,
+				Chain:    chain,
+				Exprs:    clampExprs(dir.key, iface),
+				UserData: userdata.AppendString(nil, userdata.TypeComment, clampComment+" "+dir.name+" "+iface),
+			})
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := replaceChain(c, chain, rules); err != nil {
 		return fmt.Errorf("set mss clamp on %v in table inet %s: %w", ifaces, FilterTable, err)
 	}
 	return nil
