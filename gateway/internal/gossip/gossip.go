@@ -21,7 +21,8 @@ import (
 // fresh authenticated message, within the presence timeout.
 type Member struct {
 	// Name is "<cluster>/<node>", Node the cluster's active gateway as its
-	// last authenticated state names it.
+	// last authenticated state names it; until that state arrives, Node is
+	// empty and Name the cluster's.
 	Name          string
 	Cluster, Node string
 	// Addr is the cluster's tunnel address and gossip port, derived from
@@ -86,7 +87,6 @@ func New(cfg Config) (*Gossip, error) {
 		cfg:       cfg,
 		name:      cfg.Cluster + "/" + cfg.Node,
 		log:       cfg.Logger,
-		metrics:   newMetrics(),
 		epoch:     newEpoch(),
 		peers:     map[string]wgtypes.Key{},
 		keyring:   kr,
@@ -102,6 +102,7 @@ func New(cfg Config) (*Gossip, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	g.metrics = newMetrics(func() float64 { return float64(len(g.Members())) })
 	if err := g.metrics.register(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -330,8 +331,11 @@ func (g *Gossip) Members() []Member {
 		if !s.present(now, g.cfg.presence()) {
 			continue
 		}
-		node := g.remote.states[cluster].ActiveGateway
-		out = append(out, Member{Name: cluster + "/" + node, Cluster: cluster, Node: node, Addr: s.addr})
+		m := Member{Name: cluster, Cluster: cluster, Addr: s.addr}
+		if node := g.remote.states[cluster].ActiveGateway; node != "" {
+			m.Name, m.Node = cluster+"/"+node, node
+		}
+		out = append(out, m)
 	}
 	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })

@@ -110,9 +110,9 @@ func exportingPool(t *testing.T) (a, b, c *node) {
 	if err := a.SetExports(map[ExportKey]json.RawMessage{key("shop", "web"): rec("1")}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b knows a's state and exports, and sees 3 members", func() bool {
+	eventually(t, "b knows a's and c's states, a's exports, and sees 3 members", func() bool {
 		got, _ := exportsOf(b, "a")
-		return len(got) == 1 && knows(b, "a", "10.97.0.0/16") && len(b.Members()) == 3
+		return len(got) == 1 && knows(b, "a", "10.97.0.0/16") && knows(b, "c", "10.99.0.0/16") && len(b.Members()) == 3
 	})
 	return a, b, c
 }

@@ -8,7 +8,7 @@ import (
 )
 
 type metrics struct {
-	members  prometheus.Gauge
+	members  prometheus.GaugeFunc
 	clusters prometheus.Gauge
 	received *prometheus.CounterVec
 	sent     *prometheus.CounterVec
@@ -38,12 +38,14 @@ const (
 
 var refusedReasons = []string{refusedSource, refusedMembership, refusedBusy, refusedStreamSize, refusedOverCap}
 
-func newMetrics() *metrics {
+// newMetrics makes the collectors; members counts the present members
+// when scraped, so that it never disagrees with Members.
+func newMetrics(members func() float64) *metrics {
 	m := &metrics{
-		members: prometheus.NewGauge(prometheus.GaugeOpts{
+		members: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wirespan_gossip_members",
 			Help: "Clusters present in the gossip pool (an authenticated, fresh message within the presence timeout), this one included.",
-		}),
+		}, members),
 		clusters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wirespan_gossip_clusters",
 			Help: "Remote clusters whose verified state this gateway holds.",

@@ -68,7 +68,6 @@ func (g *Gossip) admit(s *session, env *envelope) error {
 		g.present[env.cluster] = true
 		g.out.welcome(env.cluster)
 	}
-	g.metrics.members.Set(float64(1 + len(g.present)))
 	g.mu.Unlock()
 
 	if a.newEpoch {

@@ -164,7 +164,6 @@ func (g *Gossip) notePresence() {
 			changed = true
 		}
 	}
-	g.metrics.members.Set(float64(1 + len(g.present)))
 	g.mu.Unlock()
 	if changed {
 		g.signal()
