@@ -8,11 +8,11 @@ import (
 )
 
 // maxRetired bounds the epochs of a peer's earlier boots that a session
-// remembers, to refuse their messages. A gateway restarts or fails over a
-// few times a day; a replay from further back than 8 boots that is also
-// proven fresh (below) would need a sender that lived through this
-// receiver's whole boot 8 times, which is a sender restarting in a loop,
-// not a replay.
+// remembers, to refuse their messages. Only messages made during our own
+// boot can prove themselves (they echo our epoch), so a replay of a
+// forgotten epoch needs a message recorded during our boot before the peer
+// restarted or failed over 8 more times: a window we accept for a bounded
+// session, and which any restart of ours closes.
 const maxRetired = 8
 
 // session is what this gateway knows of one peer cluster's current boot:
