@@ -63,6 +63,18 @@ func forgedDeath(typ byte, node string) []byte {
 	return m.b
 }
 
+// compound bundles messages as memberlist's compound message does.
+func compound(parts ...[]byte) []byte {
+	b := []byte{mlCompound, byte(len(parts))}
+	for _, p := range parts {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
+	}
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
 // forgedAlive is memberlist's "alive" message announcing a ghost member.
 func forgedAlive(node string, at netip.AddrPort) []byte {
 	m := &msgpack{b: []byte{mlAlive}}
@@ -126,11 +138,14 @@ func TestForgedDeathDoesNotEvict(t *testing.T) {
 	before := viewOf(t, b)
 	membership, source := b.refusedCount(refusedMembership), b.refusedCount(refusedSource)
 
-	packets := [][]byte{forgedDeath(mlDead, "a/gw-a"), forgedDeath(mlSuspect, "a/gw-a"), forgedDeath(mlDead, "b/gw-b")}
+	packets := [][]byte{
+		forgedDeath(mlDead, "a/gw-a"), forgedDeath(mlSuspect, "a/gw-a"), forgedDeath(mlDead, "b/gw-b"),
+		compound(forgedDeath(mlDead, "a/gw-a"), forgedDeath(mlSuspect, "a/gw-a")),
+	}
 	sendUDP(t, loopback("c"), b.LocalAddr(), packets...)                    // from c's tunnel address
 	sendUDP(t, netip.MustParseAddr("127.0.0.1"), b.LocalAddr(), packets...) // from a node network
 	eventually(t, "b refuses and counts every packet", func() bool {
-		return b.refusedCount(refusedMembership) == membership+3 && b.refusedCount(refusedSource) == source+3
+		return b.refusedCount(refusedMembership) == membership+5 && b.refusedCount(refusedSource) == source+4
 	})
 	// Longer than the presence timeout, so that an eviction would show.
 	time.Sleep(2 * c.cfg.presence())

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log"
@@ -21,10 +22,11 @@ import (
 // compound) is refused: Wirespan decides membership from authenticated
 // messages, and memberlist's membership is never used.
 const (
-	mlPing    = 0
-	mlAck     = 2
-	mlUser    = 8
-	mlNackRsp = 11
+	mlPing     = 0
+	mlAck      = 2
+	mlCompound = 7
+	mlUser     = 8
+	mlNackRsp  = 11
 )
 
 // Limits of the stream listener. A stream is one message (memberlist dials
@@ -99,13 +101,11 @@ func (g *guard) filterPackets() {
 	for {
 		select {
 		case p := <-g.inner.PacketCh():
-			if reason := g.judgePacket(p); reason != "" {
-				g.refused(reason)
-				continue
-			}
-			select {
-			case g.packets <- p:
-			case <-g.stop:
+			for _, part := range g.judgePacket(p) {
+				select {
+				case g.packets <- part:
+				case <-g.stop:
+				}
 			}
 		case <-g.drained:
 			return
@@ -113,20 +113,57 @@ func (g *guard) filterPackets() {
 	}
 }
 
-// judgePacket returns why a packet is refused, or "".
-func (g *guard) judgePacket(p *memberlist.Packet) string {
+// judgePacket returns what of a packet may reach memberlist, counting
+// what may not. A compound packet (memberlist bundles an ack with the
+// alive broadcast it queues about itself at start) is split, and only its
+// allowed parts pass.
+func (g *guard) judgePacket(p *memberlist.Packet) []*memberlist.Packet {
 	src, ok := p.From.(*net.UDPAddr)
 	if !ok || !g.permits(src.AddrPort().Addr()) {
-		return refusedSource
+		g.refused(refusedSource)
+		return nil
 	}
-	if len(p.Buf) == 0 {
-		return refusedMembership
+	parts := [][]byte{p.Buf}
+	if len(p.Buf) > 0 && p.Buf[0] == mlCompound {
+		if parts = splitCompound(p.Buf[1:]); parts == nil {
+			g.refused(refusedMembership)
+			return nil
+		}
 	}
-	switch p.Buf[0] {
-	case mlUser, mlPing, mlAck, mlNackRsp:
-		return ""
+	var out []*memberlist.Packet
+	for _, b := range parts {
+		if len(b) == 0 || (b[0] != mlUser && b[0] != mlPing && b[0] != mlAck && b[0] != mlNackRsp) {
+			g.refused(refusedMembership)
+			continue
+		}
+		out = append(out, &memberlist.Packet{Buf: b, From: p.From, Timestamp: p.Timestamp})
 	}
-	return refusedMembership
+	return out
+}
+
+// splitCompound splits the body of memberlist's compound message: u8 n,
+// n × u16 length, the parts. nil if it is malformed; a compound inside a
+// compound is left as a part, which the caller refuses.
+func splitCompound(b []byte) [][]byte {
+	if len(b) < 1 {
+		return nil
+	}
+	n := int(b[0])
+	b = b[1:]
+	if len(b) < 2*n {
+		return nil
+	}
+	lengths, rest := b[:2*n], b[2*n:]
+	parts := make([][]byte, 0, n)
+	for i := range n {
+		l := int(binary.BigEndian.Uint16(lengths[2*i:]))
+		if l > len(rest) {
+			return nil
+		}
+		parts = append(parts, rest[:l])
+		rest = rest[l:]
+	}
+	return parts
 }
 
 func (g *guard) filterStreams() {
