@@ -142,6 +142,10 @@ func (g *Gossip) startMemberlist() error {
 	// Uncompressed, so that the guard reads a message's type in its first
 	// byte, and no peer can make us inflate anything.
 	mc.EnableCompression = false
+	// memberlist queues an alive broadcast about itself at start and
+	// bundles it with its pings and acks; the peers' guards refuse it
+	// (counted as membership). Sent once, not four times.
+	mc.RetransmitMult = 0
 	mc.Logger = stdLog
 	d := delegate{g}
 	mc.Delegate, mc.Alive, mc.Merge = d, d, d
