@@ -11,6 +11,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -29,10 +30,14 @@ import (
 
 // The shared lab.
 const (
-	sharedInstance = "1"
 	sharedClusters = "3"
 	natCluster     = "c3"
 )
+
+// sharedInstance is the shared lab's instance: 1, or $WIRESPAN_E2E_INSTANCE,
+// which also gives it a state folder of its own, so that two checkouts on
+// one machine (sharing .cache) can run the suite at the same time.
+var sharedInstance = cmp.Or(os.Getenv("WIRESPAN_E2E_INSTANCE"), "1")
 
 var (
 	repo string
@@ -90,6 +95,9 @@ func runMain(m *testing.M) (code int) {
 
 	// A fixed folder, so a run killed with -9 is cleaned up by the next.
 	sharedDir = filepath.Join(repo, ".cache", "e2e-lab")
+	if sharedInstance != "1" {
+		sharedDir += "-" + sharedInstance
+	}
 	down := func() {
 		if out, err := labCmd(sharedDir, sharedInstance, "down").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: lab down: %v\n%s", err, out)
