@@ -200,7 +200,7 @@ func startGhost(t *testing.T, name string, addr netip.Addr) *ghost {
 // TestGhostMembersGetNothing: plain memberlist nodes named a/ghost-N, one on
 // a's own tunnel address (as a pod that holds it would be), one elsewhere,
 // join b. On main they each got b's whole export snapshot, kept a's
-// exports alive after a left, and kept joinMissing from dialling a.
+// exports alive after a left, and kept joinMissing from dialing a.
 func TestGhostMembersGetNothing(t *testing.T) {
 	a, b, _ := exportingPool(t)
 	if err := b.SetExports(map[ExportKey]json.RawMessage{key("shop", "db"): rec("b")}); err != nil {

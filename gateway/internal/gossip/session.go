@@ -46,9 +46,6 @@ type session struct {
 	// heard is when the peer last sent a fresh message that was new (a
 	// higher sequence than any before): its liveness, from our clock.
 	heard time.Time
-	// name is the peer's memberlist name, "<cluster>/<active gateway>",
-	// from its last accepted state: whom to ping for a round trip.
-	name string
 }
 
 // admission is what admit decided about an authenticated message.
