@@ -94,17 +94,22 @@ type header struct {
 // sealMessage wraps body in an envelope authenticated for every peer in
 // kr. echo gives, per peer, that peer's epoch as we know it (0: unknown).
 func sealMessage(h header, body []byte, kr *Keyring, echo func(cluster string) uint64) ([]byte, error) {
+	return sealMessageTo(h, body, kr, echo, sortedKeys(kr.keys))
+}
+
+// sealMessageTo is sealMessage for some of kr's peers only (sorted): a
+// heartbeat, sent to each peer apart, carries its recipient's MAC alone.
+func sealMessageTo(h header, body []byte, kr *Keyring, echo func(cluster string) uint64, peers []string) ([]byte, error) {
 	if h.cluster != kr.local {
 		return nil, fmt.Errorf("seal a message of cluster %q with the keys of %q", h.cluster, kr.local)
 	}
-	if len(kr.keys) > MaxPeers {
-		return nil, fmt.Errorf("%w: %d recipients, limit %d", ErrTooLarge, len(kr.keys), MaxPeers)
+	if len(peers) > MaxPeers {
+		return nil, fmt.Errorf("%w: %d recipients, limit %d", ErrTooLarge, len(peers), MaxPeers)
 	}
 	limit, ok := h.kind.limit()
 	if !ok {
 		return nil, fmt.Errorf("seal: unknown kind %d", h.kind)
 	}
-	peers := sortedKeys(kr.keys)
 	size := envelopeFixed + 1 + len(h.cluster) + 20 + 1 + len(peers)*(1+63+8+MACSize) + len(body)
 	if size > limit {
 		return nil, fmt.Errorf("%w: %s message of %d bytes, limit %d", ErrTooLarge, h.kind, size, limit)

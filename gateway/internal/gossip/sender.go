@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -80,15 +81,12 @@ func (g *Gossip) sendLoop() {
 	}
 }
 
-// heartbeat seals a heartbeat that asks for the state of every peer whose
-// state we lack.
+// heartbeat seals a heartbeat for every peer (Join does not know whose
+// addresses it is given) that asks for the state of every peer whose state
+// we lack.
 func (g *Gossip) heartbeat() ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.heartbeatLocked()
-}
-
-func (g *Gossip) heartbeatLocked() ([]byte, error) {
 	var asks []string
 	for _, c := range sortedKeys(g.peers) {
 		if _, ok := g.remote.states[c]; !ok {
@@ -98,26 +96,59 @@ func (g *Gossip) heartbeatLocked() ([]byte, error) {
 	return g.sealLocked(kindHeartbeat, encodeHeartbeat(asks))
 }
 
+// heartbeatToLocked seals a heartbeat for cluster alone, asking for its
+// state if we lack it: about 150 bytes, where one for every peer would
+// carry up to 64 MACs.
+func (g *Gossip) heartbeatToLocked(cluster string) ([]byte, error) {
+	var asks []string
+	if _, ok := g.remote.states[cluster]; !ok {
+		asks = []string{cluster}
+	}
+	g.seq++
+	h := header{kind: kindHeartbeat, cluster: g.cfg.Cluster, epoch: g.epoch, seq: g.seq}
+	return sealMessageTo(h, encodeHeartbeat(asks), g.keyring, g.echoLocked, []string{cluster})
+}
+
+// beat is a heartbeat and where it goes.
+type beat struct {
+	to  netip.AddrPort
+	msg []byte
+}
+
+// heartbeatsLocked seals a heartbeat for each of clusters that is a peer.
+func (g *Gossip) heartbeatsLocked(clusters []string) []beat {
+	var out []beat
+	for _, c := range clusters {
+		if !g.keyring.Has(c) {
+			continue
+		}
+		msg, err := g.heartbeatToLocked(c)
+		if err != nil {
+			g.log.Error(err, "Cannot seal a heartbeat", "cluster", c)
+			continue
+		}
+		out = append(out, beat{to: g.sessions[c].addr, msg: msg})
+	}
+	return out
+}
+
+// sendBeats sends heartbeats over UDP.
+func (g *Gossip) sendBeats(beats []beat) {
+	for _, b := range beats {
+		if err := g.ml.SendToAddress(memberlist.Address{Addr: b.to.String()}, b.msg); err != nil {
+			g.log.V(1).Info("Send heartbeat failed", "addr", b.to, "error", err.Error())
+		}
+	}
+}
+
 // heartbeatAll sends a heartbeat to every peer, present or not, over UDP:
 // it is how a peer learns we are alive, and how we find peers that are not
 // present (it replaces memberlist's join).
 func (g *Gossip) heartbeatAll() {
 	g.mu.Lock()
-	msg, err := g.heartbeatLocked()
-	addrs := make([]string, 0, len(g.peers))
-	for c := range g.peers {
-		addrs = append(addrs, g.sessions[c].addr.String())
-	}
+	beats := g.heartbeatsLocked(sortedKeys(g.peers))
 	g.mu.Unlock()
-	if err != nil {
-		g.log.Error(err, "Cannot seal a heartbeat")
-		return
-	}
-	for _, a := range addrs {
-		if err := g.ml.SendToAddress(memberlist.Address{Addr: a}, msg); err != nil {
-			g.log.V(1).Info("Send heartbeat failed", "addr", a, "error", err.Error())
-		}
-	}
+	g.sendBeats(beats)
 }
 
 // pingPresent measures the round trip to each present cluster's gateway,
@@ -254,23 +285,10 @@ func (g *Gossip) flush() bool {
 		}
 	}
 	g.exp.snapshotTo = map[string]bool{}
-	var beat []byte
-	var beatTo []*memberlist.Node
-	if len(o.beatTo) > 0 {
-		beat, _ = g.heartbeatLocked()
-		for c := range o.beatTo {
-			if s := g.sessions[c]; s != nil && g.keyring.Has(c) {
-				beatTo = append(beatTo, nodeAt(s.addr))
-			}
-		}
-	}
+	beats := g.heartbeatsLocked(sortedKeys(o.beatTo))
 	g.mu.Unlock()
 
-	for _, n := range beatTo {
-		if err := g.ml.SendBestEffort(n, beat); err != nil {
-			g.log.V(1).Info("Send heartbeat failed", "addr", n.Address(), "error", err.Error())
-		}
-	}
+	g.sendBeats(beats)
 	failedState, failedExport := g.deliver(plan, state, batches, snapshot)
 	if len(failedState) == 0 && len(failedExport) == 0 {
 		return false
