@@ -52,12 +52,19 @@ verify: ## Check generated files are current, then gofmt, go vet and golangci-li
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
 	cd hack/tools && $(GO) mod verify >/dev/null
+	cd test/promql && $(GO) vet ./... && $(GO) mod verify >/dev/null
+
+# The plugin's --version: the commit it was built from (the operator and the
+# gateway have no version variable yet).
+PLUGIN_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PLUGIN_LDFLAGS := -X github.com/wirespan/wirespan/kubectl-wirespan/internal/version.Version=$(PLUGIN_VERSION)
 
 .PHONY: build
-build: ## Build wirespan-operator, wirespan-gateway and wirespan-lab into bin/.
+build: ## Build wirespan-operator, wirespan-gateway, wirespan-lab and kubectl-wirespan (the kubectl plugin) into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-operator ./operator
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-gateway ./gateway
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-lab ./test/lab
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(PLUGIN_LDFLAGS)' -o $(BIN)/kubectl-wirespan ./kubectl-wirespan
 
 # Release binaries (the images build the same way, see build/*.Dockerfile):
 # static (no cgo), no build paths (-trimpath), stripped (-s -w). The binaries
@@ -101,10 +108,13 @@ REQUIRE_ENV := WIRESPAN_REQUIRE_PRIVILEGED=1 WIRESPAN_REQUIRE_MODULES=1
 .PHONY: test
 test: deps bins crd-modules verify ## Run verify, then every test: unit, envtest suites, admission, end-to-end, the VM tier (kernel WireGuard under qemu). (The README's test command.)
 	$(REQUIRE_ENV) $(GO) test $(GOTEST_FLAGS) ./...
+	@# The chart's alerts and dashboard, with Prometheus' parser: a module of its own (test/promql/doc.go).
+	cd test/promql && $(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: test-short
 test-short: ## Run only the tests that need no control plane.
 	$(GO) test -short -count=1 ./...
+	cd test/promql && $(GO) test -short -count=1 ./...
 
 .PHONY: bench
 bench: deps bins ## Run the benchmarks (figures go in docs/benchmarks.md).

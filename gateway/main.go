@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -37,7 +38,7 @@ func run() error {
 	opts := app.Options{Agent: app.DefaultAgentConfig()}
 	var (
 		keySecret, mode, wgMode, tunnelCIDR string
-		dnsService                          string
+		dnsService, lease                   string
 		zapOpts                             = zap.Options{}
 	)
 	a := &opts.Agent
@@ -56,7 +57,7 @@ func run() error {
 	fs.IntVar(&opts.GossipPort, "gossip-port", gossip.DefaultPort, "memberlist port on the tunnel address; the same in every cluster")
 	fs.IntVar(&a.Table, "route-table", a.Table, "routing table for routes to other clusters")
 	fs.IntVar(&a.RulePriority, "rule-priority", a.RulePriority, "priority of the policy rule that consults --route-table")
-	fs.Func("fwmark", fmt.Sprintf("fwmark on the WireGuard device's own packets, which the rule keeps out of --route-table (default %d)", a.FirewallMark), func(v string) error {
+	fs.Func("fwmark", fmt.Sprintf("fwmark on the WireGuard device's own packets, which the rule keeps out of --route-table (default %#x; keep clear of kube-proxy's 0x4000 and 0x8000 bits)", a.FirewallMark), func(v string) error {
 		m, err := strconv.ParseUint(v, 0, 32)
 		if err != nil {
 			return fmt.Errorf("want a 32-bit number such as 51820 or 0xca6c: %w", err)
@@ -68,7 +69,8 @@ func run() error {
 	fs.StringVar(&a.VXLANName, "vxlan-interface", a.VXLANName, "name of the VXLAN interface between nodes and the gateway")
 	fs.IntVar(&a.VXLANVNI, "vxlan-vni", a.VXLANVNI, "VXLAN network identifier")
 	fs.IntVar(&a.VXLANPort, "vxlan-port", a.VXLANPort, "VXLAN UDP port (not 4789, which CNIs such as Flannel and Calico use)")
-	fs.DurationVar(&a.Keepalive, "keepalive", a.Keepalive, "WireGuard persistent keepalive towards peers where a side may be behind NAT")
+	fs.DurationVar(&a.NATKeepalive, "nat-keepalive", a.NATKeepalive, "WireGuard persistent keepalive towards every peer when this cluster is behind NAT (its ClusterPeer lists no endpoints): a NAT mapping that changes is found by the peers when this side next sends, so traffic into the cluster is back within about this long; one small packet per peer this often, only when the tunnel is idle")
+	fs.DurationVar(&a.Keepalive, "keepalive", a.Keepalive, "WireGuard persistent keepalive towards every peer: keeps NAT mappings open, and a newly active gateway announces itself with it at once")
 	fs.DurationVar(&opts.StatusPeriod, "status-period", 10e9, "how often tunnel figures are written to ClusterPeer status")
 	fs.DurationVar(&opts.Resync, "resync-period", 5e9, "how often the data plane is checked and repaired even without changes")
 	fs.StringVar(&opts.DNSAddr, "dns-bind-address", ":5353", "address (UDP and TCP) of the clusterset DNS server on the active gateway; the cluster DNS forwards the zone here; empty disables it")
@@ -78,6 +80,10 @@ func run() error {
 	fs.DurationVar(&opts.ExportTTL, "export-ttl", 30e9, "how long a cluster's exported endpoints stay imported after its last gateway left the gossip pool")
 	fs.DurationVar(&opts.ImportGrace, "import-grace", services.DefaultImportGrace, "how long the ServiceImports and clusterset IPs of a silent cluster's exports stay after its last gateway left the gossip pool (its endpoints go at --export-ttl), so that a partition does not renumber them; at least --export-ttl")
 	fs.IntVar(&opts.MaxImportsPerCluster, "max-imports-per-cluster", services.DefaultMaxImportsPerCluster, "how many services one other cluster may have imported here; the rest (last by namespace and name) are left out and counted in wirespan_mcs_unusable_records_total{reason=\"over-cap\"}")
+	fs.StringVar(&lease, "lease", "wirespan-system/wirespan-gateway", "namespace/name of the Lease that fences the active gateway role: the gateway nodes of a cluster hold it in turn (docs/architecture.md, Failover)")
+	fs.DurationVar(&opts.LeaseDuration, "lease-duration", time.Second, "how long a standby gateway waits without seeing the active one renew the Lease before it takes the role: the failover time after a crash is about this plus the renew period; the same on every node")
+	fs.DurationVar(&opts.LeaseRenewPeriod, "lease-renew-period", 200*time.Millisecond, "how often the active gateway renews the Lease and each standby reads it (each is one API request); at most half --lease-duration")
+	fs.StringVar(&opts.StateFile, "state-file", "/var/lib/wirespan/gateway-state.json", "where the active gateway keeps the data plane it last applied (root-only: it holds the cluster key), to bring its tunnels back when it restarts while the API server is unreachable; empty: not kept")
 	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
@@ -116,6 +122,9 @@ func run() error {
 	}
 	if opts.KeySecret, err = kubeflag.NamespacedName(keySecret); err != nil {
 		return fmt.Errorf("--key-secret: %w", err)
+	}
+	if opts.Lease, err = kubeflag.NamespacedName(lease); err != nil {
+		return fmt.Errorf("--lease: %w", err)
 	}
 	if dnsService != "" {
 		if opts.DNSService, err = kubeflag.NamespacedName(dnsService); err != nil {

@@ -17,6 +17,8 @@ needs=(
 	dnsperf:dnsperf
 	busybox:busybox-static
 	setpriv:util-linux
+	# kubectl wirespan graph -o svg, and its tests, run Graphviz.
+	dot:graphviz
 	# The VM tier (test/vm, hack/vm.sh): qemu boots a Debian kernel from an
 	# initramfs built with cpio, depmod and busybox-static.
 	qemu-system-x86_64:qemu-system-x86

@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 	code := testenv.Main(m, testenv.Options{ExtraCRDPaths: []string{
 		// A real ServiceMonitor schema, so that the chart's is checked.
 		"testdata/monitoring.coreos.com_servicemonitors.yaml",
+		// And the PrometheusRule's, for the chart's alerts.
+		"testdata/monitoring.coreos.com_prometheusrules.yaml",
 		// The KEP-2149 ClusterProperty API: the operator then reads the
 		// property at start, which needs its RBAC rule.
 		"../../operator/testdata/clusterproperty-crd.yaml",

@@ -34,9 +34,9 @@ const (
 	natCluster     = "c3"
 )
 
-// sharedInstance is the shared lab's instance: 1, or $WIRESPAN_E2E_INSTANCE,
-// which also gives it a state folder of its own, so that two checkouts on
-// one machine (sharing .cache) can run the suite at the same time.
+// sharedInstance is the shared lab's instance: 1, or
+// $WIRESPAN_E2E_INSTANCE, so that two runs on one machine (two worktrees
+// sharing .cache) do not take down each other's lab.
 var sharedInstance = cmp.Or(os.Getenv("WIRESPAN_E2E_INSTANCE"), "1")
 
 var (
@@ -84,7 +84,7 @@ func runMain(m *testing.M) (code int) {
 	binDir = tmp
 	labBin = filepath.Join(tmp, "wirespan-lab")
 	for pkg, out := range map[string]string{"./test/lab": labBin, "./operator": filepath.Join(tmp, "wirespan-operator"),
-		"./gateway": filepath.Join(tmp, "wirespan-gateway")} {
+		"./gateway": filepath.Join(tmp, "wirespan-gateway"), "./kubectl-wirespan": filepath.Join(tmp, "kubectl-wirespan")} {
 		build := exec.Command("go", "build", "-o", out, pkg)
 		build.Dir, build.Stderr = repo, os.Stderr
 		if err := build.Run(); err != nil {
@@ -95,6 +95,9 @@ func runMain(m *testing.M) (code int) {
 
 	// A fixed folder, so a run killed with -9 is cleaned up by the next.
 	sharedDir = filepath.Join(repo, ".cache", "e2e-lab")
+	if sharedInstance != "1" {
+		sharedDir += "-" + sharedInstance // another run's lab has its own folder too
+	}
 	if sharedInstance != "1" {
 		sharedDir += "-" + sharedInstance
 	}

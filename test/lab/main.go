@@ -32,6 +32,10 @@ Usage:
   wirespan-lab exec CLUSTER POD|NODE -- COMMAND [ARGS...]
   wirespan-lab apply DIR
   wirespan-lab restart PROCESS [--grace D]   (a name from status, e.g. c1-n0-wirespan-gateway)
+  wirespan-lab kill PROCESS                  (SIGKILL, as a crash; not restarted)
+  wirespan-lab cut NODE                      (the node loses its network link; heal undoes it)
+  wirespan-lab heal NODE
+  wirespan-lab remap CLUSTER                 (the NAT router forgets the cluster's UDP mappings)
 
 Flags may come before or after a command's arguments (exec's go before
 CLUSTER: what follows POD|NODE is the command's). Every command takes
@@ -151,18 +155,11 @@ func run(args []string) error {
 		s.Print(os.Stdout)
 		return nil
 	case "kubeconfig":
-		pos, err := parseInterspersed(fs, args)
+		l, cluster, err := c.labAnd(fs, args, "kubeconfig CLUSTER")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return errors.New("usage: wirespan-lab kubeconfig CLUSTER")
-		}
-		l, err := c.lab()
-		if err != nil {
-			return err
-		}
-		path, err := l.Kubeconfig(pos[0])
+		path, err := l.Kubeconfig(cluster)
 		if err != nil {
 			return err
 		}
@@ -186,37 +183,48 @@ func run(args []string) error {
 		}
 		return l.Exec(rest[0], rest[1], argv)
 	case "apply":
-		pos, err := parseInterspersed(fs, args)
+		l, dir, err := c.labAnd(fs, args, "apply DIR")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return errors.New("usage: wirespan-lab apply DIR")
-		}
-		l, err := c.lab()
-		if err != nil {
-			return err
-		}
-		return l.Apply(pos[0])
+		return l.Apply(dir)
 	case "restart":
 		grace := fs.Duration("grace", 5*time.Second, "how long to wait after SIGTERM before SIGKILL")
-		names, err := parseInterspersed(fs, args)
+		l, name, err := c.labAnd(fs, args, "restart PROCESS [--grace D] (see `wirespan-lab status` for names)")
 		if err != nil {
 			return err
 		}
-		if len(names) != 1 {
-			return errors.New("usage: wirespan-lab restart PROCESS [--grace D] (see `wirespan-lab status` for names)")
-		}
-		l, err := c.lab()
-		if err != nil {
-			return err
-		}
-		p, err := l.Restart(names[0], *grace)
+		p, err := l.Restart(name, *grace)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("restarted %s: pid %d, log %s\n", p.Name, p.PID, p.Log)
 		return nil
+	case "kill":
+		l, name, err := c.labAnd(fs, args, "kill PROCESS (see `wirespan-lab status` for names)")
+		if err == nil {
+			err = l.Kill(name)
+		}
+		return done(err, name, "killed with SIGKILL; not restarted (restart starts it again)")
+	case "cut":
+		l, node, err := c.labAnd(fs, args, "cut NODE")
+		if err == nil {
+			err = l.Cut(node)
+		}
+		return done(err, node, "cut off the network (heal joins it again)")
+	case "heal":
+		l, node, err := c.labAnd(fs, args, "heal NODE")
+		if err == nil {
+			err = l.Heal(node)
+		}
+		return done(err, node, "joined the network again")
+	case "remap":
+		l, cluster, err := c.labAnd(fs, args, "remap CLUSTER (a cluster behind NAT)")
+		if err != nil {
+			return err
+		}
+		n, err := l.Remap(cluster)
+		return done(err, cluster, fmt.Sprintf("the NAT router forgot %d UDP mappings; the next packets out get new outside ports", n))
 	case "echo":
 		return serveEcho(fs, args)
 	case "probe":
@@ -224,6 +232,27 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 	}
+}
+
+// labAnd parses a command that takes one argument, and opens the lab.
+func (c *common) labAnd(fs *flag.FlagSet, args []string, usage string) (*lab.Lab, string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 1 {
+		return nil, "", errors.New("usage: wirespan-lab " + usage)
+	}
+	l, err := c.lab()
+	return l, pos[0], err
+}
+
+// done prints what a command did to what, unless it failed.
+func done(err error, what, did string) error {
+	if err == nil {
+		fmt.Printf("%s: %s\n", what, did)
+	}
+	return err
 }
 
 // parseInterspersed parses flags wherever they stand among the positional

@@ -62,9 +62,14 @@ type Config struct {
 	VXLANName    string
 	VXLANVNI     int
 	VXLANPort    int
-	// Keepalive is the persistent keepalive towards peers where either
-	// side may be behind NAT.
-	Keepalive time.Duration
+	// Keepalive is the persistent keepalive towards every peer.
+	// NATKeepalive replaces it when this cluster is behind NAT (its
+	// ClusterPeer lists no endpoints): only this side can open or move
+	// its NAT mapping, and a mapping that changed (a router restarted, a
+	// timeout) is found by the peers only when this side next sends, so
+	// it sends at least this often.
+	Keepalive    time.Duration
+	NATKeepalive time.Duration
 }
 
 // Node is the node this agent runs on.
@@ -91,8 +96,12 @@ type Peer struct {
 	Cluster string
 	// PublicKey is spec.publicKey; empty or invalid means no tunnel.
 	PublicKey string
-	// Endpoints are spec.endpoints, resolved, in order.
+	// Endpoints are spec.endpoints, resolved, the one to dial first.
+	// Healthy says the tunnel works on Endpoints[0]: a roam to another
+	// listed endpoint (the peer's next active gateway speaking) is then
+	// kept; otherwise the tunnel is pointed at Endpoints[0].
 	Endpoints    []netip.AddrPort
+	Healthy      bool
 	AllowedCIDRs []netip.Prefix
 	// Claims are the pod and Service ranges the peer announced, at most
 	// claims.MaxPerList of each kind; Excess is the rest (see claims.Limit).
@@ -105,9 +114,10 @@ type Inputs struct {
 	Config  Config
 	Cluster string
 	Node    Node
-	// Gateways are the cluster's gateway nodes; the active one is chosen
-	// by ActiveGateway.
+	// Gateways are the cluster's gateway nodes, and Active the name of the
+	// one that holds the active role (package election); empty: none yet.
 	Gateways []Gateway
+	Active   string
 	// PrivateKey is the cluster key; only the active gateway needs it.
 	PrivateKey *wgtypes.Key
 	// SelfRanges are this cluster's own pod and Service ranges.
@@ -138,10 +148,14 @@ type PeerPlan struct {
 	// built when it is empty.
 	Key        wgtypes.Key
 	TunnelAddr netip.Addr
-	Endpoint   netip.AddrPort
-	Routed     []netip.Prefix
-	Refused    []Refusal
-	Problem    string
+	// Endpoint is the first of the peer's endpoints; AlsoAccepted the
+	// others while the tunnel is healthy, where it may roam when another of
+	// the peer's gateways becomes active.
+	Endpoint     netip.AddrPort
+	AlsoAccepted []netip.AddrPort
+	Routed       []netip.Prefix
+	Refused      []Refusal
+	Problem      string
 }
 
 // Plan is the desired kernel state and the decisions behind it.
@@ -159,14 +173,14 @@ const (
 	RoleNode    = "node"
 )
 
-// ActiveGateway picks the gateway that carries the cluster's traffic: the
-// first by node name. (Failover with a fencing Lease replaces this rule.)
-func ActiveGateway(gws []Gateway) *Gateway {
-	if len(gws) == 0 {
-		return nil
+// ActiveGateway is the gateway named active, nil when it is not one of
+// gws.
+func ActiveGateway(gws []Gateway, active string) *Gateway {
+	if i := slices.IndexFunc(gws, func(g Gateway) bool { return g.Node == active }); active != "" && i >= 0 {
+		g := gws[i]
+		return &g
 	}
-	g := slices.MinFunc(gws, func(a, b Gateway) int { return strings.Compare(a.Node, b.Node) })
-	return &g
+	return nil
 }
 
 // TunnelAddress derives a cluster's tunnel address from its public key, so
@@ -197,7 +211,7 @@ func MAC(ip netip.Addr) net.HardwareAddr {
 // Desired computes the plan for one node.
 func Desired(in Inputs) Plan {
 	cfg := in.Config
-	plan := Plan{Role: RoleNode, Active: ActiveGateway(in.Gateways)}
+	plan := Plan{Role: RoleNode, Active: ActiveGateway(in.Gateways, in.Active)}
 	if plan.Active != nil && plan.Active.Node == in.Node.Name {
 		plan.Role = RoleGateway
 	}
@@ -240,13 +254,19 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 			continue
 		}
 		tunnel := netip.PrefixFrom(p.TunnelAddr, 32)
+		// Every peer gets the keepalive: setting it makes WireGuard send
+		// one at once, so a gateway that just became active announces
+		// itself to every peer and their tunnels roam to it without waiting
+		// for traffic; it also keeps NAT mappings open.
 		peer := dataplane.Peer{
-			PublicKey:  p.Key,
-			Endpoint:   p.Endpoint,
-			AllowedIPs: append([]netip.Prefix{tunnel}, p.Routed...),
+			PublicKey:    p.Key,
+			Endpoint:     p.Endpoint,
+			AlsoAccepted: p.AlsoAccepted,
+			AllowedIPs:   append([]netip.Prefix{tunnel}, p.Routed...),
+			Keepalive:    cfg.Keepalive,
 		}
-		if !in.SelfHasEndpoint || !p.Endpoint.IsValid() {
-			peer.Keepalive = cfg.Keepalive
+		if !in.SelfHasEndpoint && cfg.NATKeepalive > 0 {
+			peer.Keepalive = cfg.NATKeepalive
 		}
 		dev.Peers = append(dev.Peers, peer)
 		st.Routes = append(st.Routes, dataplane.Route{Dst: tunnel, Dev: cfg.WireGuardName, Src: self})
@@ -324,6 +344,9 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 		}
 		if len(p.Endpoints) > 0 {
 			pp.Endpoint = p.Endpoints[0]
+			if p.Healthy {
+				pp.AlsoAccepted = p.Endpoints[1:]
+			}
 		}
 		d := decided[p.Cluster]
 		for _, r := range d.Refused {

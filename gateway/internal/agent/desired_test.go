@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -42,7 +43,7 @@ func pfx(s ...string) []netip.Prefix {
 func testConfig(mode RouteMode) Config {
 	return Config{
 		WireGuardName: "wirespan0", ListenPort: 51820, TunnelCIDR: netip.MustParsePrefix("100.96.0.0/16"),
-		Table: 51820, RulePriority: 100, FirewallMark: 51820, Mode: mode,
+		Table: 51820, RulePriority: 100, FirewallMark: 0xca, Mode: mode,
 		VXLANName: "wirespan-vx", VXLANVNI: 5182, VXLANPort: 4790, Keepalive: 25 * time.Second,
 	}
 }
@@ -57,6 +58,7 @@ func threeClusters(node string, mode RouteMode) Inputs {
 		Gateways: []Gateway{
 			{Node: "c1-n0", IP: netip.MustParseAddr("172.28.1.10")},
 		},
+		Active:          "c1-n0",
 		PrivateKey:      &priv,
 		SelfRanges:      pfx("10.1.0.0/16", "10.101.0.0/16"),
 		SelfHasEndpoint: true,
@@ -225,7 +227,7 @@ func TestApplyResumesAfterError(t *testing.T) {
 	if want := len(Desired(in).State.Routes) - 1; routes != want {
 		t.Errorf("%d routes installed, want all but the refused one (%d):\n%s", routes, want, k.Dump())
 	}
-	for _, line := range []string{"rule priority 100 not fwmark 0xca6c table 51820", "nft wirespan mss clamp on [wirespan0]"} {
+	for _, line := range []string{"rule priority 100 not fwmark 0xca table 51820", "nft wirespan mss clamp on [wirespan0]"} {
 		if !strings.Contains(k.Dump(), line) {
 			t.Errorf("%q missing after a refused route", line)
 		}
@@ -278,11 +280,80 @@ func TestPeerPlans(t *testing.T) {
 	if n := len(plan.State.WireGuard.Peers); n != 2 {
 		t.Errorf("%d WireGuard peers, want 2 (c2, c3)", n)
 	}
-	// Keepalive only towards the peer behind NAT.
+	// Keepalive towards every peer: it is how a newly active gateway
+	// announces itself (failover), and it keeps NAT mappings open.
 	for _, p := range plan.State.WireGuard.Peers {
-		if nat := p.PublicKey == keyC3.PublicKey(); (p.Keepalive != 0) != nat {
-			t.Errorf("peer %s keepalive %s", p.PublicKey, p.Keepalive)
+		if p.Keepalive != 25*time.Second {
+			t.Errorf("peer %s keepalive %s, want 25s", p.PublicKey, p.Keepalive)
 		}
+	}
+}
+
+func TestActiveGatewayIsTheLeaseHolder(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	in.Gateways = append(in.Gateways, Gateway{Node: "c1-n1", IP: netip.MustParseAddr("172.28.1.11")})
+	for _, tc := range []struct {
+		active, node, role string
+		via                string
+	}{
+		{"c1-n0", "c1-n0", RoleGateway, ""},
+		{"c1-n0", "c1-n1", RoleNode, "172.28.1.10"},
+		{"c1-n1", "c1-n0", RoleNode, "172.28.1.11"},
+		{"c1-n1", "c1-n1", RoleGateway, ""},
+		// No holder (or one that is no gateway): nobody is active, and a
+		// node routes nothing to a gateway that may not be there.
+		{"", "c1-n0", RoleNode, ""},
+		{"c1-n7", "c1-n1", RoleNode, ""},
+	} {
+		in.Active, in.Node.Name = tc.active, tc.node
+		in.Node.IP = netip.MustParseAddr(map[string]string{"c1-n0": "172.28.1.10", "c1-n1": "172.28.1.11"}[tc.node])
+		plan := Desired(in)
+		if plan.Role != tc.role {
+			t.Errorf("active %q, on %s: role %s, want %s", tc.active, tc.node, plan.Role, tc.role)
+		}
+		var via string
+		if plan.State.VXLAN != nil && plan.State.VXLAN.Remote.IsValid() {
+			via = plan.State.VXLAN.Remote.String()
+		}
+		if tc.role == RoleNode && via != tc.via {
+			t.Errorf("active %q, on %s: VXLAN to %q, want %q", tc.active, tc.node, via, tc.via)
+		}
+	}
+}
+
+func TestOtherEndpointsOfAPeerAreAccepted(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	second := netip.MustParseAddrPort("172.28.2.11:51820")
+	in.Peers[0].Endpoints = append(in.Peers[0].Endpoints, second)
+	if p := Desired(in).Peers[0]; len(p.AlsoAccepted) != 0 {
+		t.Errorf("also accepted %v while the tunnel is not healthy, want none: the first endpoint is dialled", p.AlsoAccepted)
+	}
+	in.Peers[0].Healthy = true
+	plan := Desired(in)
+	p := plan.State.WireGuard.Peers[slices.IndexFunc(plan.State.WireGuard.Peers, func(p dataplane.Peer) bool { return p.PublicKey == keyC2.PublicKey() })]
+	if p.Endpoint != in.Peers[0].Endpoints[0] || !slices.Equal(p.AlsoAccepted, []netip.AddrPort{second}) {
+		t.Errorf("endpoint %s, also accepted %v; want the first endpoint, and the second accepted", p.Endpoint, p.AlsoAccepted)
+	}
+	// WireGuard roamed to c2's other gateway: the applier leaves it there.
+	k := fake.New()
+	a := newApplier(k)
+	apply(t, a, in)
+	roam := func(to netip.AddrPort) {
+		k.SetHandshake("wirespan0", keyC2.PublicKey(), wgtypes.Peer{Endpoint: net.UDPAddrFromAddrPort(to)})
+	}
+	roam(second)
+	if ch := apply(t, a, in); len(ch) != 0 {
+		t.Errorf("after roaming to another listed endpoint, changes %q, want none", ch)
+	}
+	// wireguard-go's dual-stack socket reports it IPv4-mapped.
+	roam(netip.AddrPortFrom(netip.AddrFrom16(second.Addr().As16()), second.Port()))
+	if ch := apply(t, a, in); len(ch) != 0 {
+		t.Errorf("after roaming to another listed endpoint, IPv4-mapped, changes %q, want none", ch)
+	}
+	// Roamed somewhere Git does not list: pointed back at the first.
+	roam(netip.MustParseAddrPort("172.28.9.9:51820"))
+	if ch := apply(t, a, in); len(ch) != 1 || !strings.Contains(ch[0], "endpoint 172.28.2.10:51820") {
+		t.Errorf("after roaming to an unlisted address, changes %q, want the endpoint set back", ch)
 	}
 }
 
@@ -311,4 +382,23 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	host := uint32(1)<<(32-p.Bits()) - 1
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Behind NAT, the gateway keeps its mapping fresh with the short NAT
+// keepalive towards every peer; elsewhere the usual one.
+func TestNATKeepaliveBehindNAT(t *testing.T) {
+	in := threeClusters("c1-n0", RouteVXLAN)
+	in.Config.NATKeepalive = time.Second
+	for _, behindNAT := range []bool{false, true} {
+		in.SelfHasEndpoint = !behindNAT
+		want := 25 * time.Second
+		if behindNAT {
+			want = time.Second
+		}
+		for _, p := range Desired(in).State.WireGuard.Peers {
+			if p.Keepalive != want {
+				t.Errorf("behind NAT %v: peer %s keepalive %v, want %v", behindNAT, p.PublicKey, p.Keepalive, want)
+			}
+		}
+	}
 }

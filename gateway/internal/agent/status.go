@@ -80,7 +80,7 @@ func tunnelStatus(obs Observation) *wirespanv1alpha1.TunnelStatus {
 	}
 	t := &wirespanv1alpha1.TunnelStatus{RxBytes: w.ReceiveBytes, TxBytes: w.TransmitBytes}
 	if w.Endpoint != nil {
-		t.Endpoint = w.Endpoint.String()
+		t.Endpoint = dataplane.UnmapAddrPort(w.Endpoint.AddrPort()).String()
 	}
 	if !w.LastHandshakeTime.IsZero() {
 		hs := metav1.NewTime(w.LastHandshakeTime.Truncate(time.Second))

@@ -9,19 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
-	"net/netip"
-	"slices"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -41,10 +37,98 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane/linux"
 	"github.com/wirespan/wirespan/gateway/internal/dns"
-	"github.com/wirespan/wirespan/gateway/internal/gossip"
+	"github.com/wirespan/wirespan/gateway/internal/election"
 	"github.com/wirespan/wirespan/gateway/internal/services"
-	"github.com/wirespan/wirespan/internal/mcs"
 )
+
+// newManager creates the controller manager. It needs the API server (to
+// map the cached kinds), so while the API server does not answer it puts
+// back the kept data plane once (restore) and tries again every few
+// seconds: a gateway that starts during an API server outage carries
+// traffic instead of exiting, and exiting again, with its pod.
+func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *runtime.Scheme, log logr.Logger, restore func()) (manager.Manager, error) {
+	restored := false
+	var lastErr string
+	for delay := time.Second; ; delay = min(2*delay, 10*time.Second) {
+		mgr, err := ctrl.NewManager(cfg, managerOptions(opts, scheme))
+		if err == nil {
+			return mgr, nil
+		}
+		if !unreachable(err) {
+			return nil, fmt.Errorf("create manager: %w", err)
+		}
+		if !restored {
+			restore()
+			restored = true
+		}
+		if msg := err.Error(); msg != lastErr {
+			log.Error(err, "the API server does not answer; trying again", "every", "up to 10s")
+			lastErr = msg
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("create manager: %w", err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+// unreachable says whether err is the API server not answering (a network
+// error), rather than something a retry cannot fix.
+func unreachable(err error) bool {
+	var netErr net.Error
+	var urlErr *url.Error
+	return errors.As(err, &netErr) || errors.As(err, &urlErr)
+}
+
+func managerOptions(opts Options, scheme *runtime.Scheme) ctrl.Options {
+	return ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.ProbeAddr,
+		PprofBindAddress:       opts.PprofAddr,
+		// Managed fields are half the size of a typical cached object,
+		// and the gateway never reads them; an Update without them leaves
+		// the server's as they are.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{opts.KeySecret.Namespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", opts.KeySecret.Name),
+			},
+			&coordinationv1.Lease{}: {
+				Namespaces: map[string]cache.Config{opts.Lease.Namespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", opts.Lease.Name),
+			},
+		}},
+	}
+}
+
+// restoreKept applies the kept gateway state, if there is one: the API
+// server is unreachable, and this node may have been the active gateway.
+func restoreKept(log logr.Logger, applier *dataplane.Applier, last *lastState) {
+	st, ok, err := last.load()
+	switch {
+	case err != nil:
+		log.Error(err, "the API server is unreachable, and the kept data plane cannot be used; the kernel keeps what it has")
+		return
+	case !ok:
+		log.Info("the API server is unreachable; this node kept no gateway state, and the kernel keeps what it has")
+		return
+	}
+	changes, err := applier.Apply(st)
+	for _, c := range changes {
+		log.Info("dataplane", "change", c)
+	}
+	if err != nil {
+		log.Error(err, "putting back the kept data plane")
+	}
+	peers := 0
+	if st.WireGuard != nil {
+		peers = len(st.WireGuard.Peers)
+	}
+	log.Info("the API server is unreachable: put back the data plane this gateway last applied, until it answers",
+		"peers", peers, "routes", len(st.Routes), "changes", len(changes))
+}
 
 // Run runs the gateway until ctx is done. On the way out it leaves the
 // kernel state as it is, so traffic keeps flowing through a restart; use
@@ -63,46 +147,44 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	defer func() { _ = kernel.Close() }()
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress: opts.ProbeAddr,
-		PprofBindAddress:       opts.PprofAddr,
-		// Managed fields are half the size of a typical cached object,
-		// and the gateway never reads them; an Update without them leaves
-		// the server's as they are.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {
-				Namespaces: map[string]cache.Config{opts.KeySecret.Namespace: {}},
-				Field:      fields.OneTermEqualSelector("metadata.name", opts.KeySecret.Name),
-			},
-		}},
-	})
+	applier := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
+	last := &lastState{path: opts.StateFile}
+	mgr, err := newManager(ctx, cfg, opts, scheme, logger, func() { restoreKept(logger, applier, last) })
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
+		return err
 	}
-	s := &syncer{
-		opts:    opts,
-		log:     logger,
-		cache:   mgr.GetCache(),
-		writer:  mgr.GetClient(),
-		kernel:  kernel,
-		applier: &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName},
-		metrics: newMetrics(crmetrics.Registry),
-		poke:    make(chan struct{}, 1),
-		written: map[string]time.Time{},
-		dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
-			log: logger.WithName("dns-endpoint")},
-	}
+	elector := election.New(election.Config{
+		Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration, RenewPeriod: opts.LeaseRenewPeriod,
+		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
+		Metrics: election.NewMetrics(crmetrics.Registry),
+	})
 	if err := services.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	s.services = &services.Controller{
+	mcsController := &services.Controller{
 		ClusterID: opts.ClusterID, Cache: mgr.GetCache(), Client: mgr.GetClient(),
 		Log: logger.WithName("mcs"), DNS: dns.NewStore(), Metrics: services.NewMetrics(crmetrics.Registry),
 		ImportGrace: opts.ImportGrace, MaxImportsPerCluster: opts.MaxImportsPerCluster,
 	}
-	for _, r := range []manager.Runnable{s, s.services} {
+	m := newMetrics(crmetrics.Registry)
+	s := &syncer{
+		elector: elector,
+		opts:    opts,
+		log:     logger,
+		cache:   mgr.GetCache(),
+		kernel:  kernel,
+		applier: applier,
+		metrics: m,
+		poke:    make(chan struct{}, 1),
+		role: &activeRole{
+			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry,
+			dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
+				log: logger.WithName("dns-endpoint")},
+		},
+		reporter: &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
+		last:     last,
+	}
+	for _, r := range []manager.Runnable{elector, s, mcsController} {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}
@@ -118,34 +200,32 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	return mgr.Start(ctx)
 }
 
-// syncer is the one loop that owns the data plane.
+// syncer is the one loop that owns the data plane: it reads, decides,
+// applies through the kernel seam, then runs or stops the active role and
+// reports.
 type syncer struct {
+	// elector says which gateway node is active (package election).
+	elector *election.Elector
 	opts    Options
 	log     logr.Logger
 	cache   cache.Cache
-	writer  client.Client
-	kernel  *linux.Kernel
+	kernel  dataplane.Kernel
 	applier *dataplane.Applier
 	metrics *metrics
 	poke    chan struct{}
-	// resolver caches endpoint DNS answers.
-	resolver resolver
-
-	gossip     *gossip.Gossip
-	gossipAddr netip.Addr
-	// services is the MCS controller, working while gossip runs; dnsStop
-	// stops the clusterset DNS server, which runs as long.
-	services *services.Controller
-	dnsStop  func()
-	joining  chan struct{}
-	// dnsEndpoint points the DNS Service at this node while it serves DNS.
-	dnsEndpoint *dnsEndpoint
+	// resolver caches endpoint DNS answers; endpoints chooses which of a
+	// peer's endpoints to dial.
+	resolver  resolver
+	endpoints endpointChooser
+	// role runs what only the active gateway runs; reporter writes the
+	// remote peers' status.
+	role     *activeRole
+	reporter *reporter
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
-	// written is when each remote peer's status was last written, so
-	// tunnel figures alone are written at most every StatusPeriod.
-	written map[string]time.Time
+	// last keeps the applied gateway state on the node (laststate.go).
+	last *lastState
 	// health is what the readiness check reports; the check runs on the
 	// probe server's goroutines, so it is guarded.
 	healthMu sync.Mutex
@@ -171,28 +251,88 @@ func (s *syncer) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if !s.cache.WaitForCacheSync(ctx) {
+	if err := s.watchLease(ctx); err != nil {
+		return err
+	}
+	if !s.waitForCaches(ctx) {
 		return errors.New("caches did not sync")
 	}
 	tick := time.NewTicker(s.opts.Resync)
 	defer tick.Stop()
-	defer s.stopGossip()
 	for {
-		s.sync(ctx)
-		var changed <-chan struct{}
-		if s.gossip != nil {
-			changed = s.gossip.Changed()
+		if s.elector.Known() {
+			// Until then this node does not know where the active gateway
+			// is: it keeps the kernel state it has.
+			s.sync(ctx)
 		}
 		select {
 		case <-ctx.Done():
+			s.handOver()
 			s.log.Info("stopping; the data plane stays as it is")
 			return nil
 		case <-s.poke:
-		case <-changed:
-			s.services.Wake()
+		case <-s.elector.Changed():
+		case <-s.role.changed():
+			s.role.services.Wake()
 		case <-tick.C:
 		}
 	}
+}
+
+// restoreAfter is how long a starting gateway waits for its caches before
+// it takes the API server for unreachable and puts back the data plane it
+// last applied. Against a reachable API server the caches fill in a small
+// part of it.
+const restoreAfter = time.Second
+
+// waitForCaches waits until the caches are filled. When they are not
+// within restoreAfter, it first puts back the kept state (lastState), so a
+// gateway restarted during an API server outage carries traffic again.
+func (s *syncer) waitForCaches(ctx context.Context) bool {
+	quick, cancel := context.WithTimeout(ctx, restoreAfter)
+	synced := s.cache.WaitForCacheSync(quick)
+	cancel()
+	if synced {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	restoreKept(s.log, s.applier, s.last)
+	return s.cache.WaitForCacheSync(ctx)
+}
+
+// watchLease passes the active role's Lease, as the watch shows it, to the
+// elector: node agents learn the active gateway from it, and candidates
+// read the Lease at once when it changes.
+func (s *syncer) watchLease(ctx context.Context) error {
+	inf, err := s.cache.GetInformer(ctx, &coordinationv1.Lease{})
+	if err != nil {
+		return fmt.Errorf("watch Lease %s: %w", s.opts.Lease, err)
+	}
+	observe := func(obj any) {
+		if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == s.opts.Lease.Name {
+			s.elector.Observe(l)
+		}
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, obj any) { observe(obj) },
+		DeleteFunc: func(any) { s.elector.Observe(nil) },
+	})
+	return err
+}
+
+// handOver keeps the active role's pieces (gossip, the MCS controller,
+// DNS) running while this gateway stops and the elector hands the role
+// over, so that DNS answers and exports stay published until the successor
+// holds the Lease; at most one Lease duration.
+func (s *syncer) handOver() {
+	deadline := time.Now().Add(s.opts.LeaseDuration)
+	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
+		time.Sleep(s.opts.LeaseRenewPeriod / 4)
+	}
+	s.role.stopGossip()
 }
 
 func (s *syncer) wake() {
@@ -224,7 +364,7 @@ func (s *syncer) sync(ctx context.Context) {
 }
 
 func (s *syncer) syncOnce(ctx context.Context) error {
-	w, err := s.read(ctx, s.learned)
+	w, err := s.read(ctx, s.role.learned)
 	if err != nil {
 		return err
 	}
@@ -238,19 +378,24 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	s.healthMu.Lock()
 	s.synced = true
 	s.healthMu.Unlock()
+	if plan.Role == agent.RoleGateway {
+		err = s.last.save(plan.State)
+	} else {
+		err = s.last.forget()
+	}
+	if err != nil {
+		s.log.Error(err, "keep the data plane state on the node")
+	}
 	if plan.Role != agent.RoleGateway {
-		s.stopGossip()
-		if err := s.dnsEndpoint.withdraw(ctx, s.opts.NodeName); err != nil {
+		if err := s.role.stop(ctx); err != nil {
 			s.log.Error(err, "withdraw this node from the DNS Service")
 		}
 		s.metrics.reset()
 		return nil
 	}
-	// Status and DNS go on when gossip cannot start (its tunnel address
-	// may be what the kernel refused): they are how a user learns why.
-	err = s.runGossip(w, plan)
-	s.publishDNS(ctx, w)
-	return errors.Join(err, s.report(ctx, w, plan, refused))
+	err = s.role.run(ctx, w, plan)
+	dev, devErr := s.kernel.Device(s.opts.Agent.WireGuardName)
+	return errors.Join(err, s.reporter.report(ctx, w, plan, dev, devErr, refused, s.role))
 }
 
 // apply puts the plan's kernel state in place and returns what the kernel
@@ -285,192 +430,6 @@ func (s *syncer) apply(plan agent.Plan) []dataplane.Refusal {
 	return refused
 }
 
-// learned is what gossip knows of a cluster.
-func (s *syncer) learned(cluster string) *agent.Learned {
-	if s.gossip == nil {
-		return nil
-	}
-	st, ok := s.gossip.Clusters()[cluster]
-	if !ok {
-		return nil
-	}
-	return &agent.Learned{PodCIDRs: st.PodCIDRs, ServiceCIDRs: st.ServiceCIDRs, ActiveGateway: st.ActiveGateway}
-}
-
-// runGossip starts gossip on the tunnel address (restarting it if the key,
-// and so the address, changed), publishes this cluster's state and joins
-// clusters that have no member in the pool yet.
-func (s *syncer) runGossip(w *world, plan agent.Plan) error {
-	addr := plan.State.WireGuard.Address.Addr()
-	if s.gossip != nil && s.gossipAddr != addr {
-		s.stopGossip()
-	}
-	if s.gossip == nil {
-		g, err := gossip.New(gossip.Config{
-			Cluster: s.opts.ClusterID, Node: s.opts.NodeName, PrivateKey: *w.in.PrivateKey,
-			BindAddr: addr, Port: s.opts.GossipPort, Logger: s.log.WithName("gossip"), Registerer: crmetrics.Registry,
-			ExportTTL: s.opts.ExportTTL,
-			PeerAddr: func(k wgtypes.Key) netip.AddrPort {
-				return netip.AddrPortFrom(agent.TunnelAddress(s.opts.Agent.TunnelCIDR, k), uint16(s.opts.GossipPort))
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("start gossip on %s: %w", addr, err)
-		}
-		s.gossip, s.gossipAddr = g, addr
-		s.log.Info("gossip started", "addr", g.LocalAddr())
-		if err := s.startDNS(); err != nil {
-			return err
-		}
-		s.services.SetExchange(g)
-	}
-	keys := map[string]wgtypes.Key{}
-	for _, p := range plan.Peers {
-		if p.Problem == "" {
-			keys[p.Cluster] = p.Key
-		}
-	}
-	if err := s.gossip.SetPeers(keys); err != nil {
-		s.log.Error(err, "some peers are left out of gossip")
-	}
-	local := gossip.ClusterState{Cluster: s.opts.ClusterID, ActiveGateway: s.opts.NodeName}
-	if w.self != nil {
-		local.PodCIDRs = parseLoose(w.self.Status.PodCIDRs)
-		local.ServiceCIDRs = parseLoose(w.self.Status.ServiceCIDRs)
-	}
-	s.services.SetServiceFamilies(mcs.FamiliesOf(local.ServiceCIDRs))
-	if err := s.gossip.SetLocal(local); err != nil {
-		return fmt.Errorf("publish this cluster's state: %w", err)
-	}
-	s.joinMissing(plan)
-	return nil
-}
-
-// joinMissing contacts, in the background, the clusters with no member in
-// the pool. A peer behind NAT answers only once it has dialed in.
-func (s *syncer) joinMissing(plan agent.Plan) {
-	if s.joining != nil {
-		select {
-		case <-s.joining:
-		default:
-			return // the last attempt still runs
-		}
-	}
-	present := map[string]bool{}
-	for _, m := range s.gossip.Members() {
-		present[m.Cluster] = true
-	}
-	var addrs []netip.AddrPort
-	for _, p := range plan.Peers {
-		if p.Problem == "" && !present[p.Cluster] {
-			addrs = append(addrs, netip.AddrPortFrom(p.TunnelAddr, uint16(s.opts.GossipPort)))
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	done := make(chan struct{})
-	s.joining = done
-	g := s.gossip
-	go func() {
-		defer close(done)
-		if n, err := g.Join(addrs); err != nil && n == 0 {
-			s.log.V(1).Info("gossip join found nobody yet", "tried", addrs, "error", err.Error())
-		}
-	}()
-}
-
-func (s *syncer) stopGossip() {
-	if s.gossip == nil {
-		return
-	}
-	s.services.SetExchange(nil)
-	if s.dnsStop != nil {
-		s.dnsStop()
-		s.dnsStop = nil
-	}
-	if err := s.gossip.Shutdown(); err != nil {
-		s.log.Error(err, "stop gossip")
-	}
-	s.gossip, s.joining = nil, nil
-}
-
-// report writes, on each remote ClusterPeer, what this gateway sees of it.
-// refused are the kernel refusals of this sync's apply; each goes on the
-// peer it concerns.
-func (s *syncer) report(ctx context.Context, w *world, plan agent.Plan, refused []dataplane.Refusal) error {
-	var errs []error
-	dev, err := s.kernel.Device(s.opts.Agent.WireGuardName)
-	if err != nil {
-		// The kernel may have refused the device: each peer's status
-		// still says so (see refused), with no tunnel figures.
-		errs = append(errs, fmt.Errorf("read WireGuard device: %w", err))
-		dev = &wgtypes.Device{}
-	}
-	now := time.Now()
-	selfMismatch := w.self != nil && w.self.Spec.PublicKey != "" && w.self.Spec.PublicKey != w.in.PrivateKey.PublicKey().String()
-	s.metrics.reset()
-	up := 0
-	for _, p := range plan.Peers {
-		cp, ok := w.remote[p.Cluster]
-		if !ok {
-			continue
-		}
-		obs := agent.Observation{Learned: s.learned(p.Cluster), SelfKeyMismatch: selfMismatch, Now: now}
-		for _, r := range refused {
-			if p.Concerns(r, s.opts.Agent.WireGuardName) {
-				obs.Refused = append(obs.Refused, r)
-			}
-		}
-		if i := slices.IndexFunc(dev.Peers, func(x wgtypes.Peer) bool { return x.PublicKey == p.Key }); i >= 0 && p.Problem == "" {
-			obs.WireGuard = &dev.Peers[i]
-		}
-		if s.gossip != nil {
-			obs.RTT, _ = s.gossip.RTT(p.Cluster)
-		}
-		s.metrics.peer(p.Cluster, obs.WireGuard, obs.RTT, p.Refused, now)
-		want := agent.RemoteStatus(cp.Status, cp.Generation, p, obs)
-		if connectedTrue(want.Conditions) {
-			up++
-		}
-		if err := s.writeStatus(ctx, cp, want, now); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	s.metrics.peersUp.Set(float64(up))
-	return errors.Join(errs...)
-}
-
-// writeStatus writes want unless it equals what is there, or differs only
-// in tunnel figures written less than StatusPeriod ago.
-func (s *syncer) writeStatus(ctx context.Context, cp *wirespanv1alpha1.ClusterPeer, want wirespanv1alpha1.ClusterPeerStatus, now time.Time) error {
-	if equality.Semantic.DeepEqual(cp.Status, want) {
-		return nil
-	}
-	figuresOnly := cp.Status.DeepCopy()
-	figuresOnly.Tunnel = want.Tunnel
-	if equality.Semantic.DeepEqual(*figuresOnly, want) && now.Sub(s.written[cp.Name]) < s.opts.StatusPeriod {
-		return nil
-	}
-	updated := cp.DeepCopy()
-	updated.Status = want
-	err := s.writer.Status().Update(ctx, updated)
-	switch {
-	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
-		// The operator wrote in between, or the peer went; the watch
-		// brings us back with the new object.
-		return nil
-	case err != nil:
-		return fmt.Errorf("update status of ClusterPeer %s: %w", cp.Name, err)
-	}
-	s.written[cp.Name] = now
-	return nil
-}
-
-func connectedTrue(conds []metav1.Condition) bool {
-	return meta.IsStatusConditionTrue(conds, wirespanv1alpha1.ConditionConnected)
-}
-
 // Teardown removes everything Wirespan put in this node's kernel: its
 // links, routes, rules, neighbor entries and nftables table. Sysctls stay
 // as they are.
@@ -482,49 +441,4 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	defer func() { _ = kernel.Close() }()
 	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
 	return a.Apply(dataplane.State{Table: opts.Agent.Table})
-}
-
-// startDNS starts the clusterset DNS server, answering from the MCS
-// controller's store, unless --dns-bind-address is empty.
-func (s *syncer) startDNS() error {
-	if s.opts.DNSAddr == "" || s.dnsStop != nil {
-		return nil
-	}
-	srv, err := dns.NewServer(dns.Config{
-		Zone: s.opts.DNSZone, Addr: s.opts.DNSAddr, Store: s.services.DNS,
-		Logger: s.log.WithName("dns"), Registerer: crmetrics.Registry,
-	})
-	if err != nil {
-		return fmt.Errorf("start the clusterset DNS server: %w", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Run(ctx); err != nil {
-			s.log.Error(err, "clusterset DNS server stopped")
-		}
-	}()
-	s.log.Info("clusterset DNS server started", "addr", srv.Addr(), "zone", s.opts.DNSZone)
-	s.dnsStop = func() { cancel(); <-done }
-	return nil
-}
-
-// publishDNS points the DNS Service (--dns-service) at this gateway's DNS
-// server once it runs. A failure is logged and retried at the next sync; it
-// does not make the data plane unready.
-func (s *syncer) publishDNS(ctx context.Context, w *world) {
-	if s.dnsStop == nil {
-		return
-	}
-	addr, err := netip.ParseAddrPort(defaultHost(s.opts.DNSAddr))
-	if err != nil {
-		return // Validate refused it already
-	}
-	if addr.Addr().IsUnspecified() {
-		addr = netip.AddrPortFrom(w.in.Node.IP, addr.Port())
-	}
-	if err := s.dnsEndpoint.publish(ctx, s.opts.NodeName, addr, time.Now()); err != nil {
-		s.log.Error(err, "publish this gateway in the DNS Service")
-	}
 }

@@ -68,6 +68,10 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	if err := s.cache.List(ctx, &peers); err != nil {
 		return nil, fmt.Errorf("list ClusterPeers: %w", err)
 	}
+	// The tunnels as they are, to choose which of a peer's endpoints to
+	// dial (none on a node agent).
+	dev, _ := s.kernel.Device(o.Agent.WireGuardName)
+	now := time.Now()
 	for i := range peers.Items {
 		p := &peers.Items[i]
 		if p.Name == o.ClusterID {
@@ -78,21 +82,42 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 		}
 		w.remote[p.Name] = p
 		claimed, excess := announced(p, learned(p.Name))
+		endpoints, healthy := s.endpoints.order(p.Name, s.resolver.resolve(ctx, p.Spec.Endpoints), recordedEndpoint(p), devicePeer(dev, p.Spec.PublicKey), now)
 		w.in.Peers = append(w.in.Peers, agent.Peer{
 			Cluster:      p.Name,
 			PublicKey:    p.Spec.PublicKey,
-			Endpoints:    s.resolver.resolve(ctx, p.Spec.Endpoints),
+			Endpoints:    endpoints,
+			Healthy:      healthy,
 			AllowedCIDRs: parseLoose(p.Spec.AllowedCIDRs),
 			Claims:       claimed,
 			Excess:       excess,
 		})
 	}
 
-	if active := agent.ActiveGateway(w.in.Gateways); active != nil && active.Node == o.NodeName {
+	// Every gateway node reads the key: only a node that has it may stand
+	// for the active role.
+	if isGateway(&node) {
 		key, err := s.clusterKey(ctx)
 		w.in.PrivateKey, w.keyErr = key, err
 	}
+	s.elector.SetCandidate(isGateway(&node) && w.in.PrivateKey != nil)
+	w.in.Active = s.elector.Active()
+	if w.in.Active != "" && agent.ActiveGateway(w.in.Gateways, w.in.Active) == nil {
+		// The holder lost its label and carries traffic until its
+		// successor holds the Lease (election's handover): it is still
+		// the gateway to route to.
+		var holder corev1.Node
+		if err := s.cache.Get(ctx, client.ObjectKey{Name: w.in.Active}, &holder); err == nil {
+			if gip, ok := internalIP(&holder); ok {
+				w.in.Gateways = append(w.in.Gateways, agent.Gateway{Node: holder.Name, IP: gip})
+			}
+		}
+	}
 	return w, nil
+}
+
+func isGateway(n *corev1.Node) bool {
+	return n.Labels[wirespanv1alpha1.LabelGateway] == "true"
 }
 
 // announced are the ranges a remote cluster announced: over gossip if it
@@ -249,4 +274,28 @@ func (r *resolver) one(ctx context.Context, endpoint string) (netip.AddrPort, er
 	r.cache[endpoint] = resolved{addr: ap, at: time.Now()}
 	r.mu.Unlock()
 	return ap, nil
+}
+
+// recordedEndpoint is where the tunnel to p last worked, as this cluster's
+// active gateway recorded it in p's status.
+func recordedEndpoint(p *wirespanv1alpha1.ClusterPeer) netip.AddrPort {
+	if p.Status.Tunnel == nil {
+		return netip.AddrPort{}
+	}
+	ep, _ := netip.ParseAddrPort(p.Status.Tunnel.Endpoint)
+	return ep
+}
+
+// devicePeer is the peer with publicKey on dev, nil if there is none.
+func devicePeer(dev *wgtypes.Device, publicKey string) *wgtypes.Peer {
+	key, err := wgtypes.ParseKey(publicKey)
+	if dev == nil || err != nil {
+		return nil
+	}
+	for i := range dev.Peers {
+		if dev.Peers[i].PublicKey == key {
+			return &dev.Peers[i]
+		}
+	}
+	return nil
 }

@@ -46,6 +46,16 @@ type Options struct {
 	ImportGrace time.Duration
 	// MaxImportsPerCluster: see services.Controller.MaxImportsPerCluster.
 	MaxImportsPerCluster int
+	// Lease fences the active gateway role (package election); a standby
+	// takes the role after LeaseDuration without a renewal, and the holder
+	// renews every LeaseRenewPeriod.
+	Lease            types.NamespacedName
+	LeaseDuration    time.Duration
+	LeaseRenewPeriod time.Duration
+	// StateFile keeps the data plane the active gateway last applied, to
+	// put it back after a restart while the API server is unreachable;
+	// empty: not kept.
+	StateFile string
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
@@ -59,12 +69,13 @@ func DefaultAgentConfig() agent.Config {
 		TunnelCIDR:    netip.MustParsePrefix("100.96.0.0/16"),
 		Table:         51820,
 		RulePriority:  100,
-		FirewallMark:  51820,
+		FirewallMark:  0xca,
 		Mode:          agent.RouteVXLAN,
 		VXLANName:     "wirespan-vx",
 		VXLANVNI:      5182,
 		VXLANPort:     4790,
 		Keepalive:     25 * time.Second,
+		NATKeepalive:  time.Second,
 	}
 }
 
@@ -117,6 +128,9 @@ func (o Options) Validate() error {
 	}
 	if o.ImportGrace < o.ExportTTL {
 		errs = append(errs, fmt.Errorf("--import-grace %v: must be at least --export-ttl (%v): a silent cluster's imports outlive its endpoints", o.ImportGrace, o.ExportTTL))
+	}
+	if o.LeaseRenewPeriod <= 0 || o.LeaseDuration < 2*o.LeaseRenewPeriod {
+		errs = append(errs, fmt.Errorf("--lease-duration %v, --lease-renew-period %v: the renew period must be positive and at most half the duration, or one slow renewal hands the role over", o.LeaseDuration, o.LeaseRenewPeriod))
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v, --kube-api-burst %d: must be positive", o.KubeAPIQPS, o.KubeAPIBurst))

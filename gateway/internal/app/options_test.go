@@ -11,7 +11,8 @@ import (
 func TestValidateNamesTheWrongFlag(t *testing.T) {
 	valid := func() Options {
 		return Options{ClusterID: "east", NodeName: "n1", GossipPort: 7946, Agent: DefaultAgentConfig(),
-			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, ImportGrace: time.Hour, MaxImportsPerCluster: 10, KubeAPIQPS: 100, KubeAPIBurst: 200}
+			DNSAddr: ":5353", DNSZone: "clusterset.local", ExportTTL: 30 * time.Second, ImportGrace: time.Hour, MaxImportsPerCluster: 10, KubeAPIQPS: 100, KubeAPIBurst: 200,
+			LeaseDuration: time.Second, LeaseRenewPeriod: 200 * time.Millisecond}
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("defaults refused: %v", err)
@@ -22,6 +23,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 	}{
 		{func(o *Options) { o.ClusterID = "East" }, "--cluster-id"},
 		{func(o *Options) { o.NodeName = "" }, "--node-name"},
+		{func(o *Options) { o.LeaseRenewPeriod = 600 * time.Millisecond }, "--lease-renew-period"},
 		{func(o *Options) { o.Agent.Mode = "tunnel" }, "--node-route-mode"},
 		{func(o *Options) { o.Agent.WireGuardName = "a-very-long-interface" }, "--interface"},
 		{func(o *Options) { o.Agent.ListenPort = 0 }, "--listen-port"},

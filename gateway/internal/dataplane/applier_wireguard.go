@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -73,7 +74,16 @@ func (a *Applier) configureDevice(r *run, dev *wgtypes.Device, want *Device) {
 		}
 	}
 	for _, pc := range peerChanges(dev, want) {
-		if err := a.Kernel.ConfigureDevice(want.Name, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc.config}}); err != nil {
+		configs := []wgtypes.PeerConfig{pc.config}
+		if pc.kick {
+			// WireGuard sends a keepalive at once when the keepalive goes
+			// from off to on (kernel and wireguard-go alike), which starts
+			// a handshake with the new endpoint now instead of at the next
+			// retry, up to 5 s later: off, then on, in one call.
+			off := time.Duration(0)
+			configs = []wgtypes.PeerConfig{{PublicKey: pc.config.PublicKey, UpdateOnly: true, PersistentKeepaliveInterval: &off}, pc.config}
+		}
+		if err := a.Kernel.ConfigureDevice(want.Name, wgtypes.Config{Peers: configs}); err != nil {
 			r.refused = append(r.refused, Refusal{
 				Kind: KindPeer, Object: fmt.Sprintf("%s on %s (%s)", short(pc.config.PublicKey), want.Name, pc.what),
 				Peer: pc.config.PublicKey, Err: err,
@@ -104,10 +114,12 @@ func deviceSettings(dev *wgtypes.Device, want *Device) (wgtypes.Config, []string
 	return cfg, what
 }
 
-// peerChange is one peer's change and the line that describes it.
+// peerChange is one peer's change and the line that describes it. kick:
+// the peer is pointed at another endpoint, and must handshake there now.
 type peerChange struct {
 	config wgtypes.PeerConfig
 	what   string
+	kick   bool
 }
 
 // peerChanges are the peers to add, update and remove to turn dev into
@@ -122,12 +134,17 @@ func peerChanges(dev *wgtypes.Device, want *Device) []peerChange {
 		got, ok := found[p.PublicKey]
 		pc, why := peerConfig(got, ok, p)
 		if why != "" {
-			out = append(out, peerChange{pc, fmt.Sprintf("peer %s: %s", short(p.PublicKey), why)})
+			kick := ok && pc.Endpoint != nil && p.Keepalive > 0
+			if kick {
+				ka := p.Keepalive
+				pc.PersistentKeepaliveInterval = &ka
+			}
+			out = append(out, peerChange{pc, fmt.Sprintf("peer %s: %s", short(p.PublicKey), why), kick})
 		}
 	}
 	for _, p := range dev.Peers {
 		if !slices.ContainsFunc(want.Peers, func(w Peer) bool { return w.PublicKey == p.PublicKey }) {
-			out = append(out, peerChange{wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true}, "remove peer " + short(p.PublicKey)})
+			out = append(out, peerChange{wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true}, "remove peer " + short(p.PublicKey), false})
 		}
 	}
 	return out
@@ -135,14 +152,15 @@ func peerChanges(dev *wgtypes.Device, want *Device) []peerChange {
 
 // peerConfig is the change that turns a found peer into want; why is empty
 // when there is nothing to change. An endpoint that is not wanted is left
-// alone: it is what WireGuard learned from a peer that dialed in.
+// alone: it is what WireGuard learned from a peer that dialed in; so is one
+// of the peer's other accepted endpoints (see Peer.AlsoAccepted).
 func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, string) {
 	pc := wgtypes.PeerConfig{PublicKey: want.PublicKey, UpdateOnly: exists}
 	var why []string
 	if !exists {
 		why = append(why, "add")
 	}
-	if want.Endpoint.IsValid() && (got.Endpoint == nil || got.Endpoint.AddrPort() != want.Endpoint) {
+	if want.Endpoint.IsValid() && (got.Endpoint == nil || !want.accepts(got.Endpoint.AddrPort())) {
 		pc.Endpoint = udpAddr(want.Endpoint)
 		why = append(why, "endpoint "+want.Endpoint.String())
 	}
@@ -157,4 +175,18 @@ func peerConfig(got wgtypes.Peer, exists bool, want Peer) (wgtypes.PeerConfig, s
 		why = append(why, "allowed-ips "+joinPrefixes(want.AllowedIPs))
 	}
 	return pc, strings.Join(why, ", ")
+}
+
+// accepts says whether the device may keep sending to ep.
+func (p Peer) accepts(ep netip.AddrPort) bool {
+	ep = UnmapAddrPort(ep)
+	return ep == p.Endpoint || slices.Contains(p.AlsoAccepted, ep)
+}
+
+// UnmapAddrPort turns an IPv4-mapped IPv6 address into the IPv4 one:
+// wireguard-go listens on a dual-stack socket and reports a peer that
+// roamed to an IPv4 address as ::ffff:a.b.c.d, which would otherwise never
+// equal the endpoint Git lists.
+func UnmapAddrPort(ep netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
 }

@@ -81,8 +81,13 @@ type Peer struct {
 	PublicKey wgtypes.Key
 	// Endpoint is where to send; the zero value leaves the endpoint to
 	// WireGuard's roaming (a peer behind NAT that dials us).
-	Endpoint   netip.AddrPort
-	AllowedIPs []netip.Prefix
+	Endpoint netip.AddrPort
+	// AlsoAccepted are the peer's other endpoints (Git lists every gateway
+	// of a cluster): when WireGuard has roamed to one of them, because the
+	// peer's new active gateway spoke from there, the applier leaves it,
+	// rather than pointing the tunnel back at a gateway that failed.
+	AlsoAccepted []netip.AddrPort
+	AllowedIPs   []netip.Prefix
 	// Keepalive is the persistent keepalive interval; 0 disables it.
 	Keepalive time.Duration
 }

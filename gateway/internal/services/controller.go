@@ -111,15 +111,16 @@ type Controller struct {
 	// dnsMu guards dnsLast, what DNS was last given, by service.
 	dnsMu   sync.Mutex
 	dnsLast map[serviceKey]dns.Service
-	// counts of local exports and imports, for the metrics.
-	countMu            sync.Mutex
-	exported, imported map[serviceKey]bool
+	// counts of local exports, imports and conflicting exports, for the
+	// metrics.
+	countMu                         sync.Mutex
+	exported, imported, conflicting map[serviceKey]bool
 }
 
 func (c *Controller) init() {
 	c.initOnce.Do(func() {
 		c.wake = make(chan struct{}, 1)
-		c.exported, c.imported = map[serviceKey]bool{}, map[serviceKey]bool{}
+		c.exported, c.imported, c.conflicting = map[serviceKey]bool{}, map[serviceKey]bool{}, map[serviceKey]bool{}
 		c.failing = map[serviceKey]bool{}
 	})
 }

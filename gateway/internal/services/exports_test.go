@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/internal/mcs"
+	"github.com/wirespan/wirespan/internal/poll"
 )
 
 // Tests of the export half: ServiceExport conditions.
@@ -237,12 +239,31 @@ func TestExportConflicts(t *testing.T) {
 			h.waitImport(h.ns, c.name, c.check)
 		})
 	}
+	// The gauge the chart's WirespanExportConflicts alert reads counts
+	// the exports whose condition says Conflict.
+	h.waitConflictGauge(len(cases))
 
 	// The conflicting exports withdrawn, the conflicts end.
 	h.setRemote("west", true)
 	for _, c := range cases {
 		h.waitConditions(h.ns, c.name, exportedOK...)
 	}
+	h.waitConflictGauge(0)
+}
+
+// waitConflictGauge waits for wirespan_mcs_export_conflicts to be want.
+func (h *harness) waitConflictGauge(want int) {
+	h.t.Helper()
+	poll.Until(h.t, 10*time.Second, "wirespan_mcs_export_conflicts", func() error {
+		var m dto.Metric
+		if err := h.ctrl.Metrics.conflicts.Write(&m); err != nil {
+			return err
+		}
+		if got := m.GetGauge().GetValue(); got != float64(want) {
+			return fmt.Errorf("wirespan_mcs_export_conflicts = %v, want %d", got, want)
+		}
+		return nil
+	})
 }
 
 // importPorts checks the port numbers of a ServiceImport.

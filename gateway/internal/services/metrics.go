@@ -8,6 +8,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	localExports      prometheus.Gauge
 	imports           prometheus.Gauge
+	conflicts         prometheus.Gauge
 	badRecords        *prometheus.CounterVec
 	reconcileErrors   prometheus.Counter
 	requeues          prometheus.Counter
@@ -24,6 +25,10 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		imports: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wirespan_mcs_imports",
 			Help: "Services exported by at least one cluster of the clusterset.",
+		}),
+		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wirespan_mcs_export_conflicts",
+			Help: "ServiceExports of this cluster whose Conflict condition is True: another cluster's export of the same service disagrees, and the oldest export's properties win.",
 		}),
 		badRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wirespan_mcs_unusable_records_total",
@@ -44,7 +49,7 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		}),
 	}
 	if r != nil {
-		r.MustRegister(m.localExports, m.imports, m.badRecords, m.reconcileErrors, m.requeues, m.reconcileDuration)
+		r.MustRegister(m.localExports, m.imports, m.conflicts, m.badRecords, m.reconcileErrors, m.requeues, m.reconcileDuration)
 	}
 	return m
 }

@@ -42,7 +42,7 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	if len(exports) > 0 {
 		imp = mcs.Merge(exports)
 	}
-	c.count(key, local != nil, len(exports) > 0)
+	c.count(key, local != nil, len(exports) > 0, local != nil && local.exported() && imp.Conflicts[c.ClusterID].Conflicting())
 
 	if local != nil {
 		errs = append(errs, c.writeExportStatus(ctx, key, local, published, imp))
@@ -265,8 +265,9 @@ func onlyRaces(err error) bool {
 	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 }
 
-// count keeps the gauges of local exports and imports.
-func (c *Controller) count(key serviceKey, exported, imported bool) {
+// count keeps the gauges of local exports, imports and exports in
+// conflict (those whose Conflict condition writeExportStatus sets True).
+func (c *Controller) count(key serviceKey, exported, imported, conflicting bool) {
 	c.countMu.Lock()
 	defer c.countMu.Unlock()
 	set := func(m map[serviceKey]bool, on bool) {
@@ -278,8 +279,10 @@ func (c *Controller) count(key serviceKey, exported, imported bool) {
 	}
 	set(c.exported, exported)
 	set(c.imported, imported)
+	set(c.conflicting, conflicting)
 	c.Metrics.localExports.Set(float64(len(c.exported)))
 	c.Metrics.imports.Set(float64(len(c.imported)))
+	c.Metrics.conflicts.Set(float64(len(c.conflicting)))
 }
 
 // ours reports whether an object carries Wirespan's managed-by label.

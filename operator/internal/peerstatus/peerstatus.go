@@ -74,7 +74,7 @@ type Result struct {
 // claims are accepted is claims.Decide's decision, the one the gateways
 // route by.
 func Compute(in Inputs) Result {
-	decided := claims.Decide(claimsInputs(in))
+	decided := claims.Decide(claims.FromPeers(in.ClusterID, concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs), in.Peers))
 	res := Result{Statuses: make(map[string]wirespanv1alpha1.ClusterPeerStatus, len(in.Peers)), Refused: map[claims.Reason]int{}}
 	for _, d := range decided {
 		res.Overlaps += len(d.Overlaps)
@@ -84,7 +84,7 @@ func Compute(in Inputs) Result {
 		// Counted as the conditions show them: a peer that has announced
 		// nothing has no claims refused, whatever its allowedCIDRs.
 		if p := &in.Peers[i]; p.Name != in.ClusterID {
-			if learned, _ := learnedRanges(p); len(learned) > 0 {
+			if learned, _ := claims.LearnedRanges(p); len(learned) > 0 {
 				for r, n := range claims.Count(decided[p.Name].Refused) {
 					res.Refused[r] += n
 				}
@@ -102,73 +102,6 @@ func Compute(in Inputs) Result {
 	return res
 }
 
-// claimsInputs are the inputs of claims.Decide as the operator sees them:
-// every remote peer's claims and allowedCIDRs, this cluster's discovered
-// ranges, and the endpoints in Git that are IP addresses (a gateway also
-// protects its node network, resolved endpoint names and the tunnel range,
-// which only it knows, and names those refusals in the Connected
-// condition).
-func claimsInputs(in Inputs) claims.Inputs {
-	ci := claims.Inputs{Self: in.ClusterID, SelfRanges: concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs)}
-	for i := range in.Peers {
-		p := &in.Peers[i]
-		what, reason := "endpoint of cluster "+p.Name, claims.ReasonPeerEndpoint
-		if p.Name == in.ClusterID {
-			what, reason = "endpoint of this cluster's gateways", claims.ReasonNodeNetwork
-		}
-		for _, ep := range p.Spec.Endpoints {
-			if ap, err := netip.ParseAddrPort(ep); err == nil {
-				a := ap.Addr().Unmap()
-				ci.Protected = append(ci.Protected, claims.Protected{Prefix: netip.PrefixFrom(a, a.BitLen()), Reason: reason, What: what})
-			}
-		}
-		if p.Name == in.ClusterID {
-			continue
-		}
-		allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
-		ci.Claimers = append(ci.Claimers, claims.Claimer{Name: p.Name, Allowed: allowed, Claims: claimedRanges(p)})
-	}
-	return ci
-}
-
-// claimedRanges are the ranges a remote peer is taken to claim: those it
-// has announced, or until it has announced any, its declared allowedCIDRs,
-// so a conflict in Git shows before the peer is even up.
-func claimedRanges(p *wirespanv1alpha1.ClusterPeer) []netip.Prefix {
-	if learned, _ := learnedRanges(p); len(learned) > 0 {
-		return learned
-	}
-	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
-	return allowed
-}
-
-// learnedRanges parses the ranges a remote peer announced, as stored in its
-// status, and returns those that do not parse separately. A status still
-// marked Self holds what this cluster discovered under an earlier cluster ID,
-// not anything the peer announced, so it counts as nothing.
-func learnedRanges(p *wirespanv1alpha1.ClusterPeer) ([]netip.Prefix, []string) {
-	if p.Status.Role == wirespanv1alpha1.RoleSelf {
-		return nil, nil
-	}
-	return parseLoose(concat(p.Status.PodCIDRs, p.Status.ServiceCIDRs))
-}
-
-// parseLoose parses what it can; status is not validated at admission as
-// strictly as spec, so garbage must not stop the rest.
-func parseLoose(values []string) ([]netip.Prefix, []string) {
-	var good []netip.Prefix
-	var bad []string
-	for _, v := range values {
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			bad = append(bad, v)
-			continue
-		}
-		good = append(good, p.Masked())
-	}
-	return good, bad
-}
-
 func selfStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Overlap) wirespanv1alpha1.ClusterPeerStatus {
 	st := p.Status.DeepCopy()
 	st.Role = wirespanv1alpha1.RoleSelf
@@ -182,7 +115,7 @@ func selfStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Over
 	set := conditionSetter(st, p.Generation, in.Now)
 	set(discoveredCondition(in.Discovery))
 	set(keyCondition(p, in.Key))
-	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
+	allowed, _ := claims.ParseLoose(p.Spec.AllowedCIDRs)
 	discovered := concat(in.Discovery.PodCIDRs, in.Discovery.ServiceCIDRs)
 	self := claims.Check(claims.Claimer{Name: p.Name, Allowed: allowed, Claims: discovered}, nil)
 	set(acceptedCondition(accepted{
@@ -208,8 +141,8 @@ func remoteStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, d claims.Decision)
 	meta.RemoveStatusCondition(&st.Conditions, wirespanv1alpha1.ConditionCIDRsDiscovered)
 
 	set := conditionSetter(st, p.Generation, in.Now)
-	learned, garbage := learnedRanges(p)
-	allowed, _ := parseLoose(p.Spec.AllowedCIDRs)
+	learned, garbage := claims.LearnedRanges(p)
+	allowed, _ := claims.ParseLoose(p.Spec.AllowedCIDRs)
 	if len(learned) == 0 {
 		// Until the peer announces ranges, its allowedCIDRs stand in for
 		// them in Decide; they are not claims to judge here.

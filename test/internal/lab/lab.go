@@ -415,7 +415,7 @@ func (l *Lab) removeStateDir() error {
 	for _, e := range entries {
 		name := e.Name()
 		known := name == stateFile || name == stateFile+".tmp" || name == "logs" || name == "bin" ||
-			name == "etcd" || name == "gitops" || (e.IsDir() && plan.IsClusterName(name))
+			name == "etcd" || name == "gitops" || name == "nodes" || (e.IsDir() && plan.IsClusterName(name))
 		if !known {
 			return fmt.Errorf("not removing %s: it holds %s, which the lab did not make", l.Dir, name)
 		}

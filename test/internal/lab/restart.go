@@ -1,9 +1,7 @@
 package lab
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wirespan/wirespan/test/internal/lab/proc"
@@ -18,15 +16,11 @@ func (l *Lab) Restart(name string, grace time.Duration) (*proc.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(st.Processes, func(p *proc.Process) bool { return p.Name == name })
-	if i < 0 {
-		var names []string
-		for _, p := range st.Processes {
-			names = append(names, p.Name)
-		}
-		return nil, fmt.Errorf("no process %q in this lab; it has: %s", name, strings.Join(names, ", "))
+	old, err := st.process(name)
+	if err != nil {
+		return nil, err
 	}
-	old := st.Processes[i]
+	i := slices.Index(st.Processes, old)
 	// The new process starts only once the old one is gone: it needs the
 	// same ports.
 	if err := old.Stop(grace); err != nil {

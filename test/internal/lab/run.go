@@ -490,7 +490,7 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 			// the lab needs instead (the last of a repeated flag wins): the
 			// node's name (the DaemonSet's NODE_NAME), a unique interface
 			// name, the userspace device, the real /proc/sys, loopback
-			// endpoints.
+			// endpoints, a kept-state file of its own in the lab's folder.
 			gw := r.charts[c.Name].gateway
 			args := append([]string{r.lab.Bins.Gateway}, gw.args...)
 			args = append(args, "--kubeconfig", r.lab.saKubeconfig(c.Name, gw.serviceAccount), "--node-name", node.Name,
@@ -499,7 +499,8 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 				"--export-ttl", plan.ExportTTL.String(),
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
 				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)),
-				"--pprof-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayPprofPort)))
+				"--pprof-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayPprofPort)),
+				"--state-file", filepath.Join(r.lab.Dir, "nodes", node.Name, "gateway-state.json"))
 			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, args...)
 			if err != nil {
 				return "", err

@@ -11,7 +11,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
-const testMark = 51820 // 0xca6c, the gateway's default --fwmark
+const testMark = 0xca // the gateway's default --fwmark
 
 // The rule is "not fwmark M lookup T" in the real kernel, reads back as
 // written, and replaces the unmarked rule of an older gateway, leaving
@@ -38,7 +38,7 @@ func TestRuleSkipsMarkedPackets(t *testing.T) {
 		t.Fatalf("rules after the upgrade = %+v, want only %+v", got, want)
 	}
 	shown := inNS(t, ns, "ip", "rule", "show", "priority", "100")
-	if !strings.Contains(shown, "not from all fwmark 0xca6c lookup 51820 proto 201") {
+	if !strings.Contains(shown, "not from all fwmark 0xca lookup 51820 proto 201") {
 		t.Errorf("ip rule shows %q, want the not-fwmark rule", shown)
 	}
 	if ch, err := a.Apply(dataplane.State{Table: testTable, Rule: &want}); err != nil || len(ch) != 0 {

@@ -69,6 +69,7 @@ func (c gatewayConfig) desired() dataplane.State {
 		Cluster:         c.Cluster,
 		Node:            agent.Node{Name: c.Node, IP: c.NodeIP, Underlay: c.Underlay, UnderlayMTU: 1500},
 		Gateways:        []agent.Gateway{{Node: c.Node, IP: c.NodeIP}},
+		Active:          c.Node,
 		PrivateKey:      &c.Key,
 		SelfRanges:      []netip.Prefix{c.PodCIDR},
 		SelfHasEndpoint: true,

@@ -130,7 +130,10 @@ func RouterRuleset(p *plan.Plan) string {
 	fmt.Fprintf(&b, "\t\toifname %q masquerade\n", p.RouterHostLink)
 	for _, c := range p.Clusters {
 		if c.NAT {
-			fmt.Fprintf(&b, "\t\tiifname %q oifname != %q masquerade\n", c.Bridge, c.Bridge)
+			// Random outside ports, as many home and carrier-grade NATs
+			// use: a mapping the router forgets (wirespan-lab remap) comes
+			// back on another port.
+			fmt.Fprintf(&b, "\t\tiifname %q oifname != %q masquerade random\n", c.Bridge, c.Bridge)
 		}
 	}
 	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")

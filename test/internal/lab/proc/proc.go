@@ -87,13 +87,26 @@ const killWait = 30 * time.Second
 // longer than killWait after SIGKILL. The process may still be listed, as
 // a zombie, until its parent reaps it (see WaitReaped).
 func Kill(pid int, grace time.Duration) error {
+	return stop(pid, &grace)
+}
+
+// Crash stops pid with SIGKILL alone, as a crash or the OOM killer would:
+// the process gets no chance to clean up. It returns once every thread
+// has exited.
+func Crash(pid int) error { return stop(pid, nil) }
+
+// stop sends SIGTERM and waits grace, unless grace is nil, then SIGKILL,
+// and waits for the process to be gone.
+func stop(pid int, grace *time.Duration) error {
 	ticks, err := startTicks(pid)
 	if err != nil {
 		return nil // gone already
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	if waitUntil(grace, func() bool { return !running(pid, ticks) }) {
-		return nil
+	if grace != nil {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		if waitUntil(*grace, func() bool { return !running(pid, ticks) }) {
+			return nil
+		}
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	if waitUntil(killWait, func() bool { return !running(pid, ticks) }) {

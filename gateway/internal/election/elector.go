@@ -1,0 +1,354 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Config configures an Elector.
+type Config struct {
+	// Lease is the Lease that fences the active role.
+	Lease types.NamespacedName
+	// Identity is this node's name, written as the Lease's holder.
+	Identity string
+	// Duration is how long a standby waits without seeing a renewal before
+	// it takes the role; RenewPeriod how often the holder renews and a
+	// candidate reads the Lease.
+	Duration    time.Duration
+	RenewPeriod time.Duration
+	// Reader reads the Lease from the API server, not from a cache: a
+	// candidate must see renewals as they happen.
+	Reader client.Reader
+	Writer client.Writer
+	Log    logr.Logger
+	// Metrics may be nil.
+	Metrics *Metrics
+}
+
+// Elector runs one node's candidacy. Create it with New, feed it the
+// Lease's watch events with Observe, say whether the node may hold the role
+// with SetCandidate, and run it with Start.
+type Elector struct {
+	cfg     Config
+	wake    chan struct{}
+	changed chan struct{}
+
+	mu        sync.Mutex
+	candidate bool
+	// leading: this node holds the Lease. draining: it released the Lease
+	// and keeps carrying traffic until another node is seen holding it (or
+	// Duration passes), so a planned handover loses nothing.
+	leading    bool
+	drainUntil time.Time
+	obs        Observation
+	lease      *coordinationv1.Lease // the last version read or written
+	watched    string                // the holder the watch last showed
+	watchSeen  bool                  // the watch has shown the Lease
+	lastRenew  time.Time
+	apiDown    bool
+	lastErr    string
+}
+
+// New returns an Elector that is not yet a candidate.
+func New(cfg Config) *Elector {
+	return &Elector{cfg: cfg, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+}
+
+// Changed receives when the active node, as this node sees it, may have
+// changed.
+func (e *Elector) Changed() <-chan struct{} { return e.changed }
+
+// NeedLeaderElection is false: the Elector is the election.
+func (e *Elector) NeedLeaderElection() bool { return false }
+
+// SetCandidate says whether this node may hold the role. Giving it up while
+// holding the Lease releases it.
+func (e *Elector) SetCandidate(ok bool) {
+	e.mu.Lock()
+	changed := e.candidate != ok
+	e.candidate = ok
+	e.mu.Unlock()
+	if changed {
+		poke(e.wake)
+	}
+}
+
+// Observe takes a Lease from the watch. A candidate reads the Lease again
+// at once (its reads, not the watch, drive its decisions, so they are never
+// out of order); any other node takes the holder from it.
+func (e *Elector) Observe(l *coordinationv1.Lease) {
+	holder := ""
+	if l != nil && l.Spec.HolderIdentity != nil {
+		holder = *l.Spec.HolderIdentity
+	}
+	e.mu.Lock()
+	changed := e.watched != holder || !e.watchSeen
+	e.watched, e.watchSeen = holder, true
+	e.mu.Unlock()
+	poke(e.wake)
+	if changed {
+		poke(e.changed)
+	}
+}
+
+// Known says whether this node has learned who holds the Lease (or that
+// nobody does) since it started. Until then Active says nothing.
+func (e *Elector) Known() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.obs.Known || e.watchSeen
+}
+
+// Active is the node that carries the cluster's traffic as this node sees
+// it, "" when none is known.
+func (e *Elector) Active() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.activeLocked(time.Now())
+}
+
+func (e *Elector) activeLocked(now time.Time) string {
+	if e.leading || (now.Before(e.drainUntil) && e.observedHolder() == "") {
+		return e.cfg.Identity
+	}
+	return e.observedHolder()
+}
+
+// observedHolder is the holder from this node's own reads while it is a
+// candidate (or draining), from the watch otherwise (and from the first
+// read until the watch has shown the Lease).
+func (e *Elector) observedHolder() string {
+	fromReads := e.candidate || !e.drainUntil.IsZero() || !e.watchSeen
+	if fromReads && e.obs.Known {
+		if !e.obs.Record.Exists {
+			return ""
+		}
+		return e.obs.Record.Holder
+	}
+	return e.watched
+}
+
+// Start runs the candidacy until ctx is done, then releases the Lease if
+// it holds it and carries traffic until another node is seen taking it
+// (at most Duration), so that a rollout hands over without a gap.
+func (e *Elector) Start(ctx context.Context) error {
+	tick := time.NewTicker(e.cfg.RenewPeriod)
+	defer tick.Stop()
+	for {
+		e.step(ctx)
+		select {
+		case <-ctx.Done():
+			e.stop()
+			return nil
+		case <-e.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// stop releases the Lease on the way out and waits for a successor.
+func (e *Elector) stop() {
+	e.SetCandidate(false)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Duration)
+	defer cancel()
+	e.step(ctx)
+	for e.draining(time.Now()) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.cfg.RenewPeriod / 4):
+		}
+		e.read(ctx)
+	}
+}
+
+func (e *Elector) draining(now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return now.Before(e.drainUntil) && e.observedHolder() == ""
+}
+
+// step reads the Lease when needed and carries out one decision.
+func (e *Elector) step(ctx context.Context) {
+	e.mu.Lock()
+	needRead := (e.candidate && !e.leading) || !e.obs.Known || (e.leading && e.lease == nil) || (!e.drainUntil.IsZero() && time.Now().Before(e.drainUntil))
+	e.mu.Unlock()
+	if needRead {
+		e.read(ctx)
+	}
+	e.mu.Lock()
+	if e.apiDown && !e.leading {
+		// A candidate acts only on what it just read: a write based on an
+		// old read could land the moment the API server comes back,
+		// before the holder's first renewal.
+		e.mu.Unlock()
+		return
+	}
+	in := Input{
+		Identity: e.cfg.Identity, Candidate: e.candidate, Observed: e.obs, LastRenew: e.lastRenew,
+		Now: time.Now(), Duration: e.cfg.Duration, RenewPeriod: e.cfg.RenewPeriod,
+	}
+	if e.leading && e.lease != nil {
+		// The holder's own writes are its observation: it does not read
+		// between renewals.
+		in.Observed = Observation{Known: true, Record: recordOf(e.lease), Since: e.lastRenew}
+	}
+	e.mu.Unlock()
+	switch action := Decide(in); action {
+	case Create, Acquire, Renew, Release:
+		e.write(ctx, action, in.Now)
+	}
+}
+
+// read gets the Lease from the API server and updates the observation.
+func (e *Elector) read(ctx context.Context) {
+	var l coordinationv1.Lease
+	err := e.cfg.Reader.Get(ctx, e.cfg.Lease, &l)
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var rec Record
+	switch {
+	case apierrors.IsNotFound(err):
+		e.lease = nil
+	case err != nil:
+		e.apiDown = true
+		e.noteErrLocked(fmt.Errorf("read Lease %s: %w", e.cfg.Lease, err))
+		return
+	default:
+		e.lease = &l
+		rec = recordOf(&l)
+	}
+	e.lastErr = ""
+	if !e.obs.Known {
+		poke(e.changed)
+	}
+	if e.apiDown || !e.obs.Known || rec != e.obs.Record {
+		// Silence is counted only while the API server answers.
+		e.obs.Since = now
+	}
+	e.apiDown = false
+	e.obs.Record, e.obs.Known = rec, true
+	if e.leading && rec.Holder != e.cfg.Identity {
+		e.leading, e.lastRenew = false, time.Time{}
+		e.cfg.Log.Info("another gateway holds the Lease: this one is no longer active", "holder", rec.Holder)
+		e.cfg.Metrics.transition("lost")
+		poke(e.changed)
+	}
+	if !e.drainUntil.IsZero() && (rec.Holder != "" || !now.Before(e.drainUntil)) {
+		e.drainUntil = time.Time{}
+		poke(e.changed)
+	}
+}
+
+// write carries out a Create, Acquire, Renew or Release.
+func (e *Elector) write(ctx context.Context, action Action, now time.Time) {
+	e.mu.Lock()
+	var l *coordinationv1.Lease
+	if e.lease != nil {
+		l = e.lease.DeepCopy()
+	}
+	e.mu.Unlock()
+	if action == Create {
+		l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: e.cfg.Lease.Name, Namespace: e.cfg.Lease.Namespace}}
+	}
+	if l == nil {
+		return
+	}
+	stamp := metav1.NewMicroTime(now)
+	spec := &l.Spec
+	switch action {
+	case Create, Acquire:
+		if spec.HolderIdentity == nil || *spec.HolderIdentity != e.cfg.Identity {
+			spec.LeaseTransitions = ptr.To(ptr.Deref(spec.LeaseTransitions, 0) + 1)
+			spec.AcquireTime = &stamp
+		}
+		spec.HolderIdentity = ptr.To(e.cfg.Identity)
+		// The field holds whole seconds; the candidates use Duration
+		// itself, which they all get from the same flag.
+		spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(e.cfg.Duration.Seconds())))
+		spec.RenewTime = &stamp
+	case Renew:
+		spec.RenewTime = &stamp
+	case Release:
+		spec.HolderIdentity = ptr.To("")
+		spec.RenewTime = &stamp
+	}
+	var err error
+	if action == Create {
+		err = e.cfg.Writer.Create(ctx, l)
+	} else {
+		err = e.cfg.Writer.Update(ctx, l)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		e.cfg.Metrics.writeFailed(action)
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err) {
+			// Someone else wrote first: read again before deciding. A
+			// holder steps down only if the read shows another holder.
+			e.lease = nil
+			poke(e.wake)
+			return
+		}
+		// The API server is unreachable or refused: the holder keeps the
+		// role (see the package comment) and tries again next period.
+		e.noteErrLocked(fmt.Errorf("%s Lease %s: %w", action, e.cfg.Lease, err))
+		if action == Release {
+			e.leading, e.lastRenew = false, time.Time{}
+			e.drainUntil = now.Add(e.cfg.Duration)
+			poke(e.changed)
+		}
+		return
+	}
+	e.lastErr = ""
+	e.lease = l
+	e.obs = Observation{Known: true, Record: recordOf(l), Since: now}
+	switch action {
+	case Create, Acquire:
+		if !e.leading {
+			e.cfg.Log.Info("this gateway is now active", "lease", e.cfg.Lease.String())
+			e.cfg.Metrics.transition("acquired")
+			poke(e.changed)
+		}
+		e.leading, e.lastRenew = true, now
+	case Renew:
+		e.lastRenew = now
+	case Release:
+		e.leading, e.lastRenew = false, time.Time{}
+		e.drainUntil = now.Add(e.cfg.Duration)
+		e.cfg.Log.Info("released the Lease; carrying traffic until another gateway takes it", "lease", e.cfg.Lease.String())
+		e.cfg.Metrics.transition("released")
+		poke(e.changed)
+	}
+}
+
+// noteErrLocked logs an error once until it changes or clears.
+func (e *Elector) noteErrLocked(err error) {
+	if msg := err.Error(); msg != e.lastErr {
+		e.lastErr = msg
+		e.cfg.Log.Error(err, "lease; the active role stays where it is until the API server answers")
+	}
+}
+
+func recordOf(l *coordinationv1.Lease) Record {
+	return Record{Exists: true, Holder: ptr.Deref(l.Spec.HolderIdentity, ""), Version: l.ResourceVersion}
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

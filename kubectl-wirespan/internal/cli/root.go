@@ -1,0 +1,136 @@
+// Package cli is kubectl-wirespan's commands: flags, reading the clusters
+// (package kube), and handing what was read to the pure packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wirespan/wirespan/internal/kubeflag"
+	"github.com/wirespan/wirespan/kubectl-wirespan/internal/kube"
+	"github.com/wirespan/wirespan/kubectl-wirespan/internal/model"
+	"github.com/wirespan/wirespan/kubectl-wirespan/internal/version"
+)
+
+// errFailed is returned when diagnose found a failing check: the report
+// is already printed, so Main only sets the exit status.
+var errFailed = errors.New("a check failed")
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1 // diagnose: a check failed
+	exitError  = 2 // the command could not run (flags, kubeconfig)
+)
+
+// globals are the flags every command takes.
+type globals struct {
+	sel       kube.Selection
+	namespace string
+	dnsSvc    string
+	coredns   string
+	timeout   time.Duration
+}
+
+// Main runs the plugin and returns its exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errFailed):
+		return exitFailed
+	default:
+		fmt.Fprintln(stderr, "kubectl-wirespan:", err)
+		return exitError
+	}
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "kubectl-wirespan",
+		Short: "Show and diagnose a Wirespan clusterset",
+		Long: `kubectl wirespan shows a Wirespan clusterset as one or more of its clusters see it:
+tunnels, routed and refused ranges, Multi-Cluster Services, DNS.
+
+It reads through the Kubernetes API with your kubeconfig and never writes.
+Give several contexts (--contexts or --all-contexts) to see the clusterset
+from several sides and compare them.`,
+		Example: `  kubectl wirespan status
+  kubectl wirespan status --contexts east,west,north -o wide
+  kubectl wirespan diagnose --all-contexts
+  kubectl wirespan graph --all-contexts -o svg > clusterset.svg`,
+		Version:       versionString(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl wirespan"}
+
+	f := root.PersistentFlags()
+	f.StringVar(&g.sel.Kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	f.StringVar(&g.sel.Context, "context", "", "the kubeconfig context to read (default: the current one)")
+	f.StringSliceVar(&g.sel.Contexts, "contexts", nil, "several contexts to read, comma-separated: one per cluster of the clusterset")
+	f.BoolVar(&g.sel.AllContexts, "all-contexts", false, "read every context of the kubeconfig")
+	f.StringVarP(&g.namespace, "namespace", "n", "wirespan-system", "namespace Wirespan is installed in (the Helm release's)")
+	f.StringVar(&g.dnsSvc, "dns-service", "wirespan-dns", "name of Wirespan's DNS Service in --namespace (the chart's <fullname>-dns)")
+	f.StringVar(&g.coredns, "coredns-configmap", "kube-system/coredns", "namespace/name of the CoreDNS ConfigMap")
+	f.DurationVar(&g.timeout, "request-timeout", 15*time.Second, "timeout of each request to an API server")
+	completeContexts(root, g)
+
+	root.AddCommand(newStatus(g), newGraph(g), newDiagnose(g))
+	return root
+}
+
+// read resolves the flags to contexts and reads each cluster.
+func (g *globals) read(ctx context.Context) (model.Clusterset, error) {
+	coredns, err := kubeflag.NamespacedName(g.coredns)
+	if err != nil {
+		return model.Clusterset{}, fmt.Errorf("--coredns-configmap: %w", err)
+	}
+	targets, err := g.sel.Targets()
+	if err != nil {
+		return model.Clusterset{}, err
+	}
+	for _, t := range targets {
+		t.Config.Timeout = g.timeout
+	}
+	where := kube.Where{Namespace: g.namespace, DNSService: g.dnsSvc, CoreDNS: coredns}
+	return kube.ReadAll(ctx, targets, where)
+}
+
+func completeContexts(root *cobra.Command, g *globals) {
+	names := func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		n, err := g.sel.ContextNames()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		return n, cobra.ShellCompDirectiveNoFileComp
+	}
+	_ = root.RegisterFlagCompletionFunc("context", names)
+	_ = root.RegisterFlagCompletionFunc("contexts", names)
+}
+
+func versionString() string {
+	if version.Version != "dev" {
+		return version.Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version.Version
+}

@@ -1,0 +1,209 @@
+// Package drill runs failover drills on a lab: a ping every 10 ms between
+// two pods, whose replies it times, and the faults that take a cluster's
+// active gateway away (and undo them), driven through the wirespan-lab
+// command and kubectl as a user would. The end-to-end tests assert their
+// budget with it; the benchmarks report their figures.
+package drill
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Lab runs a wirespan-lab command on the drill's lab, and kubectl against
+// one of its clusters.
+type Lab struct {
+	Cmd     func(args ...string) *exec.Cmd
+	Kubectl func(cluster string, args ...string) (string, error)
+}
+
+// Run runs a wirespan-lab command and says what failed.
+func (l Lab) Run(args ...string) error {
+	cmd := l.Cmd(args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("wirespan-lab %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Active is the holder of a cluster's gateway Lease.
+func (l Lab) Active(cluster string) (string, error) {
+	out, err := l.Kubectl(cluster, "get", "lease", "-n", "wirespan-system", "wirespan-gateway", "-o", "jsonpath={.spec.holderIdentity}")
+	if err != nil {
+		return "", fmt.Errorf("read the gateway Lease of %s: %w: %s", cluster, err, out)
+	}
+	return out, nil
+}
+
+// Pinger pings every 10 ms from a pod and keeps the time of each reply
+// (ping -D prints it, from the same clock as this process's).
+type Pinger struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	at   []time.Time
+}
+
+// StartPinger pings dst from a pod of the lab until Stop.
+func StartPinger(l Lab, cluster, pod, dst string) (*Pinger, error) {
+	p := &Pinger{cmd: l.Cmd("exec", cluster, pod, "--", "ping", "-D", "-n", "-i", "0.01", "-W", "1", dst), done: make(chan struct{})}
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start ping in %s/%s: %w", cluster, pod, err)
+	}
+	go func() {
+		defer close(p.done)
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if at, ok := replyTime(s.Text()); ok {
+				p.mu.Lock()
+				p.at = append(p.at, at)
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p, nil
+}
+
+// replyTime reads a reply line of ping -D: "[1796169303.577090] 64 bytes
+// from ...".
+func replyTime(line string) (time.Time, bool) {
+	if !strings.HasPrefix(line, "[") || !strings.Contains(line, "bytes from") {
+		return time.Time{}, false
+	}
+	secs, err := strconv.ParseFloat(strings.Trim(strings.Fields(line)[0], "[]"), 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(secs*1e9)), true
+}
+
+// Stop ends the ping; it is safe to call more than once.
+func (p *Pinger) Stop() {
+	if p.cmd.ProcessState == nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		_ = p.cmd.Wait()
+	}
+}
+
+// RepliesSince counts the replies after t0.
+func (p *Pinger) RepliesSince(t0 time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, at := range p.at {
+		if at.After(t0) {
+			n++
+		}
+	}
+	return n
+}
+
+// Flowing says whether the last second had at least half the replies a
+// ping every 10 ms gets.
+func (p *Pinger) Flowing() error {
+	if n := p.RepliesSince(time.Now().Add(-time.Second)); n < 50 {
+		return fmt.Errorf("%d replies in the last second", n)
+	}
+	return nil
+}
+
+// Gap is the longest silence between replies that ends after from; a
+// silence still going on counts up to now.
+func (p *Pinger) Gap(from time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return longestGap(p.at, from, time.Now())
+}
+
+func longestGap(at []time.Time, from, now time.Time) time.Duration {
+	if len(at) == 0 {
+		return now.Sub(from) // never a reply: all of it is the gap
+	}
+	var longest time.Duration
+	for i := 1; i < len(at); i++ {
+		if at[i].After(from) {
+			longest = max(longest, at[i].Sub(at[i-1]))
+		}
+	}
+	if n := len(at); n > 0 {
+		longest = max(longest, now.Sub(at[n-1]))
+	}
+	return longest
+}
+
+// Fault takes a cluster's active gateway away, and Undo brings the node
+// back as it was (it then stands by: the role does not move back).
+// Planned is true for a handover the gateway takes part in (it releases
+// the role), false for a crash or a lost node.
+type Fault struct {
+	Name    string
+	Planned bool
+	Inject  func(l Lab, cluster, node string) error
+	Undo    func(l Lab, cluster, node string) error
+}
+
+func gatewayProcess(node string) string { return node + "-wirespan-gateway" }
+
+// Faults are the ways an active gateway goes away that failover must
+// survive within its budget.
+var Faults = []Fault{
+	{
+		Name:   "SIGKILL",
+		Inject: func(l Lab, _, n string) error { return l.Run("kill", gatewayProcess(n)) },
+		Undo:   func(l Lab, _, n string) error { return l.Run("restart", gatewayProcess(n)) },
+	},
+	{
+		Name:   "NodeCutOff",
+		Inject: func(l Lab, _, n string) error { return l.Run("cut", n) },
+		Undo:   func(l Lab, _, n string) error { return l.Run("heal", n) },
+	},
+	{
+		// A rollout: SIGTERM, and the new pod starts once the old is gone.
+		Name:    "RolloutSIGTERM",
+		Planned: true,
+		Inject:  func(l Lab, _, n string) error { return l.Run("restart", gatewayProcess(n), "--grace", "10s") },
+		Undo:    func(Lab, string, string) error { return nil },
+	},
+	{
+		Name:    "LabelRemoved",
+		Planned: true,
+		Inject: func(l Lab, c, n string) error {
+			_, err := l.Kubectl(c, "label", "node", n, "wirespan.io/gateway-")
+			return err
+		},
+		Undo: func(l Lab, c, n string) error {
+			_, err := l.Kubectl(c, "label", "node", n, "wirespan.io/gateway=true")
+			return err
+		},
+	},
+}
+
+// Restart is the reference: the active gateway's process killed and
+// started again at once. The role stays (it held the Lease), and the
+// kernel state it left carries traffic while it starts.
+var Restart = Fault{
+	Name: "KillAndRestartAtOnce",
+	Inject: func(l Lab, _, n string) error {
+		if err := l.Run("kill", gatewayProcess(n)); err != nil {
+			return err
+		}
+		return l.Run("restart", gatewayProcess(n))
+	},
+	Undo: func(Lab, string, string) error { return nil },
+}
