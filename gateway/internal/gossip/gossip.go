@@ -211,6 +211,8 @@ func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 		s.addr = addr
 		if old, ok := g.peers[id]; !ok || old != keys[id] {
 			added = append(added, id)
+			// Tell it now that we are here, not at the next round.
+			g.out.beat(id)
 		}
 	}
 	g.peers, g.keyring = peers, kr

@@ -61,6 +61,8 @@ func (g *Gossip) admit(s *session, env *envelope) error {
 	a, err := s.admit(env.header, env.echo, g.epoch, now)
 	if a.echoChanged {
 		g.resealLocked()
+	}
+	if a.echoChanged || a.prompt {
 		g.out.beat(env.cluster)
 	}
 	arrived := a.live && !g.present[env.cluster]
@@ -73,7 +75,7 @@ func (g *Gossip) admit(s *session, env *envelope) error {
 	if a.newEpoch {
 		g.log.V(1).Info("Gossip peer has a new epoch (restart or failover)", "cluster", env.cluster, "epoch", fmt.Sprintf("%x", env.epoch))
 	}
-	if a.echoChanged || arrived {
+	if a.echoChanged || a.prompt || arrived {
 		g.wake()
 	}
 	if arrived {

@@ -46,7 +46,14 @@ type session struct {
 	// heard is when the peer last sent a fresh message that was new (a
 	// higher sequence than any before): its liveness, from our clock.
 	heard time.Time
+	// prompted is when a heartbeat of a new epoch of the peer was last
+	// answered at once (admission.prompt).
+	prompted time.Time
 }
+
+// promptInterval bounds how often a session answers heartbeats of a new
+// epoch at once: a replay of one cannot make us send more than that.
+const promptInterval = 100 * time.Millisecond
 
 // admission is what admit decided about an authenticated message.
 type admission struct {
@@ -62,6 +69,9 @@ type admission struct {
 	// echoChanged: the epoch our messages echo to the peer changed; they
 	// must be sealed again.
 	echoChanged bool
+	// prompt: a new boot of the peer spoke and does not know our epoch:
+	// send it a heartbeat now.
+	prompt bool
 }
 
 // admit applies the freshness rules to a message whose MAC matched. ours
@@ -73,9 +83,15 @@ func (s *session) admit(h header, echo, ours uint64, now time.Time) (admission, 
 		return a, fmt.Errorf("%w: epoch %x of %s is retired", ErrReplay, h.epoch, h.cluster)
 	}
 	if echo != ours {
-		if !s.proven && s.epoch != h.epoch {
+		switch {
+		case !s.proven && s.epoch != h.epoch:
 			s.epoch, s.seq = h.epoch, 0
 			a.echoChanged = true
+		case s.proven && s.epoch != h.epoch && now.Sub(s.prompted) >= promptInterval:
+			// A new boot of the peer (a restart, a failover) that does
+			// not know our epoch yet: a heartbeat now tells it, instead
+			// of at our next round, and its answer proves it.
+			s.prompted, a.prompt = now, true
 		}
 		return a, fmt.Errorf("%w: %s echoes epoch %x, ours is %x", ErrUnproven, h.cluster, echo, ours)
 	}
@@ -105,7 +121,9 @@ func (s *session) check(h header, echo, ours uint64) error {
 	switch {
 	case slices.Contains(s.retired, h.epoch):
 		return fmt.Errorf("%w: epoch %x of %s is retired", ErrReplay, h.epoch, h.cluster)
-	case echo != ours && s.proven:
+	case echo != ours && s.proven && (h.epoch == s.epoch || h.kind != kindHeartbeat):
+		// An unproven heartbeat of a new epoch goes on to the MAC check
+		// (a heartbeat is small): if authentic, admit answers it.
 		return fmt.Errorf("%w: %s echoes epoch %x, ours is %x", ErrUnproven, h.cluster, echo, ours)
 	}
 	return nil
