@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Freshness under attack and under churn: replays, a restart whose
@@ -133,4 +135,36 @@ func TestFailoverKeepsExports(t *testing.T) {
 	if n := gaps.Load(); n > 0 {
 		t.Errorf("b's view of a's exports was withdrawn or silent %d times during the failover", n)
 	}
+}
+
+// TestHandshakeNeedsNoRound: two gateways whose heartbeat rounds never
+// come (ProbeInterval of an hour) find each other, prove their epochs and
+// exchange state and exports from the heartbeats sent when the peers are
+// set and the answers they prompt alone; and again when one restarts. A
+// failover must not wait for a round: the new gateway has to know the
+// other clusters' exports before its MCS controller reconciles.
+func TestHandshakeNeedsNoRound(t *testing.T) {
+	noRounds := func(c *Config) { c.ProbeInterval = time.Hour }
+	keys := map[string]wgtypes.Key{"a": testKey("a").PublicKey(), "b": testKey("b").PublicKey()}
+	a := startGateway(t, "a", "gw-a", noPushPull, AnyPort, noRounds)
+	b := startGateway(t, "b", "gw-b", noPushPull, AnyPort, noRounds)
+	if err := b.SetExports(map[ExportKey]json.RawMessage{key("shop", "db"): rec("b")}); err != nil {
+		t.Fatal(err)
+	}
+	b.join(t, keys)
+	a.join(t, keys)
+	learns := func(n *node) func() bool {
+		return func() bool { return knows(n, "b", "10.98.0.0/16") && n.RemoteExports()["b"].Complete }
+	}
+	eventually(t, "a learns b's state and exports", learns(a))
+
+	if err := a.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	a2 := startGateway(t, "a", "gw-a-2", noPushPull, int(a.LocalAddr().Port()), noRounds)
+	a2.join(t, keys)
+	eventually(t, "a's new gateway learns b's state and exports", learns(a2))
+	t.Logf("a's new gateway had b's state and exports %v after it started", time.Since(start).Round(time.Millisecond))
+	eventually(t, "b names a's new gateway", func() bool { return b.Clusters()["a"].ActiveGateway == "gw-a-2" })
 }

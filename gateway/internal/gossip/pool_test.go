@@ -131,10 +131,11 @@ func startNode(t *testing.T, c string, pushPull time.Duration, port int) *node {
 }
 
 // startGateway is startNode for a gateway on node gw.
-func startGateway(t *testing.T, c, gw string, pushPull time.Duration, port int) *node {
+// Options change the Config after the test pool's defaults.
+func startGateway(t *testing.T, c, gw string, pushPull time.Duration, port int, options ...func(*Config)) *node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	g, err := New(Config{
+	cfg := Config{
 		Cluster:          c,
 		Node:             gw,
 		PrivateKey:       testKey(c),
@@ -149,7 +150,11 @@ func startGateway(t *testing.T, c, gw string, pushPull time.Duration, port int) 
 		TCPTimeout:       time.Second,
 		RetryInterval:    100 * time.Millisecond,
 		ExportTTL:        testExportTTL,
-	})
+	}
+	for _, o := range options {
+		o(&cfg)
+	}
+	g, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%s): %v", c, err)
 	}

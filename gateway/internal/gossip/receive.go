@@ -68,14 +68,21 @@ func (g *Gossip) admit(s *session, env *envelope) error {
 	arrived := a.live && !g.present[env.cluster]
 	if arrived {
 		g.present[env.cluster] = true
+	}
+	// A cluster that arrives, or whose new boot (a restart, a failover)
+	// proved itself, has lost or never had what we sent: our state and
+	// whole export set go to it now. Only a fresh message of a new epoch
+	// does this, so a replay cannot make us resend.
+	if arrived || a.newEpoch {
 		g.out.welcome(env.cluster)
+		g.asked[env.cluster] = now
 	}
 	g.mu.Unlock()
 
 	if a.newEpoch {
 		g.log.V(1).Info("Gossip peer has a new epoch (restart or failover)", "cluster", env.cluster, "epoch", fmt.Sprintf("%x", env.epoch))
 	}
-	if a.echoChanged || a.prompt || arrived {
+	if a.echoChanged || a.prompt || arrived || a.newEpoch {
 		g.wake()
 	}
 	if arrived {
