@@ -60,8 +60,7 @@ type Gossip struct {
 	remote   *store
 	present  map[string]bool // clusters present at the last look
 	// asked is when each cluster last asked for our state and got it: a
-	// peer that keeps asking (it refuses what we send) is answered once
-	// per presence timeout, not once per heartbeat.
+	// peer that keeps asking is answered at most every askInterval.
 	asked     map[string]time.Time
 	out       outbox
 	shutdown  bool

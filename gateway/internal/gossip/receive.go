@@ -33,8 +33,9 @@ func (g *Gossip) receive(b []byte) {
 	if err == nil {
 		err = env.verify(kr.local)
 	}
+	var live bool
 	if err == nil {
-		err = g.admit(s, &env)
+		live, err = g.admit(s, &env)
 	}
 	if err != nil {
 		g.count(env.kind, err)
@@ -42,7 +43,7 @@ func (g *Gossip) receive(b []byte) {
 	}
 	switch env.kind {
 	case kindHeartbeat:
-		err = g.receiveHeartbeat(env)
+		err = g.receiveHeartbeat(env, live)
 	case kindState:
 		err = g.receiveState(env)
 	case kindBatch, kindSnapshot:
@@ -54,8 +55,9 @@ func (g *Gossip) receive(b []byte) {
 // admit applies the session's freshness rules to an authentic message and
 // schedules what follows: a heartbeat at once when the epoch we echo to
 // the sender changed (so that its next message proves itself), and our
-// state and exports when the sender became present.
-func (g *Gossip) admit(s *session, env *envelope) error {
+// state and exports when the sender became present. It reports whether
+// the message was new (admission.live).
+func (g *Gossip) admit(s *session, env *envelope) (bool, error) {
 	now := time.Now()
 	g.mu.Lock()
 	a, err := s.admit(env.header, env.echo, g.epoch, now)
@@ -75,7 +77,6 @@ func (g *Gossip) admit(s *session, env *envelope) error {
 	// does this, so a replay cannot make us resend.
 	if arrived || a.newEpoch {
 		g.out.welcome(env.cluster)
-		g.asked[env.cluster] = now
 	}
 	g.mu.Unlock()
 
@@ -89,22 +90,32 @@ func (g *Gossip) admit(s *session, env *envelope) error {
 		g.log.V(1).Info("Gossip peer present", "cluster", env.cluster, "addr", s.addr)
 		g.signal()
 	}
-	return err
+	return a.live, err
 }
+
+// askInterval bounds how often a peer's request for our state and exports
+// is answered. A request comes only in a new heartbeat of the peer's
+// proven epoch, which only the peer can make; answering it every few
+// hundred milliseconds, rather than once, matters in a planned handover,
+// where for a moment the old and the new gateway of the peer share its
+// tunnel address and what we send may reach the old one.
+const askInterval = 250 * time.Millisecond
 
 // receiveHeartbeat answers a peer that asks for our state: it lacks it
 // (it just started, or re-added us).
-func (g *Gossip) receiveHeartbeat(env envelope) error {
+func (g *Gossip) receiveHeartbeat(env envelope, live bool) error {
 	asks, err := decodeHeartbeat(env.body)
 	if err != nil {
 		return err
 	}
-	if !asks[g.cfg.Cluster] {
+	// Only a new heartbeat asks: an old one again (the same sequence)
+	// could come from anyone who recorded it.
+	if !asks[g.cfg.Cluster] || !live {
 		return nil
 	}
 	now := time.Now()
 	g.mu.Lock()
-	answer := now.Sub(g.asked[env.cluster]) >= g.cfg.presence()
+	answer := now.Sub(g.asked[env.cluster]) >= askInterval
 	if answer {
 		g.asked[env.cluster] = now
 		g.out.welcome(env.cluster)
