@@ -87,8 +87,10 @@ func (g *Gossip) admit(s *session, env *envelope) (bool, error) {
 		g.wake()
 	}
 	if arrived {
+		// Not signaled: readers learn of the cluster with its state and
+		// exports, which follow at once; a reader woken now would see it
+		// present with none of its exports.
 		g.log.V(1).Info("Gossip peer present", "cluster", env.cluster, "addr", s.addr)
-		g.signal()
 	}
 	return a.live, err
 }

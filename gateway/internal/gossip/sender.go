@@ -249,8 +249,8 @@ func (g *Gossip) sealedStateLocked() []byte {
 	return g.sealed
 }
 
-// delivery is what one cluster gets in a round, in order: our state, the
-// batches of export changes, our whole export set.
+// delivery is what one cluster gets in a round, in order: the batches of
+// export changes or our whole export set, then our state.
 type delivery struct {
 	addr            *memberlist.Node
 	state, snapshot bool
@@ -320,13 +320,8 @@ func (g *Gossip) deliver(plan map[string]*delivery, state []byte, batches [][]by
 				into[cluster] = true
 				mu.Unlock()
 			}
-			if d.state {
-				if err := g.ml.SendReliable(d.addr, state); err != nil {
-					fail(failedState, "state", err)
-				} else {
-					g.metrics.sent.WithLabelValues("ok").Inc()
-				}
-			}
+			// Exports first: a peer that learns our state learns with it
+			// that we are here, and should find our exports complete.
 			exports := batches
 			if d.snapshot && snapshot != nil {
 				// The snapshot holds every change: the batches are moot.
@@ -336,9 +331,16 @@ func (g *Gossip) deliver(plan map[string]*delivery, state []byte, batches [][]by
 				if err := g.ml.SendReliable(d.addr, m); err != nil {
 					// A lost batch leaves a gap only a snapshot fills.
 					fail(failedExport, "exports", err)
-					return
+					break
 				}
 				g.metrics.sent.WithLabelValues("ok").Inc()
+			}
+			if d.state {
+				if err := g.ml.SendReliable(d.addr, state); err != nil {
+					fail(failedState, "state", err)
+				} else {
+					g.metrics.sent.WithLabelValues("ok").Inc()
+				}
 			}
 		})
 	}
