@@ -37,9 +37,9 @@ func main() {
 func run() error {
 	opts := app.Options{Agent: app.DefaultAgentConfig()}
 	var (
-		keySecret, mode, wgMode, tunnelCIDR string
-		dnsService, lease                   string
-		zapOpts                             = zap.Options{}
+		keySecret, mode, wgMode, tunnelCIDR, tunnelCIDR6 string
+		dnsService, lease                                string
+		zapOpts                                          = zap.Options{}
 	)
 	a := &opts.Agent
 	fs := flag.CommandLine
@@ -54,6 +54,7 @@ func run() error {
 	fs.StringVar(&a.WireGuardName, "interface", a.WireGuardName, "name of the WireGuard interface (unique per machine for userspace devices: their control sockets are not per network namespace)")
 	fs.IntVar(&a.ListenPort, "listen-port", a.ListenPort, "WireGuard UDP port; the endpoints in ClusterPeers point here")
 	fs.StringVar(&tunnelCIDR, "tunnel-cidr", a.TunnelCIDR.String(), "range each cluster's tunnel address is derived from (by its public key); the same in every cluster")
+	fs.StringVar(&tunnelCIDR6, "tunnel-cidr-v6", a.TunnelCIDR6.String(), "IPv6 range each cluster's IPv6 tunnel address is derived from (by its public key), for clusters with IPv6 pod or Service ranges; the same in every cluster; empty: IPv6 is not routed")
 	fs.IntVar(&opts.GossipPort, "gossip-port", gossip.DefaultPort, "memberlist port on the tunnel address; the same in every cluster")
 	fs.IntVar(&a.Table, "route-table", a.Table, "routing table for routes to other clusters")
 	fs.IntVar(&a.RulePriority, "rule-priority", a.RulePriority, "priority of the policy rule that consults --route-table")
@@ -109,6 +110,12 @@ func run() error {
 	opts.WireGuardMode = linux.WireGuardMode(wgMode)
 	if a.TunnelCIDR, err = netip.ParsePrefix(tunnelCIDR); err != nil {
 		return fmt.Errorf("--tunnel-cidr: %w", err)
+	}
+	a.TunnelCIDR6 = netip.Prefix{}
+	if tunnelCIDR6 != "" {
+		if a.TunnelCIDR6, err = netip.ParsePrefix(tunnelCIDR6); err != nil {
+			return fmt.Errorf("--tunnel-cidr-v6: %w", err)
+		}
 	}
 	if teardown {
 		changes, err := app.Teardown(opts, ctrl.Log.WithName("teardown"))

@@ -2,17 +2,11 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -152,150 +146,4 @@ func clientFor(b *testing.B, kubeconfig string) *kubernetes.Clientset {
 		b.Fatal(err)
 	}
 	return cs
-}
-
-// iperfSeconds is each throughput run's length; three runs per path, the
-// median reported.
-const iperfSeconds = "3"
-
-// BenchmarkThroughput measures one TCP stream between pods of two peered
-// lab clusters (pod, node bridge, gateway's userspace WireGuard, router,
-// the other gateway, bridge, pod), next to a standalone wireguard-go tunnel
-// of the same module version configured with `wg` between two namespaces,
-// and plain veth between two namespaces, all in the same run.
-func BenchmarkThroughput(b *testing.B) {
-	st := peeredLab(b)
-	c1, c2 := st.Clusters[0], st.Clusters[1]
-	wgA, wgB, veth := standalone(b)
-	b.ResetTimer()
-	var wirespan, wg, plain float64
-	for range b.N {
-		wirespan += median(b, func() float64 { return iperf(b, c2.Pods[0].Netns, c1.Pods[0].Netns, c2.Pods[0].IP) })
-		wg += median(b, func() float64 { return iperf(b, wgB, wgA, "10.99.0.2") })
-		plain += median(b, func() float64 { return iperf(b, veth, wgA, "10.98.0.2") })
-	}
-	n := float64(b.N)
-	b.ReportMetric(wirespan/n, "Gbit/s-wirespan")
-	b.ReportMetric(wg/n, "Gbit/s-ref-wireguard-go")
-	b.ReportMetric(plain/n, "Gbit/s-ref-veth")
-	b.ReportMetric(wirespan/wg, "ratio-to-wireguard-go")
-}
-
-func median(b *testing.B, run func() float64) float64 {
-	var xs []float64
-	for range 3 {
-		xs = append(xs, run())
-	}
-	sort.Float64s(xs)
-	return xs[1]
-}
-
-// iperf runs an iperf3 server in serverNS and a client in clientNS, and
-// returns the received rate in Gbit/s.
-func iperf(b *testing.B, serverNS, clientNS, addr string) float64 {
-	b.Helper()
-	server := exec.Command("ip", "netns", "exec", serverNS, "iperf3", "-s", "-1", "-p", "5201")
-	if err := server.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
-	var out []byte
-	var err error
-	for range 50 { // until the server listens
-		out, err = exec.Command("ip", "netns", "exec", clientNS, "iperf3", "-c", addr, "-p", "5201", "-t", iperfSeconds, "-J").Output()
-		if err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		b.Fatalf("iperf3 %s -> %s: %v\n%s", clientNS, addr, err, out)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		b.Fatal(err)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9
-}
-
-// The standalone reference: namespaces wsb-a and wsb-b joined by a veth
-// (10.98.0.0/24), with a wireguard-go device in each (10.99.0.0/24, MTU
-// 1420 like Wirespan's tunnel on a 1500 underlay), configured with `wg`.
-const standalonePrefix = "wsb-"
-
-func standalone(b *testing.B) (a, bNS, vethNS string) {
-	b.Helper()
-	b.Cleanup(removeStandalone)
-	a, bNS = standalonePrefix+"a", standalonePrefix+"b"
-	run := func(args ...string) {
-		b.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			b.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("ip", "netns", "add", a)
-	run("ip", "netns", "add", bNS)
-	run("ip", "link", "add", "wsb-veth-a", "netns", a, "type", "veth", "peer", "wsb-veth-b", "netns", bNS)
-	keys := map[string]wgtypes.Key{}
-	for i, ns := range []string{a, bNS} {
-		side := string("ab"[i])
-		run("ip", "-n", ns, "link", "set", "lo", "up")
-		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("10.98.0.%d/24", i+1), "dev", "wsb-veth-"+side)
-		run("ip", "-n", ns, "link", "set", "wsb-veth-"+side, "up")
-		k, err := wgtypes.GeneratePrivateKey()
-		if err != nil {
-			b.Fatal(err)
-		}
-		keys[ns] = k
-		dev := "wsb-wg-" + side
-		cmd := exec.Command("ip", "netns", "exec", ns, filepath.Join(binDir, "wireguard-go"), "-f", dev)
-		cmd.Env = append(os.Environ(), "LOG_LEVEL=error")
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		for range 100 {
-			if _, err := os.Stat("/var/run/wireguard/" + dev + ".sock"); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	for i, ns := range []string{a, bNS} {
-		side, other := string("ab"[i]), []string{bNS, a}[i]
-		dev := "wsb-wg-" + side
-		keyFile := filepath.Join(b.TempDir(), "key")
-		if err := os.WriteFile(keyFile, []byte(keys[ns].String()), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		run("ip", "netns", "exec", ns, "wg", "set", dev, "private-key", keyFile, "listen-port", "51820",
-			"peer", keys[other].PublicKey().String(), "allowed-ips", fmt.Sprintf("10.99.0.%d/32", 2-i),
-			"endpoint", fmt.Sprintf("10.98.0.%d:51820", 2-i))
-		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", dev)
-		run("ip", "-n", ns, "link", "set", dev, "mtu", "1420", "up")
-	}
-	return a, bNS, bNS
-}
-
-// removeStandalone removes the reference namespaces, their processes and
-// their WireGuard sockets.
-func removeStandalone() {
-	for _, ns := range []string{standalonePrefix + "a", standalonePrefix + "b"} {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, pid := range strings.Fields(string(out)) {
-				_ = exec.Command("kill", "-9", pid).Run()
-			}
-		}
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-	}
-	socks, _ := filepath.Glob("/var/run/wireguard/" + standalonePrefix + "*.sock")
-	for _, s := range socks {
-		_ = os.Remove(s)
-	}
 }

@@ -96,7 +96,7 @@ func failoverGap(b *testing.B, l drill.Lab, f drill.Fault, dst string) time.Dura
 	}
 	poll.Until(b, 20*time.Second, "another gateway active and traffic flowing", func() error {
 		if now, err := l.Active("c1"); err != nil || (now == old && f.Name != drill.Restart.Name) {
-			return fmt.Errorf("the Lease holder is still %s (%v)", now, err)
+			return fmt.Errorf("the Lease holder is still %s (%w)", now, err)
 		}
 		return p.Flowing()
 	})

@@ -6,6 +6,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,10 +24,12 @@ import (
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
-const (
-	instance = "4"
-	clusters = "2"
-)
+const clusters = "2"
+
+// instance is the benchmarks' lab: 4, or $WIRESPAN_BENCH_INSTANCE, so that
+// two runs on one machine (two worktrees sharing .cache) do not take down
+// each other's lab.
+var instance = cmp.Or(os.Getenv("WIRESPAN_BENCH_INSTANCE"), "4")
 
 var (
 	repo, binDir, labDir string
@@ -67,6 +70,9 @@ func runMain(m *testing.M) int {
 		}
 	}
 	labDir = filepath.Join(repo, ".cache", "bench-lab")
+	if instance != "4" {
+		labDir += "-" + instance
+	}
 	cleanup := func() {
 		_, _ = lab("down")
 		removeStandalone()
@@ -107,9 +113,11 @@ type labStatus struct {
 			Netns string `json:"netns"`
 		} `json:"nodes"`
 		Pods []struct {
-			Name  string `json:"name"`
-			IP    string `json:"ip"`
-			Netns string `json:"netns"`
+			Name string `json:"name"`
+			IP   string `json:"ip"`
+			// IPs are of each family of the cluster, primary first.
+			IPs   []string `json:"ips"`
+			Netns string   `json:"netns"`
 		} `json:"pods"`
 	} `json:"clusters"`
 	Processes []labProcess `json:"processes"`

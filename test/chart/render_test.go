@@ -190,7 +190,7 @@ func TestFullValues(t *testing.T) {
 	spec := gw.Spec.Template.Spec
 	g := spec.Containers[0]
 	for _, arg := range []string{"--wireguard=kernel", "--listen-port=51821", "--node-route-mode=direct", "--vxlan-port=4791",
-		"--tunnel-cidr=100.97.0.0/16", "--dns-bind-address=:5354", "--dns-zone=clusterset.example",
+		"--tunnel-cidr=100.97.0.0/16", "--tunnel-cidr-v6=fd77:1::/64", "--dns-bind-address=:5354", "--dns-zone=clusterset.example",
 		"--dns-service=wirespan-system/wirespan-west-dns", "--key-secret=wirespan-system/west-key", "--keepalive=15s", "--export-ttl=1m"} {
 		if !slices.Contains(g.Args, arg) {
 			t.Errorf("gateway args %q lack %q", g.Args, arg)

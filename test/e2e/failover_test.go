@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -20,14 +21,15 @@ import (
 // crosses both clusters' active gateways and both node agents' VXLAN
 // links; each fault hits c1's active gateway, and the test asserts the
 // longest gap between replies against the budget and prints it.
-const failoverInstance = "8"
+// $WIRESPAN_E2E_FAILOVER_INSTANCE moves it, for two runs on one machine.
+var failoverInstance = cmp.Or(os.Getenv("WIRESPAN_E2E_FAILOVER_INSTANCE"), "8")
 
 // failoverBudget is the feature: traffic back within two seconds.
 const failoverBudget = 2 * time.Second
 
 func upFailoverLab(t *testing.T) (drill.Lab, *labStatus) {
 	t.Helper()
-	dir := filepath.Join(repo, ".cache", "e2e-failover-lab")
+	dir := filepath.Join(repo, ".cache", "e2e-failover-lab-"+failoverInstance)
 	l := drill.Lab{
 		Cmd: func(args ...string) *exec.Cmd { return labCmd(dir, failoverInstance, args...) },
 		Kubectl: func(cluster string, args ...string) (string, error) {
@@ -79,8 +81,11 @@ func upFailoverLab(t *testing.T) (drill.Lab, *labStatus) {
 // own retry: one retry is what a CoreDNS forward may see in a failover.
 func resolves(l drill.Lab, cluster string) error {
 	out, err := l.Cmd("exec", cluster, "echo-2", "--", "dig", "+short", "+time=1", "+tries=2", "echo.default.svc.clusterset.local").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
-		return fmt.Errorf("%s: no answer for echo.default.svc.clusterset.local: %v %s", cluster, err, out)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: dig echo.default.svc.clusterset.local: %w: %s", cluster, err, out)
+	case strings.TrimSpace(string(out)) == "":
+		return fmt.Errorf("%s: no answer for echo.default.svc.clusterset.local", cluster)
 	}
 	return nil
 }
@@ -124,9 +129,10 @@ func watchDNS(l drill.Lab, planned bool) (stop func() []dnsFailure) {
 			for _, c := range []string{"c1", "c2"} {
 				out, err := l.Kubectl(c, "get", "serviceimport", "-n", "default", "echo", "-o", "jsonpath={.status.clusters[*].cluster}")
 				if err != nil || out != "c1 c2" {
-					// Exports are never withdrawn, crash or not.
-					errs = append(errs, dnsFailure{time.Now(), fmt.Errorf("%s: %s's ServiceImport echo lists clusters %q (%v), want c1 c2",
-						time.Now().Format("15:04:05.000"), c, out, err), true})
+					// Exports are never withdrawn, crash or not (out holds
+					// kubectl's error, if any).
+					errs = append(errs, dnsFailure{time.Now(), fmt.Errorf("%s: %s's ServiceImport echo lists clusters %q, want c1 c2",
+						time.Now().Format("15:04:05.000"), c, out), true})
 				}
 			}
 		}

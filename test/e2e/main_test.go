@@ -96,9 +96,6 @@ func runMain(m *testing.M) (code int) {
 	// A fixed folder, so a run killed with -9 is cleaned up by the next.
 	sharedDir = filepath.Join(repo, ".cache", "e2e-lab")
 	if sharedInstance != "1" {
-		sharedDir += "-" + sharedInstance // another run's lab has its own folder too
-	}
-	if sharedInstance != "1" {
 		sharedDir += "-" + sharedInstance
 	}
 	down := func() {

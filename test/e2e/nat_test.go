@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -59,9 +60,14 @@ func TestNATMappingChangeRecovers(t *testing.T) {
 	if err := l.Run("remap", natCluster); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 20*time.Second, "traffic flowing again", p.Flowing)
+	var after string
+	poll.Until(t, 20*time.Second, "c3 seen at a new outside port, and traffic flowing", func() error {
+		if after = endpoint(); after == before {
+			return fmt.Errorf("c1 still sends to %s", after)
+		}
+		return p.Flowing()
+	})
 	gap := p.Gap(start)
-	after := endpoint()
 	t.Logf("c3's outside endpoint %s -> %s; longest traffic gap %v (budget %v)", before, after, gap.Round(time.Millisecond), failoverBudget)
 	if before == "" || before == after {
 		t.Errorf("the NAT mapping did not change (%q -> %q): the test proves nothing", before, after)

@@ -25,6 +25,7 @@ const usage = `wirespan-lab: several real Kubernetes clusters on this machine, n
 
 Usage:
   wirespan-lab up [--clusters N] [--nodes N] [--gateways N] [--nat CLUSTER]
+                  [--ip-family ipv4|ipv6|dual] [--cluster-ip-family CLUSTER=FAMILY,...]
                   [--kube-proxy-min-sync-period D]
   wirespan-lab down
   wirespan-lab status [--json]
@@ -296,8 +297,17 @@ func up(fs *flag.FlagSet, c *common, args []string) error {
 	fs.IntVar(&cfg.Gateways, "gateways", def.Gateways, "how many of each cluster's nodes are labeled wirespan.io/gateway=true")
 	fs.StringVar(&cfg.NAT, "nat", "", "put this cluster (e.g. c2) behind NAT: it can reach the others, they cannot reach it")
 	fs.DurationVar(&cfg.KubeProxyMinSync, "kube-proxy-min-sync-period", 0, "kube-proxy's minimum sync period, its --iptables-min-sync-period, which nftables mode reads too (0: its default, 1s); longer spares CPU when thousands of Services change, as in the scale benchmark")
+	family := fs.String("ip-family", string(plan.IPv4), "IP family of the clusters' pods, Services and node addresses: ipv4, ipv6 or dual (dual-stack, IPv4 first)")
+	clusterFamilies := fs.String("cluster-ip-family", "", "make some clusters differ from --ip-family, e.g. c3=ipv4 or c2=ipv6,c3=ipv4")
 	keep := fs.Bool("keep-on-failure", false, "when up fails, leave the lab as it is for diagnosis instead of tearing it down (an interrupted up is always torn down)")
 	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.IPFamily, err = plan.ParseFamily(*family); err != nil {
+		return fmt.Errorf("--ip-family %w", err)
+	}
+	if cfg.ClusterIPFamilies, err = plan.ParseClusterFamilies(*clusterFamilies); err != nil {
 		return err
 	}
 	cfg.Instance = c.instance

@@ -40,18 +40,26 @@ const (
 
 // WireGuardOverhead is what WireGuard adds to a packet over IPv6 (40 IPv6 +
 // 8 UDP + 32 WireGuard): the tunnel MTU is the underlay MTU minus this, the
-// same choice as wg-quick.
+// same choice as wg-quick, so it holds over either underlay family.
 const WireGuardOverhead = 80
 
-// VXLANOverhead is what VXLAN over IPv4 adds (20 + 8 + 8 + 14).
-const VXLANOverhead = 50
+// VXLANOverhead is what VXLAN over IPv4 adds (20 + 8 + 8 + 14), and
+// VXLANOverhead6 what it adds over IPv6 (40 + 8 + 8 + 14).
+const (
+	VXLANOverhead  = 50
+	VXLANOverhead6 = 70
+)
 
 // Config holds the settings that come from flags.
 type Config struct {
 	WireGuardName string
 	ListenPort    int
-	// TunnelCIDR is the range tunnel addresses are derived from.
-	TunnelCIDR   netip.Prefix
+	// TunnelCIDR is the IPv4 range tunnel addresses are derived from; every
+	// gateway has one, and gossip runs on it.
+	TunnelCIDR netip.Prefix
+	// TunnelCIDR6 is the IPv6 range IPv6 tunnel addresses are derived
+	// from, for clusters that route IPv6; invalid: IPv6 is not routed.
+	TunnelCIDR6  netip.Prefix
 	Table        int
 	RulePriority int
 	// FirewallMark marks the WireGuard device's own packets; the rule that
@@ -120,7 +128,8 @@ type Inputs struct {
 	Active   string
 	// PrivateKey is the cluster key; only the active gateway needs it.
 	PrivateKey *wgtypes.Key
-	// SelfRanges are this cluster's own pod and Service ranges.
+	// SelfRanges are this cluster's own pod and Service ranges; their
+	// families are the families this cluster routes (see Families).
 	SelfRanges []netip.Prefix
 	// SelfHasEndpoint is false when this cluster's ClusterPeer lists no
 	// endpoints: it sits behind NAT and must keep its mappings open.
@@ -136,9 +145,10 @@ type Refusal struct {
 	Code   claims.Reason
 }
 
-// ReasonFamily refuses a range of an IP family this node cannot route yet
-// (see routableFamily); it is the data plane's limit, not a judgement of
-// the claim, so it is not in package claims.
+// ReasonFamily refuses a range of an IP family this node does not route
+// (see routableFamily): this cluster has no range of that family, or the
+// path to the active gateway cannot carry it. It is a fact about the two
+// clusters, not a judgement of the claim, so it is not in package claims.
 const ReasonFamily claims.Reason = "FamilyNotRouted"
 
 // PeerPlan is what the agent decided about one remote cluster.
@@ -146,11 +156,15 @@ type PeerPlan struct {
 	Cluster string
 	// Key is the parsed public key; Problem says why a tunnel cannot be
 	// built when it is empty.
-	Key        wgtypes.Key
-	TunnelAddr netip.Addr
-	// Endpoint is the first of the peer's endpoints; AlsoAccepted the
-	// others while the tunnel is healthy, where it may roam when another of
-	// the peer's gateways becomes active.
+	Key wgtypes.Key
+	// TunnelAddr is its IPv4 tunnel address, where its gossip listens;
+	// TunnelAddr6 its IPv6 one, set when the two clusters share IPv6
+	// (some IPv6 range of it is routed).
+	TunnelAddr  netip.Addr
+	TunnelAddr6 netip.Addr
+	// Endpoint is the peer's endpoint to send to (endpointFor);
+	// AlsoAccepted its others while the tunnel is healthy, where it may
+	// roam when another of the peer's gateways becomes active.
 	Endpoint     netip.AddrPort
 	AlsoAccepted []netip.AddrPort
 	Routed       []netip.Prefix
@@ -165,6 +179,9 @@ type Plan struct {
 	Role   string
 	Active *Gateway
 	Peers  []PeerPlan
+	// GossipAddr is where the active gateway's gossip listens: its IPv4
+	// tunnel address (see gossipAddress); zero on other nodes.
+	GossipAddr netip.Addr
 }
 
 // Roles.
@@ -183,19 +200,30 @@ func ActiveGateway(gws []Gateway, active string) *Gateway {
 	return nil
 }
 
-// TunnelAddress derives a cluster's tunnel address from its public key, so
-// every cluster can compute every other's from what Git holds. The host part
-// is a hash of the key; it is never the range's first or last address.
+// TunnelAddress derives a cluster's tunnel address in the range tunnel
+// (IPv4 or IPv6) from its public key, so every cluster can compute every
+// other's from what Git holds. The host part is a hash of the key, at most
+// 64 bits of it; it is never the range's first or last address.
 func TunnelAddress(tunnel netip.Prefix, publicKey wgtypes.Key) netip.Addr {
 	sum := sha256.Sum256(publicKey[:])
-	base := tunnel.Masked().Addr().As4()
-	hostBits := 32 - tunnel.Bits()
-	size := uint64(1) << hostBits
-	host := binary.BigEndian.Uint64(sum[:8])%(size-2) + 1
-	n := binary.BigEndian.Uint32(base[:]) | uint32(host)
-	var out [4]byte
-	binary.BigEndian.PutUint32(out[:], n)
-	return netip.AddrFrom4(out)
+	hash := binary.BigEndian.Uint64(sum[:8])
+	hostBits := tunnel.Addr().BitLen() - tunnel.Bits()
+	var host uint64
+	if hostBits < 64 {
+		host = hash%(uint64(1)<<hostBits-2) + 1
+	} else {
+		host = min(max(hash, 1), ^uint64(0)-1)
+	}
+	base := tunnel.Masked().Addr()
+	if base.Is4() {
+		b := base.As4()
+		var out [4]byte
+		binary.BigEndian.PutUint32(out[:], binary.BigEndian.Uint32(b[:])|uint32(host))
+		return netip.AddrFrom4(out)
+	}
+	b := base.As16()
+	binary.BigEndian.PutUint64(b[8:], binary.BigEndian.Uint64(b[8:])|host)
+	return netip.AddrFrom16(b)
 }
 
 // MAC derives a stable, locally administered unicast MAC for a node's VXLAN
@@ -215,11 +243,17 @@ func Desired(in Inputs) Plan {
 	if plan.Active != nil && plan.Active.Node == in.Node.Name {
 		plan.Role = RoleGateway
 	}
-	plan.Peers = peerPlans(in, routableFamily(in, plan))
+	fams := FamiliesOf(in.SelfRanges)
+	plan.Peers = peerPlans(in, routableFamily(in, plan, fams))
 	st := dataplane.State{
 		Table:   cfg.Table,
-		Rule:    &dataplane.Rule{Priority: cfg.RulePriority, Table: cfg.Table, SkipMark: cfg.FirewallMark},
+		Rules:   []dataplane.Rule{{Priority: cfg.RulePriority, Table: cfg.Table, SkipMark: cfg.FirewallMark}},
 		Sysctls: map[string]string{"net/ipv4/ip_forward": "1"},
+	}
+	if fams.IPv6 && cfg.TunnelCIDR6.IsValid() {
+		// Rules are per family: IPv6 lookups need a rule of their own.
+		st.Rules = append(st.Rules, dataplane.Rule{IPv6: true, Priority: cfg.RulePriority, Table: cfg.Table, SkipMark: cfg.FirewallMark})
+		st.Sysctls["net/ipv6/conf/all/forwarding"] = "1"
 	}
 	var routed []netip.Prefix
 	for _, p := range plan.Peers {
@@ -230,30 +264,45 @@ func Desired(in Inputs) Plan {
 	routed = sortPrefixes(routed)
 	switch {
 	case plan.Role == RoleGateway && in.PrivateKey != nil:
-		gatewayState(&st, in, plan.Peers, routed)
+		gatewayState(&st, in, fams, plan.Peers, routed)
+		plan.GossipAddr = gossipAddress(cfg, in.PrivateKey.PublicKey())
 	case plan.Role == RoleNode && plan.Active != nil:
-		nodeState(&st, in, *plan.Active, routed)
+		nodeState(&st, in, fams, *plan.Active, routed)
 	}
 	plan.State = st
 	return plan
 }
 
-func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []netip.Prefix) {
+func gatewayState(st *dataplane.State, in Inputs, fams Families, peers []PeerPlan, routed []netip.Prefix) {
 	cfg := in.Config
-	self := TunnelAddress(cfg.TunnelCIDR, in.PrivateKey.PublicKey())
+	pub := in.PrivateKey.PublicKey()
+	self := TunnelAddress(cfg.TunnelCIDR, pub)
 	dev := &dataplane.Device{
 		Name:         cfg.WireGuardName,
 		PrivateKey:   *in.PrivateKey,
 		ListenPort:   cfg.ListenPort,
 		FirewallMark: int(cfg.FirewallMark),
 		MTU:          in.Node.UnderlayMTU - WireGuardOverhead,
-		Address:      netip.PrefixFrom(self, 32),
+		Addresses:    []netip.Prefix{netip.PrefixFrom(self, 32)},
+	}
+	var self6 netip.Addr
+	if fams.IPv6 && cfg.TunnelCIDR6.IsValid() {
+		self6 = TunnelAddress(cfg.TunnelCIDR6, pub)
+		dev.Addresses = append(dev.Addresses, netip.PrefixFrom(self6, 128))
+	}
+	// src picks the tunnel address of the destination's family: the
+	// kernel refuses a route whose source is of another family.
+	src := func(dst netip.Prefix) netip.Addr {
+		if dst.Addr().Is4() {
+			return self
+		}
+		return self6
 	}
 	for _, p := range peers {
 		if p.Problem != "" {
 			continue
 		}
-		tunnel := netip.PrefixFrom(p.TunnelAddr, 32)
+		tunnels := p.tunnelPrefixes()
 		// Every peer gets the keepalive: setting it makes WireGuard send
 		// one at once, so a gateway that just became active announces
 		// itself to every peer and their tunnels roam to it without waiting
@@ -262,22 +311,27 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 			PublicKey:    p.Key,
 			Endpoint:     p.Endpoint,
 			AlsoAccepted: p.AlsoAccepted,
-			AllowedIPs:   append([]netip.Prefix{tunnel}, p.Routed...),
+			AllowedIPs:   append(slices.Clone(tunnels), p.Routed...),
 			Keepalive:    cfg.Keepalive,
 		}
 		if !in.SelfHasEndpoint && cfg.NATKeepalive > 0 {
 			peer.Keepalive = cfg.NATKeepalive
 		}
 		dev.Peers = append(dev.Peers, peer)
-		st.Routes = append(st.Routes, dataplane.Route{Dst: tunnel, Dev: cfg.WireGuardName, Src: self})
+		for _, t := range tunnels {
+			st.Routes = append(st.Routes, dataplane.Route{Dst: t, Dev: cfg.WireGuardName, Src: src(t)})
+		}
 	}
 	for _, p := range routed {
-		st.Routes = append(st.Routes, dataplane.Route{Dst: p, Dev: cfg.WireGuardName, Src: self})
+		st.Routes = append(st.Routes, dataplane.Route{Dst: p, Dev: cfg.WireGuardName, Src: src(p)})
 	}
 	st.WireGuard = dev
+	// One clamp serves both families: nftables' "rt mtu" takes off the
+	// header size of the packet's own family (40 + 20 for IPv6).
 	st.MSSClamp = []string{cfg.WireGuardName}
 	// Forwarded cross-cluster traffic arrives from sources the reverse path
-	// check would send elsewhere: loose mode keeps it.
+	// check would send elsewhere: loose mode keeps it. (IPv6 has no
+	// reverse path check in the kernel's routing.)
 	st.Sysctls["net/ipv4/conf/"+cfg.WireGuardName+"/rp_filter"] = "2"
 	switch cfg.Mode {
 	case RouteVXLAN:
@@ -289,30 +343,58 @@ func gatewayState(st *dataplane.State, in Inputs, peers []PeerPlan, routed []net
 	sortRoutes(st.Routes)
 }
 
-func nodeState(st *dataplane.State, in Inputs, active Gateway, routed []netip.Prefix) {
+func nodeState(st *dataplane.State, in Inputs, fams Families, active Gateway, routed []netip.Prefix) {
 	cfg := in.Config
-	dev, via := in.Node.Underlay, active.IP
-	onlink := false
 	if cfg.Mode == RouteVXLAN {
 		st.VXLAN = vxlan(cfg, in.Node, active.IP)
-		st.Neighbors = []dataplane.Neighbor{{Dev: cfg.VXLANName, IP: active.IP, MAC: MAC(active.IP)}}
-		dev, onlink = cfg.VXLANName, true
+		mac := MAC(active.IP)
+		if active.IP.Is4() {
+			st.Neighbors = append(st.Neighbors, dataplane.Neighbor{Dev: cfg.VXLANName, IP: active.IP, MAC: mac})
+		}
+		if fams.IPv6 {
+			st.Neighbors = append(st.Neighbors, dataplane.Neighbor{Dev: cfg.VXLANName, IP: VXLANLinkLocal(active.IP), MAC: mac})
+		}
 		st.Sysctls["net/ipv4/conf/"+cfg.VXLANName+"/rp_filter"] = "2"
 		// Replies come back through the node network, not the VXLAN link
 		// their reverse route names: loose mode lets them in.
 		st.Sysctls["net/ipv4/conf/"+in.Node.Underlay+"/rp_filter"] = "2"
 	}
 	for _, p := range routed {
-		st.Routes = append(st.Routes, dataplane.Route{Dst: p, Dev: dev, Via: via, Onlink: onlink})
+		hop := nextHop(cfg, in.Node, active, p.Addr().Is6())
+		hop.Dst = p
+		st.Routes = append(st.Routes, hop)
 	}
 	sortRoutes(st.Routes)
 }
 
+// nextHop is how a node agent reaches the active gateway in one family, as
+// a route without its destination. Over VXLAN, IPv4 goes to the gateway's
+// node address and IPv6 to the link-local address derived from the
+// gateway's VXLAN MAC (VXLANLinkLocal); permanent neighbor entries
+// (nodeState) resolve both to that MAC. So VXLAN carries both families
+// whatever the node network's family, and no address needs to be assigned
+// or learned. Direct routes go to the gateway's node address, which must
+// be of the route's family (routableFamily refuses the other).
+func nextHop(cfg Config, n Node, active Gateway, is6 bool) dataplane.Route {
+	switch {
+	case cfg.Mode != RouteVXLAN:
+		return dataplane.Route{Dev: n.Underlay, Via: active.IP}
+	case is6:
+		return dataplane.Route{Dev: cfg.VXLANName, Via: VXLANLinkLocal(active.IP)}
+	default:
+		return dataplane.Route{Dev: cfg.VXLANName, Via: active.IP, Onlink: true}
+	}
+}
+
 func vxlan(cfg Config, n Node, remote netip.Addr) *dataplane.VXLAN {
+	overhead := VXLANOverhead
+	if n.IP.Is6() {
+		overhead = VXLANOverhead6
+	}
 	return &dataplane.VXLAN{
 		Name: cfg.VXLANName, VNI: cfg.VXLANVNI, Port: cfg.VXLANPort,
 		Underlay: n.Underlay, Local: n.IP, Remote: remote,
-		MAC: MAC(n.IP), MTU: n.UnderlayMTU - VXLANOverhead,
+		MAC: MAC(n.IP), MTU: n.UnderlayMTU - overhead,
 	}
 }
 
@@ -342,10 +424,12 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 			}
 			tunnels[pp.TunnelAddr] = p.Cluster
 		}
-		if len(p.Endpoints) > 0 {
-			pp.Endpoint = p.Endpoints[0]
-			if p.Healthy {
-				pp.AlsoAccepted = p.Endpoints[1:]
+		pp.Endpoint = endpointFor(p.Endpoints, in.Node.IP)
+		if p.Healthy {
+			for _, ep := range p.Endpoints {
+				if ep != pp.Endpoint {
+					pp.AlsoAccepted = append(pp.AlsoAccepted, ep)
+				}
 			}
 		}
 		d := decided[p.Cluster]
@@ -358,6 +442,9 @@ func peerPlans(in Inputs, family func(netip.Prefix) string) []PeerPlan {
 				continue
 			}
 			pp.Routed = append(pp.Routed, c)
+		}
+		if pp.Key != (wgtypes.Key{}) && slices.ContainsFunc(pp.Routed, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
+			pp.TunnelAddr6 = TunnelAddress(in.Config.TunnelCIDR6, key)
 		}
 		slices.SortFunc(pp.Refused, func(a, b Refusal) int { return cidr.Compare(a.Prefix, b.Prefix) })
 		plans = append(plans, pp)
@@ -387,6 +474,7 @@ func claimsInputs(in Inputs) claims.Inputs {
 		protect(netip.PrefixFrom(g.IP, g.IP.BitLen()), claims.ReasonNodeNetwork, "address of gateway node "+g.Node)
 	}
 	protect(in.Config.TunnelCIDR, claims.ReasonTunnelRange, "tunnel range (--tunnel-cidr)")
+	protect(in.Config.TunnelCIDR6, claims.ReasonTunnelRange, "IPv6 tunnel range (--tunnel-cidr-v6)")
 	for _, p := range in.Peers {
 		for _, ep := range p.Endpoints {
 			protect(netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()), claims.ReasonPeerEndpoint, "endpoint of cluster "+p.Cluster)
@@ -394,35 +482,6 @@ func claimsInputs(in Inputs) claims.Inputs {
 		ci.Claimers = append(ci.Claimers, claims.Claimer{Name: p.Cluster, Allowed: p.AllowedCIDRs, Claims: p.Claims, Excess: p.Excess})
 	}
 	return ci
-}
-
-// routableFamily returns the check that says why a range cannot be routed
-// on this node because of its IP family, or "" when it can. A route into
-// the tunnel takes its source from this cluster's tunnel address, and a
-// node agent's route its next hop from the active gateway's node address:
-// the kernel refuses a route whose source or next hop is of another family
-// than its destination, so such a route is never attempted. Tunnel
-// addresses are IPv4 only today (--tunnel-cidr); an IPv6 tunnel range will
-// give IPv6 ranges their source here, and nothing else need change.
-func routableFamily(in Inputs, plan Plan) func(netip.Prefix) string {
-	tunnel := in.Config.TunnelCIDR.Addr()
-	return func(p netip.Prefix) string {
-		fam := familyName(p.Addr())
-		if tunnel.Is4() != p.Addr().Is4() {
-			return fmt.Sprintf("%s is not routed yet: the tunnel range %s gives no %s tunnel address", fam, in.Config.TunnelCIDR, fam)
-		}
-		if plan.Role == RoleNode && plan.Active != nil && plan.Active.IP.Is4() != p.Addr().Is4() {
-			return fmt.Sprintf("%s is not routed from this node: the active gateway %s has no %s node address", fam, plan.Active.Node, fam)
-		}
-		return ""
-	}
-}
-
-func familyName(a netip.Addr) string {
-	if a.Is4() {
-		return "IPv4"
-	}
-	return "IPv6"
 }
 
 func sortPrefixes(ps []netip.Prefix) []netip.Prefix {

@@ -326,7 +326,7 @@ func TestOtherEndpointsOfAPeerAreAccepted(t *testing.T) {
 	second := netip.MustParseAddrPort("172.28.2.11:51820")
 	in.Peers[0].Endpoints = append(in.Peers[0].Endpoints, second)
 	if p := Desired(in).Peers[0]; len(p.AlsoAccepted) != 0 {
-		t.Errorf("also accepted %v while the tunnel is not healthy, want none: the first endpoint is dialled", p.AlsoAccepted)
+		t.Errorf("also accepted %v while the tunnel is not healthy, want none: the first endpoint is dialed", p.AlsoAccepted)
 	}
 	in.Peers[0].Healthy = true
 	plan := Desired(in)

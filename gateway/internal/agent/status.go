@@ -104,7 +104,7 @@ func connected(p PeerPlan, obs Observation) metav1.Condition {
 	case obs.SelfKeyMismatch && !fresh:
 		c.Reason = wirespanv1alpha1.ReasonSelfKeyMismatch
 		c.Message = "this cluster's spec.publicKey in Git is not the key its gateways use, so no handshake can complete; see the self ClusterPeer's KeyMatches condition"
-	case fresh && len(p.Routed) == 0 && len(p.Refused) > 0:
+	case fresh && len(p.Routed) == 0 && len(p.Refused) > 0 && !onlyFamily(p.Refused):
 		c.Reason = wirespanv1alpha1.ReasonCIDRsRefused
 		c.Message = "the tunnel is up, but every range the cluster claims is refused: " + describeRefusals(p.Refused)
 	case fresh:
@@ -113,6 +113,12 @@ func connected(p PeerPlan, obs Observation) metav1.Condition {
 		// would rewrite the status every sync. The time is in
 		// status.tunnel.lastHandshakeTime.
 		c.Message = fmt.Sprintf("a handshake completed within the last %s", HandshakeFresh)
+		if len(p.Routed) == 0 && len(p.Refused) > 0 {
+			// Two clusters with no IP family in common, in a mixed
+			// clusterset: connected as they can be (gossip goes through),
+			// with nothing to route, which is no fault of either.
+			c.Message += "; the two clusters have no IP family in common, so nothing is routed"
+		}
 		if len(p.Refused) > 0 {
 			c.Message += "; refused ranges: " + describeRefusals(p.Refused)
 		}
@@ -134,6 +140,17 @@ func connected(p PeerPlan, obs Observation) metav1.Condition {
 		c.Message = "no handshake yet with " + ep + "; check that its UDP port is reachable and its spec.publicKey is right"
 	}
 	return c
+}
+
+// onlyFamily says whether every refusal is of a family this cluster does
+// not route (ReasonFamily).
+func onlyFamily(rs []Refusal) bool {
+	for _, r := range rs {
+		if r.Code != ReasonFamily {
+			return false
+		}
+	}
+	return true
 }
 
 func describeRefusals(rs []Refusal) string {
@@ -165,7 +182,7 @@ func (p PeerPlan) Concerns(r dataplane.Refusal, wireGuard string) bool {
 	case r.Peer != (wgtypes.Key{}):
 		return r.Peer == p.Key
 	case r.Dst.IsValid():
-		return r.Dst == netip.PrefixFrom(p.TunnelAddr, p.TunnelAddr.BitLen()) || slices.Contains(p.Routed, r.Dst)
+		return slices.Contains(p.tunnelPrefixes(), r.Dst) || slices.Contains(p.Routed, r.Dst)
 	}
 	return false
 }

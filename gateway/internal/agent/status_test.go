@@ -30,6 +30,9 @@ func TestConnectedCondition(t *testing.T) {
 	refusedRoute := dataplane.Refusal{Kind: dataplane.KindRoute, Object: "10.2.0.0/16 dev wirespan0 table 51820", Dst: ok.Routed[0], Err: errors.New("no such device")}
 	noEndpoint := ok
 	noEndpoint.Endpoint = netip.AddrPort{}
+	noSharedFamily := ok
+	noSharedFamily.Routed, noSharedFamily.Refused = nil, []Refusal{{Prefix: netip.MustParsePrefix("10.2.0.0/16"), Code: ReasonFamily,
+		Reason: "IPv4 is not routed: cluster c1 has no IPv4 pod or Service range (it is IPv6)"}}
 	for _, tc := range []struct {
 		name    string
 		plan    PeerPlan
@@ -48,6 +51,9 @@ func TestConnectedCondition(t *testing.T) {
 		{"kernel refused the peer", ok, Observation{WireGuard: &wgtypes.Peer{}, Refused: []dataplane.Refusal{refusedPeer}}, metav1.ConditionFalse, wirespanv1alpha1.ReasonKernelRefused, "invalid argument"},
 		{"kernel refused a route", ok, Observation{WireGuard: fresh, Refused: []dataplane.Refusal{refusedRoute}}, metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected, "kernel refused, and is asked again every sync: route 10.2.0.0/16"},
 		{"everything refused", refusedAll, Observation{WireGuard: fresh}, metav1.ConditionFalse, wirespanv1alpha1.ReasonCIDRsRefused, "outside spec.allowedCIDRs"},
+		// An IPv6-only and an IPv4-only cluster in one clusterset: as
+		// connected as they can be, and saying why nothing is routed.
+		{"no IP family in common", noSharedFamily, Observation{WireGuard: fresh}, metav1.ConditionTrue, wirespanv1alpha1.ReasonConnected, "no IP family in common"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.obs.Now = now

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,11 +35,24 @@ type activeRole struct {
 
 	gossip     *gossip.Gossip
 	gossipAddr netip.Addr
+	// dnsLinger is how long the DNS server keeps answering after the role
+	// went (dnsLinger below).
+	dnsLinger time.Duration
+
 	// dnsStop stops the clusterset DNS server, which runs as long as
-	// gossip; joining is closed when the last join attempt is over.
-	dnsStop func()
-	joining chan struct{}
+	// gossip and dnsLinger more; dnsTimer is that delay, while it runs.
+	// joining is closed when the last join attempt is over.
+	dnsMu    sync.Mutex
+	dnsStop  func()
+	dnsTimer *time.Timer
+	joining  chan struct{}
 }
+
+// dnsLinger is how long a gateway that lost the role keeps answering DNS:
+// the DNS Service names it until the successor has published itself and
+// kube-proxy has followed (its sync period, 1 s by default), and a query
+// sent there meanwhile must still be answered.
+const dnsLinger = 2 * time.Second
 
 // running says whether this node runs the active role now.
 func (r *activeRole) running() bool { return r.gossip != nil }
@@ -85,7 +99,7 @@ func (r *activeRole) run(ctx context.Context, w *world, plan agent.Plan) error {
 }
 
 func (r *activeRole) runGossip(w *world, plan agent.Plan) error {
-	addr := plan.State.WireGuard.Address.Addr()
+	addr := plan.GossipAddr
 	if r.gossip != nil && r.gossipAddr != addr {
 		r.stopGossip()
 	}
@@ -176,10 +190,7 @@ func (r *activeRole) stopGossip() {
 		return
 	}
 	r.services.SetExchange(nil)
-	if r.dnsStop != nil {
-		r.dnsStop()
-		r.dnsStop = nil
-	}
+	r.lingerDNS()
 	if err := r.gossip.Shutdown(); err != nil {
 		r.log.Error(err, "stop gossip")
 	}
@@ -189,9 +200,51 @@ func (r *activeRole) stopGossip() {
 	r.gossip, r.joining = nil, nil
 }
 
+// lingerDNS stops the DNS server dnsLinger from now.
+func (r *activeRole) lingerDNS() {
+	r.dnsMu.Lock()
+	defer r.dnsMu.Unlock()
+	if r.dnsStop == nil || r.dnsTimer != nil {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(r.dnsLinger, func() {
+		r.dnsMu.Lock()
+		defer r.dnsMu.Unlock()
+		if r.dnsTimer == t { // not taken back by startDNS meanwhile
+			r.dnsTimer = nil
+			r.dnsStop()
+			r.dnsStop = nil
+		}
+	})
+	r.dnsTimer = t
+}
+
+// stopDNS stops the DNS server now, and returns once it has.
+func (r *activeRole) stopDNS() {
+	r.dnsMu.Lock()
+	defer r.dnsMu.Unlock()
+	if r.dnsTimer != nil {
+		r.dnsTimer.Stop()
+		r.dnsTimer = nil
+	}
+	if r.dnsStop != nil {
+		r.dnsStop()
+		r.dnsStop = nil
+	}
+}
+
 // startDNS starts the clusterset DNS server, answering from the MCS
-// controller's store, unless --dns-bind-address is empty.
+// controller's store, unless --dns-bind-address is empty; a server still
+// lingering from this node's last turn is kept.
 func (r *activeRole) startDNS() error {
+	r.dnsMu.Lock()
+	defer r.dnsMu.Unlock()
+	if r.dnsTimer != nil {
+		// The role is back: the lingering server goes on.
+		r.dnsTimer.Stop()
+		r.dnsTimer = nil
+	}
 	if r.opts.DNSAddr == "" || r.dnsStop != nil {
 		return nil
 	}
@@ -219,7 +272,10 @@ func (r *activeRole) startDNS() error {
 // server once it runs. A failure is logged and retried at the next sync; it
 // does not make the data plane unready.
 func (r *activeRole) publishDNS(ctx context.Context, w *world) {
-	if r.dnsStop == nil {
+	r.dnsMu.Lock()
+	running := r.dnsStop != nil
+	r.dnsMu.Unlock()
+	if !running {
 		return
 	}
 	addr, err := netip.ParseAddrPort(defaultHost(r.opts.DNSAddr))

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	wsdns "github.com/wirespan/wirespan/gateway/internal/dns"
 	"github.com/wirespan/wirespan/gateway/internal/services"
+	"github.com/wirespan/wirespan/internal/poll"
 )
 
 // freeUDPPort is a UDP port nothing listens on now, on 127.0.0.1.
@@ -51,13 +53,15 @@ func TestActiveRoleStartsAndStopsAsOnePiece(t *testing.T) {
 	opts := Options{ClusterID: "c1", NodeName: "n0", GossipPort: freeUDPPort(t), DNSAddr: dnsAddr, DNSZone: "clusterset.local",
 		ExportTTL: time.Minute, Agent: DefaultAgentConfig()}
 	mcs := &services.Controller{ClusterID: "c1", DNS: wsdns.NewStore()}
-	r := &activeRole{opts: opts, log: testr.New(t), services: mcs, registry: prometheus.NewRegistry(), dnsEndpoint: &dnsEndpoint{}}
+	const linger = 300 * time.Millisecond
+	r := &activeRole{opts: opts, log: testr.New(t), services: mcs, registry: prometheus.NewRegistry(), dnsEndpoint: &dnsEndpoint{}, dnsLinger: linger}
 	w := &world{in: agent.Inputs{PrivateKey: &key, Node: agent.Node{IP: netip.MustParseAddr("127.0.0.1")}}}
 	plan := func(tunnel string) agent.Plan {
-		return agent.Plan{Role: agent.RoleGateway, State: dataplane.State{WireGuard: &dataplane.Device{Address: netip.MustParsePrefix(tunnel)}}}
+		pfx := netip.MustParsePrefix(tunnel)
+		return agent.Plan{Role: agent.RoleGateway, GossipAddr: pfx.Addr(), State: dataplane.State{WireGuard: &dataplane.Device{Addresses: []netip.Prefix{pfx}}}}
 	}
 	ctx := context.Background()
-	t.Cleanup(func() { _ = r.stop(ctx) })
+	t.Cleanup(func() { _ = r.stop(ctx); r.stopDNS() })
 
 	for round := range 2 {
 		if err := r.run(ctx, w, plan("127.0.0.11/32")); err != nil {
@@ -78,9 +82,17 @@ func TestActiveRoleStartsAndStopsAsOnePiece(t *testing.T) {
 		if r.running() || r.changed() != nil {
 			t.Fatalf("round %d: gossip still running after stop", round)
 		}
-		if err := answers(dnsAddr); err == nil {
-			t.Fatalf("round %d: the DNS server still answers after stop", round)
+		// DNS lingers, for queries kube-proxy still sends here...
+		if err := answers(dnsAddr); err != nil {
+			t.Fatalf("round %d: the DNS server stopped at once, want it to linger: %v", round, err)
 		}
+		// ...and then stops.
+		poll.Until(t, 10*linger, "the DNS server stops after lingering", func() error {
+			if answers(dnsAddr) == nil {
+				return errors.New("it still answers")
+			}
+			return nil
+		})
 		// Both ports are free again: nothing was left behind.
 		for _, port := range []string{dnsAddr, fmt.Sprintf("127.0.0.11:%d", opts.GossipPort)} {
 			c, err := net.ListenPacket("udp", port)
@@ -89,6 +101,19 @@ func TestActiveRoleStartsAndStopsAsOnePiece(t *testing.T) {
 			}
 			_ = c.Close()
 		}
+	}
+
+	// The role back while DNS lingers: the same server goes on.
+	if err := r.run(ctx, w, plan("127.0.0.11/32")); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.stop(ctx)
+	if err := r.run(ctx, w, plan("127.0.0.11/32")); err != nil {
+		t.Fatalf("the role back while DNS lingered: %v", err)
+	}
+	time.Sleep(2 * linger)
+	if err := answers(dnsAddr); err != nil {
+		t.Fatalf("the role came back while DNS lingered, and DNS stopped: %v", err)
 	}
 
 	// A new key means a new tunnel address: gossip moves there.

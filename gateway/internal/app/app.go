@@ -9,9 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -42,43 +40,34 @@ import (
 )
 
 // newManager creates the controller manager. It needs the API server (to
-// map the cached kinds), so while the API server does not answer it puts
-// back the kept data plane once (restore) and tries again every few
-// seconds: a gateway that starts during an API server outage carries
-// traffic instead of exiting, and exiting again, with its pod.
+// map the cached kinds), and its errors come from asking it: a starting
+// API server answers discovery with errors for a while. So while it
+// fails, newManager puts back the kept data plane once (restore) and tries
+// again every second (one discovery request): a gateway that starts
+// during an API server outage carries traffic instead of exiting with its
+// pod, again and again.
 func newManager(ctx context.Context, cfg *rest.Config, opts Options, scheme *runtime.Scheme, log logr.Logger, restore func()) (manager.Manager, error) {
 	restored := false
 	var lastErr string
-	for delay := time.Second; ; delay = min(2*delay, 10*time.Second) {
+	for {
 		mgr, err := ctrl.NewManager(cfg, managerOptions(opts, scheme))
 		if err == nil {
 			return mgr, nil
-		}
-		if !unreachable(err) {
-			return nil, fmt.Errorf("create manager: %w", err)
 		}
 		if !restored {
 			restore()
 			restored = true
 		}
 		if msg := err.Error(); msg != lastErr {
-			log.Error(err, "the API server does not answer; trying again", "every", "up to 10s")
+			log.Error(err, "the API server does not answer; trying again every second")
 			lastErr = msg
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("create manager: %w", err)
-		case <-time.After(delay):
+		case <-time.After(time.Second):
 		}
 	}
-}
-
-// unreachable says whether err is the API server not answering (a network
-// error), rather than something a retry cannot fix.
-func unreachable(err error) bool {
-	var netErr net.Error
-	var urlErr *url.Error
-	return errors.As(err, &netErr) || errors.As(err, &urlErr)
 }
 
 func managerOptions(opts Options, scheme *runtime.Scheme) ctrl.Options {
@@ -155,7 +144,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	elector := election.New(election.Config{
 		Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration, RenewPeriod: opts.LeaseRenewPeriod,
-		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
+		AfterOutage: afterOutage,
+		Reader:      mgr.GetAPIReader(), Writer: mgr.GetClient(), Log: logger.WithName("election"),
 		Metrics: election.NewMetrics(crmetrics.Registry),
 	})
 	if err := services.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
@@ -177,7 +167,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		metrics: m,
 		poke:    make(chan struct{}, 1),
 		role: &activeRole{
-			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry,
+			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, dnsLinger: dnsLinger,
 			dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
 				log: logger.WithName("dns-endpoint")},
 		},
@@ -196,7 +186,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	logger.Info("starting", "clusterID", opts.ClusterID, "node", opts.NodeName, "wireguard", opts.WireGuardMode,
-		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR)
+		"routeMode", opts.Agent.Mode, "table", opts.Agent.Table, "tunnelCIDR", opts.Agent.TunnelCIDR, "tunnelCIDRv6", opts.Agent.TunnelCIDR6)
 	return mgr.Start(ctx)
 }
 
@@ -279,6 +269,12 @@ func (s *syncer) Start(ctx context.Context) error {
 	}
 }
 
+// afterOutage is how much longer a standby waits for the active gateway
+// to renew the Lease after the API server comes back (election's
+// Config.AfterOutage): long enough for a gateway restarted during the
+// outage to create its manager (retried every second) and fill its caches.
+const afterOutage = 5 * time.Second
+
 // restoreAfter is how long a starting gateway waits for its caches before
 // it takes the API server for unreachable and puts back the data plane it
 // last applied. Against a reachable API server the caches fill in a small
@@ -332,7 +328,14 @@ func (s *syncer) handOver() {
 	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
 		time.Sleep(s.opts.LeaseRenewPeriod / 4)
 	}
+	wasActive := s.role.running()
 	s.role.stopGossip()
+	if wasActive {
+		// DNS queries still reach this node until kube-proxy follows the
+		// successor's endpoint (activeRole's dnsLinger).
+		time.Sleep(s.role.dnsLinger)
+	}
+	s.role.stopDNS()
 }
 
 func (s *syncer) wake() {

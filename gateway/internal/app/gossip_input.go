@@ -12,10 +12,10 @@ import (
 // gateway's tunnel address to all but the peers' tunnel addresses (those
 // gossip takes messages from); nil where this node runs no gossip.
 func gossipInput(plan agent.Plan, port int) *dataplane.GossipInput {
-	if plan.Role != agent.RoleGateway || plan.State.WireGuard == nil {
+	if plan.Role != agent.RoleGateway || plan.State.WireGuard == nil || !plan.GossipAddr.IsValid() {
 		return nil
 	}
-	g := &dataplane.GossipInput{Addr: plan.State.WireGuard.Address.Addr(), Port: uint16(port)}
+	g := &dataplane.GossipInput{Addr: plan.GossipAddr, Port: uint16(port)}
 	for _, p := range plan.Peers {
 		if p.Problem == "" && p.TunnelAddr.IsValid() {
 			g.Peers = append(g.Peers, p.TunnelAddr)

@@ -12,8 +12,9 @@ import (
 func TestGossipInput(t *testing.T) {
 	addr := netip.MustParseAddr
 	plan := agent.Plan{
-		Role:  agent.RoleGateway,
-		State: dataplane.State{WireGuard: &dataplane.Device{Address: netip.MustParsePrefix("100.96.0.7/32")}},
+		Role:       agent.RoleGateway,
+		GossipAddr: addr("100.96.0.7"),
+		State:      dataplane.State{WireGuard: &dataplane.Device{Addresses: []netip.Prefix{netip.MustParsePrefix("100.96.0.7/32")}}},
 		Peers: []agent.PeerPlan{
 			{Cluster: "c3", TunnelAddr: addr("100.96.0.9")},
 			{Cluster: "c2", TunnelAddr: addr("100.96.0.8")},

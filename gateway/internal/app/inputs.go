@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -100,6 +101,14 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 		key, err := s.clusterKey(ctx)
 		w.in.PrivateKey, w.keyErr = key, err
 	}
+	var successors []string
+	for _, g := range w.in.Gateways {
+		if g.Node != o.NodeName {
+			successors = append(successors, g.Node)
+		}
+	}
+	slices.Sort(successors)
+	s.elector.SetSuccessors(successors)
 	s.elector.SetCandidate(isGateway(&node) && w.in.PrivateKey != nil)
 	w.in.Active = s.elector.Active()
 	if w.in.Active != "" && agent.ActiveGateway(w.in.Gateways, w.in.Active) == nil {
@@ -161,16 +170,25 @@ func readClusterKey(ctx context.Context, r client.Reader, name types.NamespacedN
 	return &key, nil
 }
 
+// internalIP is a Node's InternalIP: its IPv4 one if it has one (what
+// node agents' VXLAN and direct routes have always used), else its IPv6
+// one, on a node network of IPv6 only.
 func internalIP(n *corev1.Node) (netip.Addr, bool) {
+	var v6 netip.Addr
 	for _, a := range n.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP {
 			continue
 		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+		ip, err := netip.ParseAddr(a.Address)
+		switch {
+		case err != nil:
+		case ip.Is4():
 			return ip, true
+		case !v6.IsValid() && !ip.IsLinkLocalUnicast():
+			v6 = ip
 		}
 	}
-	return netip.Addr{}, false
+	return v6, v6.IsValid()
 }
 
 // interfaceWith finds the interface that holds ip: the node network's. It

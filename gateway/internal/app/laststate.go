@@ -28,12 +28,22 @@ type lastState struct {
 	saved []byte
 }
 
+// keptFormat numbers the file's layout (dataplane.State in JSON); it
+// changes whenever State's fields do.
+const keptFormat = 1
+
+// keptState is the file.
+type keptState struct {
+	Format int             `json:"format"`
+	State  dataplane.State `json:"state"`
+}
+
 // save records st as the last applied gateway state.
 func (l *lastState) save(st dataplane.State) error {
 	if l.path == "" {
 		return nil
 	}
-	raw, err := json.Marshal(st)
+	raw, err := json.Marshal(keptState{Format: keptFormat, State: st})
 	if err != nil {
 		return fmt.Errorf("encode the data plane state: %w", err)
 	}
@@ -84,9 +94,15 @@ func (l *lastState) load() (st dataplane.State, ok bool, err error) {
 	if err != nil {
 		return st, false, fmt.Errorf("read the kept data plane state: %w", err)
 	}
-	if err := json.Unmarshal(raw, &st); err != nil {
+	var kept keptState
+	if err := json.Unmarshal(raw, &kept); err != nil {
 		return st, false, fmt.Errorf("the kept data plane state %s is not valid: %w", l.path, err)
 	}
+	if kept.Format != keptFormat {
+		// Another version's fields could read as an empty rule or no
+		// address: better not to use it than to apply half of it.
+		return st, false, fmt.Errorf("the kept data plane state %s is in format %d, this gateway reads %d: not used", l.path, kept.Format, keptFormat)
+	}
 	l.saved = raw
-	return st, true, nil
+	return kept.State, true, nil
 }

@@ -29,12 +29,12 @@ func TestLastStateKeepsTheGatewayStateRootOnly(t *testing.T) {
 	st := dataplane.State{
 		Table: 51820,
 		WireGuard: &dataplane.Device{Name: "wirespan0", PrivateKey: key, ListenPort: 51820, FirewallMark: 0xca, MTU: 1420,
-			Address: netip.MustParsePrefix("100.96.1.2/32"),
+			Addresses: []netip.Prefix{netip.MustParsePrefix("100.96.1.2/32"), netip.MustParsePrefix("fd77:7370:616e::1:2/128")},
 			Peers: []dataplane.Peer{{PublicKey: peer.PublicKey(), Endpoint: netip.MustParseAddrPort("172.28.2.10:51820"),
 				AlsoAccepted: []netip.AddrPort{netip.MustParseAddrPort("172.28.2.11:51820")},
 				AllowedIPs:   []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}, Keepalive: 25 * time.Second}}},
 		Routes:    []dataplane.Route{{Dst: netip.MustParsePrefix("10.2.0.0/16"), Dev: "wirespan0", Src: netip.MustParseAddr("100.96.1.2")}},
-		Rule:      &dataplane.Rule{Priority: 100, Table: 51820, SkipMark: 0xca},
+		Rules:     []dataplane.Rule{{Priority: 100, Table: 51820, SkipMark: 0xca}, {IPv6: true, Priority: 100, Table: 51820, SkipMark: 0xca}},
 		Neighbors: []dataplane.Neighbor{{Dev: "wirespan-vx", IP: netip.MustParseAddr("172.28.1.10"), MAC: net.HardwareAddr{2, 1, 2, 3, 4, 5}}},
 		MSSClamp:  []string{"wirespan0"},
 		Sysctls:   map[string]string{"net/ipv4/ip_forward": "1"},
@@ -73,6 +73,13 @@ func TestLastStateKeepsTheGatewayStateRootOnly(t *testing.T) {
 	}
 	if _, ok, err := l.load(); ok || err == nil || !strings.Contains(err.Error(), "not valid") {
 		t.Errorf("damaged file: ok %v, err %v", ok, err)
+	}
+	// Another format is refused, not half applied.
+	if err := os.WriteFile(l.path, []byte(`{"format":99,"state":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := l.load(); ok || err == nil || !strings.Contains(err.Error(), "format 99") {
+		t.Errorf("other format: ok %v, err %v", ok, err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("files left in %s: %v", dir, entries)

@@ -61,21 +61,29 @@ type Options struct {
 	KubeAPIBurst int
 }
 
+// DefaultTunnelCIDR6 is --tunnel-cidr-v6's default.
+const DefaultTunnelCIDR6 = "fd77:7370:616e::/64"
+
 // DefaultAgentConfig holds the defaults of the data-plane flags.
 func DefaultAgentConfig() agent.Config {
 	return agent.Config{
 		WireGuardName: "wirespan0",
 		ListenPort:    51820,
 		TunnelCIDR:    netip.MustParsePrefix("100.96.0.0/16"),
-		Table:         51820,
-		RulePriority:  100,
-		FirewallMark:  0xca,
-		Mode:          agent.RouteVXLAN,
-		VXLANName:     "wirespan-vx",
-		VXLANVNI:      5182,
-		VXLANPort:     4790,
-		Keepalive:     25 * time.Second,
-		NATKeepalive:  time.Second,
+		// A /64 of the unique local range (RFC 4193) whose global ID
+		// spells "wspan": no registry hands out ULAs, so one fixed and
+		// recognizable range is as good as a random one, and the same in
+		// every cluster without configuration.
+		TunnelCIDR6:  netip.MustParsePrefix(DefaultTunnelCIDR6),
+		Table:        51820,
+		RulePriority: 100,
+		FirewallMark: 0xca,
+		Mode:         agent.RouteVXLAN,
+		VXLANName:    "wirespan-vx",
+		VXLANVNI:     5182,
+		VXLANPort:    4790,
+		Keepalive:    25 * time.Second,
+		NATKeepalive: time.Second,
 	}
 }
 
@@ -107,6 +115,9 @@ func (o Options) Validate() error {
 	}
 	if !a.TunnelCIDR.Addr().Is4() || a.TunnelCIDR.Bits() > 24 || a.TunnelCIDR != a.TunnelCIDR.Masked() {
 		errs = append(errs, fmt.Errorf("--tunnel-cidr %s: want an IPv4 range of /24 or larger with no host bits set", a.TunnelCIDR))
+	}
+	if t := a.TunnelCIDR6; t.IsValid() && (!t.Addr().Is6() || t.Addr().Is4In6() || t.Bits() > 120 || t != t.Masked()) {
+		errs = append(errs, fmt.Errorf("--tunnel-cidr-v6 %s: want an IPv6 range of /120 or larger with no host bits set, or empty", t))
 	}
 	if a.Table < 1 || a.Table > 0xfffffeff || a.Table == 253 || a.Table == 254 || a.Table == 255 {
 		errs = append(errs, fmt.Errorf("--route-table %d: must be a table of its own, not local (255), main (254) or default (253)", a.Table))

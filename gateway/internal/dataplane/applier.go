@@ -155,8 +155,15 @@ func (a *Applier) vxlan(r *run, want State) {
 	}
 	// The reverse-path filter passes nothing in on an interface without an
 	// IPv4 address, in loose mode too; the node's own address is the one
-	// that means something there.
-	a.linkBasics(r, link, v.MTU, []netip.Prefix{netip.PrefixFrom(v.Local, 32)})
+	// that means something there. IPv6 has no reverse-path filter, and
+	// node agents send IPv6 to a link-local next hop that a permanent
+	// neighbor entry resolves to the gateway's MAC, so nobody needs to
+	// hold it: an IPv6 node network adds no address.
+	var addrs []netip.Prefix
+	if v.Local.Is4() {
+		addrs = append(addrs, netip.PrefixFrom(v.Local, 32))
+	}
+	a.linkBasics(r, link, v.MTU, addrs)
 }
 
 func sameVXLAN(a, b VXLAN) bool {
@@ -294,15 +301,18 @@ func (a *Applier) rule(r *run, want State) {
 		r.refuse(KindRule, "list", err)
 		return
 	}
-	if w := want.Rule; w != nil && !slices.Contains(found, *w) {
-		if err := a.Kernel.AddRule(*w); err != nil {
-			r.refuse(KindRule, w.String(), err)
-		} else {
-			r.note("add rule %s", w)
+	for _, w := range want.Rules {
+		if slices.Contains(found, w) {
+			continue
 		}
+		if err := a.Kernel.AddRule(w); err != nil {
+			r.refuse(KindRule, w.String(), err)
+			continue
+		}
+		r.note("add rule %s", w)
 	}
 	for _, f := range found {
-		if want.Rule != nil && f == *want.Rule {
+		if slices.Contains(want.Rules, f) {
 			continue
 		}
 		if err := a.Kernel.DeleteRule(f); err != nil {

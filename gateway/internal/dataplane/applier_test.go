@@ -37,7 +37,7 @@ func gatewayState() dataplane.State {
 	return dataplane.State{
 		WireGuard: &dataplane.Device{
 			Name: "wirespan0", PrivateKey: wgtypes.Key{1}, ListenPort: 51820, MTU: 1420,
-			Address: netip.PrefixFrom(self, 32),
+			Addresses: []netip.Prefix{netip.PrefixFrom(self, 32)},
 			Peers: []dataplane.Peer{{PublicKey: peerKey, AllowedIPs: []netip.Prefix{
 				netip.MustParsePrefix("100.96.0.2/32"), netip.MustParsePrefix("10.2.0.0/16"),
 			}}},
@@ -50,7 +50,7 @@ func gatewayState() dataplane.State {
 			route("10.4.0.0/16", "nosuch0", ""),
 			route("100.96.0.2/32", "wirespan0", "100.96.0.1"),
 		},
-		Rule:     &dataplane.Rule{Priority: 100, Table: 51820},
+		Rules:    []dataplane.Rule{{Priority: 100, Table: 51820}},
 		MSSClamp: []string{"wirespan0"},
 		Sysctls: map[string]string{
 			"net/ipv4/ip_forward":                 "1",

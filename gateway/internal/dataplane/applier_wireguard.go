@@ -27,7 +27,7 @@ func (a *Applier) wireGuard(r *run, want State) {
 		r.refuseOn(KindDevice, d.Name, d.Name, err)
 		return
 	}
-	a.linkBasics(r, link, d.MTU, []netip.Prefix{d.Address})
+	a.linkBasics(r, link, d.MTU, d.Addresses)
 	a.configureDevice(r, dev, d)
 }
 

@@ -66,7 +66,7 @@ type Routes interface {
 
 // Rules reads and changes policy rules that carry RouteProtocol.
 type Rules interface {
-	// Rules lists the IPv4 rules that carry RouteProtocol.
+	// Rules lists the IPv4 and IPv6 rules that carry RouteProtocol.
 	Rules() ([]Rule, error)
 	AddRule(r Rule) error
 	DeleteRule(r Rule) error
@@ -74,7 +74,7 @@ type Rules interface {
 
 // Neighbors reads and changes permanent neighbor entries.
 type Neighbors interface {
-	// Neighbors lists the permanent IPv4 entries on dev.
+	// Neighbors lists the permanent IPv4 and IPv6 entries on dev.
 	Neighbors(dev string) ([]Neighbor, error)
 	SetNeighbor(n Neighbor) error
 	DeleteNeighbor(n Neighbor) error

@@ -30,12 +30,16 @@ type State struct {
 	// Neighbors are permanent neighbor entries Wirespan owns (the gateway's
 	// VXLAN MAC on node agents).
 	Neighbors []Neighbor
-	// Table is the routing table that holds Routes; Rule sends lookups to it.
+	// Table is the routing table that holds Routes; Rules send lookups to
+	// it.
 	Table int
-	// Routes are the routes to remote clusters' ranges, all in Table.
+	// Routes are the routes to remote clusters' ranges, all in Table, of
+	// both families.
 	Routes []Route
-	// Rule is the policy rule that consults Table; nil removes it.
-	Rule *Rule
+	// Rules are the policy rules that consult Table, one per IP family the
+	// node routes (policy rules are per family in Linux); rules of
+	// Wirespan's not listed are removed.
+	Rules []Rule
 	// MSSClamp lists the interfaces on which forwarded TCP SYNs get their
 	// MSS clamped to the route's MTU.
 	MSSClamp []string
@@ -59,9 +63,10 @@ type Device struct {
 	// packets unmarked.
 	FirewallMark int
 	MTU          int
-	// Address is the device's tunnel address, a host prefix.
-	Address netip.Prefix
-	Peers   []Peer
+	// Addresses are the device's tunnel addresses, host prefixes: the
+	// IPv4 one, and the IPv6 one on a node that routes IPv6.
+	Addresses []netip.Prefix
+	Peers     []Peer
 }
 
 // StoredKey is a private key as WireGuard stores it, and so reads it
@@ -108,7 +113,7 @@ type VXLAN struct {
 	MTU    int
 }
 
-// Neighbor is a permanent neighbor (ARP) entry.
+// Neighbor is a permanent neighbor entry (ARP for IPv4, NDP for IPv6).
 type Neighbor struct {
 	Dev string
 	IP  netip.Addr
@@ -131,6 +136,9 @@ type Route struct {
 
 // Rule is a policy routing rule that sends lookups to a table.
 type Rule struct {
+	// IPv6 makes it a rule of the IPv6 policy database (`ip -6 rule`);
+	// false, of the IPv4 one.
+	IPv6     bool
 	Priority int
 	Table    int
 	// SkipMark, when not 0, makes the rule match only packets that do not
@@ -140,9 +148,13 @@ type Rule struct {
 	SkipMark uint32
 }
 
-// String is the rule as `ip rule` shows its selector and action.
+// String is the rule as `ip rule` shows its selector and action, after
+// "-6" for an IPv6 rule.
 func (r Rule) String() string {
 	s := fmt.Sprintf("priority %d", r.Priority)
+	if r.IPv6 {
+		s = "-6 " + s
+	}
 	if r.SkipMark != 0 {
 		s += fmt.Sprintf(" not fwmark %#x", r.SkipMark)
 	}

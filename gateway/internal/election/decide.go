@@ -1,5 +1,5 @@
 // Package election decides which of a cluster's gateway nodes is the active
-// gateway, fenced by a coordination.k8s.io Lease. Every labelled gateway
+// gateway, fenced by a coordination.k8s.io Lease. Every labeled gateway
 // node runs a candidate; the holder renews the Lease every RenewPeriod; a
 // standby takes the role once it has seen no renewal for Duration while it
 // could reach the API server. The decision is a pure function of what the
@@ -7,6 +7,10 @@
 //
 // Two choices make it different from client-go's leaderelection:
 //
+//   - A holder that gives the role up names its successor in the Lease,
+//     which takes it at once, and carries traffic until it has; with no
+//     successor, a holder that stops keeps the Lease and takes it straight
+//     back when it starts again.
 //   - The holder never steps down because the API server is unreachable. A
 //     gateway that stops carrying traffic when the control plane is down
 //     would turn a control-plane outage into a data-plane outage, and no
@@ -57,7 +61,8 @@ const (
 	Acquire
 	// Renew the Lease this candidate holds.
 	Renew
-	// Release the Lease this candidate holds: write no holder.
+	// Release the Lease this candidate holds: hand it to a successor
+	// (Elector.SetSuccessors), or write no holder.
 	Release
 )
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,12 @@ type Config struct {
 	Reader client.Reader
 	Writer client.Writer
 	Log    logr.Logger
+	// AfterOutage is how much longer than Duration a standby waits after
+	// the API server answers it again: the holder may need that long to
+	// renew (a gateway restarted during the outage first builds its
+	// caches), and taking the role from a holder that is alive moves
+	// traffic for nothing.
+	AfterOutage time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
 }
@@ -46,18 +53,28 @@ type Elector struct {
 
 	mu        sync.Mutex
 	candidate bool
-	// leading: this node holds the Lease. draining: it released the Lease
-	// and keeps carrying traffic until another node is seen holding it (or
-	// Duration passes), so a planned handover loses nothing.
-	leading    bool
-	drainUntil time.Time
-	obs        Observation
-	lease      *coordinationv1.Lease // the last version read or written
-	watched    string                // the holder the watch last showed
-	watchSeen  bool                  // the watch has shown the Lease
-	lastRenew  time.Time
-	apiDown    bool
-	lastErr    string
+	// candidateSet: SetCandidate has been called. Until then this node
+	// writes nothing: a restarted holder must not give up the Lease it
+	// finds itself holding before it knows whether it may keep it.
+	candidateSet bool
+	// successors are the other gateway nodes, in the order a handover
+	// names them; stopping: the process is going away.
+	successors []string
+	stopping   bool
+	// leading: this node holds the Lease. While it hands over (drainUntil
+	// set), it keeps carrying traffic until the Lease changes from what
+	// its handover wrote (handedVersion: the successor took it) or
+	// Duration passes, so a planned handover loses nothing.
+	leading       bool
+	drainUntil    time.Time
+	handedVersion string
+	obs           Observation
+	lease         *coordinationv1.Lease // the last version read or written
+	watched       string                // the holder the watch last showed
+	watchSeen     bool                  // the watch has shown the Lease
+	lastRenew     time.Time
+	apiDown       bool
+	lastErr       string
 }
 
 // New returns an Elector that is not yet a candidate.
@@ -76,12 +93,22 @@ func (e *Elector) NeedLeaderElection() bool { return false }
 // holding the Lease releases it.
 func (e *Elector) SetCandidate(ok bool) {
 	e.mu.Lock()
-	changed := e.candidate != ok
-	e.candidate = ok
+	changed := e.candidate != ok || !e.candidateSet
+	e.candidate, e.candidateSet = ok, true
 	e.mu.Unlock()
 	if changed {
 		poke(e.wake)
 	}
+}
+
+// SetSuccessors names the other gateway nodes. A holder that gives the
+// role up hands the Lease to the first of them, which takes it at once; with
+// none, a holder that stops keeps the Lease, so that it takes the role
+// straight back when it starts again and nothing moves.
+func (e *Elector) SetSuccessors(nodes []string) {
+	e.mu.Lock()
+	e.successors = slices.Clone(nodes)
+	e.mu.Unlock()
 }
 
 // Observe takes a Lease from the watch. A candidate reads the Lease again
@@ -119,10 +146,16 @@ func (e *Elector) Active() string {
 }
 
 func (e *Elector) activeLocked(now time.Time) string {
-	if e.leading || (now.Before(e.drainUntil) && e.observedHolder() == "") {
+	if e.leading || e.handingOver(now) {
 		return e.cfg.Identity
 	}
 	return e.observedHolder()
+}
+
+// handingOver: this node gave the Lease away and nobody has written it
+// since, for at most Duration.
+func (e *Elector) handingOver(now time.Time) bool {
+	return now.Before(e.drainUntil) && e.obs.Record.Version == e.handedVersion
 }
 
 // observedHolder is the holder from this node's own reads while it is a
@@ -139,9 +172,9 @@ func (e *Elector) observedHolder() string {
 	return e.watched
 }
 
-// Start runs the candidacy until ctx is done, then releases the Lease if
-// it holds it and carries traffic until another node is seen taking it
-// (at most Duration), so that a rollout hands over without a gap.
+// Start runs the candidacy until ctx is done, then hands the Lease to a
+// successor if it holds it and carries traffic until the successor takes
+// it (at most Duration), so that a rollout hands over without a gap.
 func (e *Elector) Start(ctx context.Context) error {
 	tick := time.NewTicker(e.cfg.RenewPeriod)
 	defer tick.Stop()
@@ -157,8 +190,11 @@ func (e *Elector) Start(ctx context.Context) error {
 	}
 }
 
-// stop releases the Lease on the way out and waits for a successor.
+// stop hands the Lease over on the way out and waits for the successor.
 func (e *Elector) stop() {
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
 	e.SetCandidate(false)
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Duration)
 	defer cancel()
@@ -176,7 +212,7 @@ func (e *Elector) stop() {
 func (e *Elector) draining(now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return now.Before(e.drainUntil) && e.observedHolder() == ""
+	return e.handingOver(now)
 }
 
 // step reads the Lease when needed and carries out one decision.
@@ -188,7 +224,7 @@ func (e *Elector) step(ctx context.Context) {
 		e.read(ctx)
 	}
 	e.mu.Lock()
-	if e.apiDown && !e.leading {
+	if !e.candidateSet || (e.apiDown && !e.leading) {
 		// A candidate acts only on what it just read: a write based on an
 		// old read could land the moment the API server comes back,
 		// before the holder's first renewal.
@@ -234,8 +270,12 @@ func (e *Elector) read(ctx context.Context) {
 	if !e.obs.Known {
 		poke(e.changed)
 	}
-	if e.apiDown || !e.obs.Known || rec != e.obs.Record {
-		// Silence is counted only while the API server answers.
+	switch {
+	case e.apiDown:
+		// Silence is counted only while the API server answers, and the
+		// holder gets AfterOutage to come back.
+		e.obs.Since = now.Add(e.cfg.AfterOutage)
+	case !e.obs.Known || rec != e.obs.Record:
 		e.obs.Since = now
 	}
 	e.apiDown = false
@@ -246,8 +286,8 @@ func (e *Elector) read(ctx context.Context) {
 		e.cfg.Metrics.transition("lost")
 		poke(e.changed)
 	}
-	if !e.drainUntil.IsZero() && (rec.Holder != "" || !now.Before(e.drainUntil)) {
-		e.drainUntil = time.Time{}
+	if !e.drainUntil.IsZero() && !e.handingOver(now) {
+		e.drainUntil, e.handedVersion = time.Time{}, ""
 		poke(e.changed)
 	}
 }
@@ -258,6 +298,18 @@ func (e *Elector) write(ctx context.Context, action Action, now time.Time) {
 	var l *coordinationv1.Lease
 	if e.lease != nil {
 		l = e.lease.DeepCopy()
+	}
+	successor := ""
+	if len(e.successors) > 0 {
+		successor = e.successors[0]
+	}
+	if action == Release && successor == "" && e.stopping {
+		// Nobody to hand over to: keep the Lease, and take the role back
+		// at once on the next start (a restart changes nothing).
+		e.leading, e.lastRenew = false, time.Time{}
+		e.mu.Unlock()
+		e.cfg.Log.Info("stopping with no other gateway to hand over to: the Lease stays with this node until it starts again")
+		return
 	}
 	e.mu.Unlock()
 	if action == Create {
@@ -282,7 +334,14 @@ func (e *Elector) write(ctx context.Context, action Action, now time.Time) {
 	case Renew:
 		spec.RenewTime = &stamp
 	case Release:
-		spec.HolderIdentity = ptr.To("")
+		// Handing over names the successor, which takes the Lease at once
+		// (a holder that finds itself named renews without waiting); a
+		// successor that is not there leaves it silent, and another
+		// standby takes it after Duration.
+		if spec.HolderIdentity == nil || successor != *spec.HolderIdentity {
+			spec.LeaseTransitions = ptr.To(ptr.Deref(spec.LeaseTransitions, 0) + 1)
+		}
+		spec.HolderIdentity = ptr.To(successor)
 		spec.RenewTime = &stamp
 	}
 	var err error
@@ -306,8 +365,9 @@ func (e *Elector) write(ctx context.Context, action Action, now time.Time) {
 		// role (see the package comment) and tries again next period.
 		e.noteErrLocked(fmt.Errorf("%s Lease %s: %w", action, e.cfg.Lease, err))
 		if action == Release {
+			// Could not hand over: stop holding; the Lease still names
+			// this node, so a standby takes it after Duration.
 			e.leading, e.lastRenew = false, time.Time{}
-			e.drainUntil = now.Add(e.cfg.Duration)
 			poke(e.changed)
 		}
 		return
@@ -327,8 +387,8 @@ func (e *Elector) write(ctx context.Context, action Action, now time.Time) {
 		e.lastRenew = now
 	case Release:
 		e.leading, e.lastRenew = false, time.Time{}
-		e.drainUntil = now.Add(e.cfg.Duration)
-		e.cfg.Log.Info("released the Lease; carrying traffic until another gateway takes it", "lease", e.cfg.Lease.String())
+		e.drainUntil, e.handedVersion = now.Add(e.cfg.Duration), l.ResourceVersion
+		e.cfg.Log.Info("handed the Lease over; carrying traffic until the successor takes it", "lease", e.cfg.Lease.String(), "successor", successor)
 		e.cfg.Metrics.transition("released")
 		poke(e.changed)
 	}

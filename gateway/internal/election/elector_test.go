@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -117,7 +118,7 @@ type candidate struct {
 }
 
 // startPair starts two candidates for a new Lease in a new namespace.
-func startPair(t *testing.T) (types.NamespacedName, *candidate, *candidate) {
+func startPair(t *testing.T, afterOutage time.Duration) (types.NamespacedName, *candidate, *candidate) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "election-"}}
 	if err := k8s.Create(context.Background(), ns); err != nil {
@@ -128,7 +129,7 @@ func startPair(t *testing.T) (types.NamespacedName, *candidate, *candidate) {
 	var cs []*candidate
 	for _, name := range []string{"n0", "n1"} {
 		api := &flaky{Client: k8s}
-		e := New(Config{Lease: lease, Identity: name, Duration: testDuration, RenewPeriod: testRenew,
+		e := New(Config{Lease: lease, Identity: name, Duration: testDuration, RenewPeriod: testRenew, AfterOutage: afterOutage,
 			Reader: api, Writer: api, Log: testr.New(t).WithName(name)})
 		e.SetCandidate(true)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -137,6 +138,8 @@ func startPair(t *testing.T) (types.NamespacedName, *candidate, *candidate) {
 		t.Cleanup(func() { c.api.down.Store(false); cancel(); <-c.done })
 		cs = append(cs, c)
 	}
+	cs[0].e.SetSuccessors([]string{cs[1].name})
+	cs[1].e.SetSuccessors([]string{cs[0].name})
 	watchLease(t, lease, cs[0].e, cs[1].e)
 	return lease, cs[0], cs[1]
 }
@@ -190,7 +193,7 @@ func takeover(t *testing.T, standby *candidate, start time.Time, budget time.Dur
 }
 
 func TestOneActiveAndAgreement(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, _ := active(t, a, b)
 	if got := holder(t, lease); got != leader.name {
 		t.Fatalf("Lease holder %q, candidates agree on %q", got, leader.name)
@@ -203,7 +206,7 @@ func TestOneActiveAndAgreement(t *testing.T) {
 }
 
 func TestHolderDiesStandbyTakesOverAfterDuration(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	// The holder stops talking to the API server, as if killed or cut off.
 	leader.api.down.Store(true)
@@ -234,7 +237,7 @@ func TestHolderDiesStandbyTakesOverAfterDuration(t *testing.T) {
 }
 
 func TestPlannedHandoverIsImmediate(t *testing.T) {
-	_, a, b := startPair(t)
+	_, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	start := time.Now()
 	leader.cancel() // SIGTERM: release, and carry traffic until the successor holds
@@ -267,7 +270,7 @@ func TestPlannedHandoverIsImmediate(t *testing.T) {
 }
 
 func TestLabelRemovedHandsOver(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	start := time.Now()
 	leader.e.SetCandidate(false)
@@ -284,7 +287,7 @@ func TestLabelRemovedHandsOver(t *testing.T) {
 }
 
 func TestAPIServerOutageMovesNothing(t *testing.T) {
-	lease, a, b := startPair(t)
+	lease, a, b := startPair(t, 0)
 	leader, standby := active(t, a, b)
 	a.api.down.Store(true)
 	b.api.down.Store(true)
@@ -316,4 +319,92 @@ func TestAPIServerOutageMovesNothing(t *testing.T) {
 	if got := holder(t, lease); got != leader.name {
 		t.Fatalf("Lease holder %q after the outage, want %s", got, leader.name)
 	}
+}
+
+// A holder that needs longer than Duration to renew after an outage (a
+// gateway restarted during it builds its caches first) keeps the role:
+// the standby waits AfterOutage on top.
+func TestHolderSlowAfterOutageKeepsTheRole(t *testing.T) {
+	lease, a, b := startPair(t, 3*testDuration)
+	leader, standby := active(t, a, b)
+	a.api.down.Store(true)
+	b.api.down.Store(true)
+	time.Sleep(2 * testDuration)
+	standby.api.down.Store(false)
+	time.Sleep(2 * testDuration) // longer than Duration, shorter than Duration+AfterOutage
+	leader.api.down.Store(false)
+	deadline := time.Now().Add(3 * testDuration)
+	for time.Now().Before(deadline) {
+		if got := standby.e.Active(); got != leader.name {
+			t.Fatalf("after the outage the standby sees %q active, want %s", got, leader.name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := holder(t, lease); got != leader.name {
+		t.Fatalf("Lease holder %q, want %s", got, leader.name)
+	}
+}
+
+// One gateway, restarted: it keeps the Lease on the way out (there is
+// nobody to hand over to) and takes it straight back, without giving it up
+// before it knows it may keep it; the role never leaves it.
+func TestLoneGatewayRestartKeepsTheLease(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "election-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), ns) })
+	lease := types.NamespacedName{Namespace: ns.Name, Name: "wirespan-gateway"}
+	start := func() (*Elector, context.CancelFunc, chan struct{}) {
+		e := New(Config{Lease: lease, Identity: "n0", Duration: testDuration, RenewPeriod: testRenew, Reader: k8s, Writer: k8s, Log: testr.New(t)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = e.Start(ctx) }()
+		return e, cancel, done
+	}
+	e, cancel, done := start()
+	e.SetCandidate(true)
+	poll.Until(t, 10*time.Second, "n0 active", func() error {
+		if e.Active() != "n0" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	var before coordinationv1.Lease
+	if err := k8s.Get(context.Background(), lease, &before); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	if got := holder(t, lease); got != "n0" {
+		t.Fatalf("after a stop with no successor the Lease names %q, want n0 still", got)
+	}
+	// The new process reads the Lease before the syncer says whether it
+	// may stand: it must see itself active and write nothing until then.
+	e, cancel, done = start()
+	defer func() { cancel(); <-done }()
+	poll.Until(t, 5*time.Second, "the restarted gateway reads the Lease", func() error {
+		if !e.Known() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	time.Sleep(3 * testRenew)
+	if got := e.Active(); got != "n0" {
+		t.Fatalf("restarted, before its candidacy is known, n0 sees %q active", got)
+	}
+	if got := holder(t, lease); got != "n0" {
+		t.Fatalf("restarted, before its candidacy is known, the Lease names %q", got)
+	}
+	e.SetCandidate(true)
+	poll.Until(t, 5*time.Second, "n0 renews again", func() error {
+		var l coordinationv1.Lease
+		if err := k8s.Get(context.Background(), lease, &l); err != nil {
+			return err
+		}
+		if l.ResourceVersion == before.ResourceVersion || *l.Spec.LeaseTransitions != *before.Spec.LeaseTransitions {
+			return fmt.Errorf("version %s, transitions %d", l.ResourceVersion, *l.Spec.LeaseTransitions)
+		}
+		return nil
+	})
 }

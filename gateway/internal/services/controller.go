@@ -43,6 +43,9 @@ const (
 	// that failed for a passing reason (an API server restart) should not
 	// wait a quarter of an hour.
 	DefaultMaxRetryDelay = 30 * time.Second
+	// DefaultWarmup is the longest a newly active gateway waits for the
+	// clusters its imports name before it writes imports without them.
+	DefaultWarmup = 10 * time.Second
 	// DefaultMaxImportsPerCluster is what one cluster can gossip at most.
 	DefaultMaxImportsPerCluster = gossip.MaxExports
 )
@@ -77,6 +80,13 @@ type Controller struct {
 	// may have imported here (default DefaultMaxImportsPerCluster); the
 	// rest, last by namespace and name, are left out and counted.
 	MaxImportsPerCluster int
+	// Warmup bounds how long a newly active gateway waits, after it takes
+	// the role, for gossip to bring it every cluster its imports name
+	// (default DefaultWarmup). Until then imports are not written: a
+	// failover must not drop another cluster's exports only because the
+	// new gateway has not heard from it yet. DNS answers from the imports
+	// as they are meanwhile (prefillDNS).
+	Warmup time.Duration
 	// MaxRetryDelay bounds the backoff of a failing service (default
 	// DefaultMaxRetryDelay); the first retry comes after 5 ms, and each
 	// next one waits twice as long.
@@ -97,6 +107,10 @@ type Controller struct {
 	// enqueueAll asks the loop to reconcile every service (the IP
 	// families changed).
 	enqueueAll bool
+	// activatedAt is when the active exchange was seeded; warm says the
+	// warm-up after it is over (warmup.go).
+	activatedAt time.Time
+	warm        bool
 	// families are this cluster's Service IP families (SetServiceFamilies);
 	// empty while unknown.
 	families []corev1.IPFamily
@@ -212,6 +226,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	c.MaxRetryDelay = cmpOr(c.MaxRetryDelay, DefaultMaxRetryDelay)
+	c.Warmup = cmpOr(c.Warmup, DefaultWarmup)
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[serviceKey](5*time.Millisecond, c.MaxRetryDelay),
 		workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "wirespan_mcs"})
@@ -348,6 +363,7 @@ func (c *Controller) seed(ctx context.Context, exch Exchange) error {
 	}
 	c.mu.Lock()
 	c.active, c.remote = exch, nil
+	c.activatedAt, c.warm = time.Now(), false
 	c.mu.Unlock()
 	n := c.prefillDNS(ctx)
 	c.Log.Info("Publishing this cluster's exports; DNS answers from the imports already here until each is reconciled",

@@ -279,3 +279,41 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestTakeoverKeepsUnheardClusters re-attaches an exchange (this gateway
+// becomes active again, as in a failover) that has not heard from a
+// cluster yet: the imports that cluster fed stay as they are for the
+// warm-up, and are updated as soon as gossip brings its records.
+func TestTakeoverKeepsUnheardClusters(t *testing.T) {
+	h := start(t, func(c *Controller) { c.Warmup = time.Hour })
+	h.setRemote("west", true, remoteExport("west", h.ns, "api", time.Now().Add(-time.Hour), mport("http", 80)))
+	h.waitImport(h.ns, "api", withIPs)
+	h.settle()
+
+	h.ctrl.SetExchange(nil)
+	h.eventually("the controller detached", func() error {
+		if !h.ctrl.idle() || h.ctrl.activeExchange() != nil {
+			return fmt.Errorf("still at work")
+		}
+		return nil
+	})
+	h.update(drop("west")) // the new gateway's gossip has not heard from west
+	h.ctrl.SetExchange(h.exch)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := get(h.ns, "api", &mcsv1beta1.ServiceImport{}); err != nil {
+			t.Fatalf("west's import went before gossip heard from it: %v", err)
+		}
+	}
+	// West speaks: its records are imported again, a port more.
+	h.setRemote("west", true, remoteExport("west", h.ns, "api", time.Now().Add(-time.Hour), mport("http", 80), mport("https", 443)))
+	h.eventually("the import follows west again", func() error {
+		var si mcsv1beta1.ServiceImport
+		if err := get(h.ns, "api", &si); err != nil {
+			return err
+		}
+		if len(si.Spec.Ports) != 2 {
+			return fmt.Errorf("ports %v", si.Spec.Ports)
+		}
+		return nil
+	})
+}

@@ -157,6 +157,9 @@ func start(t *testing.T, configure ...func(*Controller)) *harness {
 		Log: testr.New(t), DNS: h.store, Resync: time.Hour, Metrics: NewMetrics(nil),
 		// A failure a test causes and then removes is retried within a second.
 		MaxRetryDelay: time.Second,
+		// Tests that take a cluster away across a re-attach see it go
+		// after this; TestTakeoverKeepsUnheardClusters sets it longer.
+		Warmup: time.Second,
 	}
 	for _, c := range configure {
 		c(h.ctrl)

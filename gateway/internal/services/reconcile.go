@@ -47,6 +47,11 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	if local != nil {
 		errs = append(errs, c.writeExportStatus(ctx, key, local, published, imp))
 	}
+	if !c.warmedUp(ctx) {
+		// Imports wait for gossip after a takeover; come back soon.
+		c.queue.AddAfter(key, warmupRecheck)
+		return errors.Join(errs...)
+	}
 	errs = append(errs, c.writeImportOf(ctx, key, imp, exports, remote))
 	return errors.Join(errs...)
 }

@@ -60,7 +60,7 @@ func chartValues(c plan.Cluster) []string {
 	return []string{
 		"clusterID=" + c.Name,
 		"clusterKey.existingSecret=" + objects.KeySecretName,
-		"dnsService.clusterIP=" + c.ClustersetDNSIP.String(),
+		"dnsService.clusterIP=" + c.ClustersetDNS().String(),
 	}
 }
 

@@ -59,7 +59,7 @@ func (l *Lab) setNodeLink(node, state string) error {
 	}
 	out, err := exec.Command("ip", "-n", p.Router, "link", "set", n.RouterLink, state).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("set %s's link %s: %v: %s", node, state, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("set %s's link %s: %w: %s", node, state, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,7 @@ func (r *run) certificates(context.Context) (string, error) {
 	for _, c := range r.plan.Clusters {
 		_, err := pki.Write(r.lab.clusterDir(c.Name), pki.Request{
 			Cluster:   c.Name,
-			ServerIPs: []net.IP{c.APIServerIP.AsSlice(), c.KubernetesServiceIP.AsSlice()},
+			ServerIPs: []net.IP{c.APIServerIP.AsSlice(), c.KubernetesServiceIP.AsSlice(), c.APIServerIP6.AsSlice(), c.KubernetesServiceIP6.AsSlice()},
 			ServerNames: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 				"kubernetes.default.svc." + plan.ClusterDomain},
 			Server: r.lab.apiURL(c),
@@ -116,9 +117,9 @@ func (r *run) apiServers(ctx context.Context) (string, error) {
 		dir := r.lab.clusterDir(c.Name)
 		p, err := r.start(c.Name+"-kube-apiserver", "", r.lab.Bins.APIServer,
 			"--etcd-servers", r.etcdURL(), "--etcd-prefix", "/"+c.Name,
-			"--bind-address", c.APIServerIP.String(), "--advertise-address", c.APIServerIP.String(),
+			"--bind-address", c.APIServerIP.String(), "--advertise-address", advertised(c).String(),
 			"--secure-port", strconv.Itoa(c.APIServerPort),
-			"--service-cluster-ip-range", c.ServiceCIDR.String(),
+			"--service-cluster-ip-range", joinPrefixes(c.ServiceCIDRs()),
 			"--client-ca-file", filepath.Join(dir, "ca.crt"),
 			"--tls-cert-file", filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file", filepath.Join(dir, "apiserver.key"),
 			"--service-account-issuer", "https://kubernetes.default.svc."+plan.ClusterDomain,
@@ -167,7 +168,7 @@ func (r *run) controllerManagers(context.Context) (string, error) {
 			"--controllers", strings.Join(controllerManagerControllers, ","),
 			"--service-account-private-key-file", filepath.Join(dir, "sa.key"),
 			"--root-ca-file", filepath.Join(dir, "ca.crt"),
-			"--cluster-name", c.Name, "--service-cluster-ip-range", c.ServiceCIDR.String(),
+			"--cluster-name", c.Name, "--service-cluster-ip-range", joinPrefixes(c.ServiceCIDRs()),
 			"--leader-elect=false", "--secure-port=0"); err != nil {
 			return "", err
 		}
@@ -197,7 +198,7 @@ func (r *run) objects(ctx context.Context) (string, error) {
 			return fmt.Errorf("create the cluster key Secret: %w", err)
 		}
 		for _, n := range c.Nodes {
-			want := objects.Node(n)
+			want := objects.Node(c, n)
 			got, err := cs.CoreV1().Nodes().Create(ctx, want, metav1.CreateOptions{})
 			if err != nil {
 				return fmt.Errorf("create Node %s: %w", n.Name, err)
@@ -275,7 +276,7 @@ func (r *run) corefile(c plan.Cluster) string {
     }
     loadbalance
 }
-`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, c.ClustersetDNSIP)
+`, plan.ClusterDomain, r.lab.kubeconfig(c.Name), plan.ClustersetDomain, c.ClustersetDNS())
 }
 
 func (r *run) workloads(context.Context) (string, error) {
@@ -292,7 +293,7 @@ func (r *run) workloads(context.Context) (string, error) {
 				args = []string{r.lab.Bins.CoreDNS, "-conf", r.lab.corefile(c.Name)}
 			default:
 				args = []string{r.lab.labCopy(), "echo", "--cluster", c.Name,
-					"--pod", pod.Namespace + "/" + pod.Name, "--ip", pod.IP.String(), "--port", strconv.Itoa(plan.EchoPort)}
+					"--pod", pod.Namespace + "/" + pod.Name, "--ip", pod.IPs(&c)[0].String(), "--port", strconv.Itoa(plan.EchoPort)}
 			}
 			if _, err := r.start(name, pod.Netns, args...); err != nil {
 				return "", err
@@ -309,7 +310,7 @@ func (r *run) kubeProxies(context.Context) (string, error) {
 		for _, node := range c.Nodes {
 			args := []string{r.lab.Bins.KubeProxy,
 				"--kubeconfig", r.lab.kubeconfig(c.Name), "--hostname-override", node.Name,
-				"--proxy-mode", "nftables", "--cluster-cidr", c.PodCIDR.String(), "--detect-local-mode", "ClusterCIDR",
+				"--proxy-mode", "nftables", "--cluster-cidr", joinPrefixes(c.PodCIDRs()), "--detect-local-mode", "ClusterCIDR",
 				// Conntrack limits are global, not per network namespace:
 				// a lab must leave the host's alone.
 				"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0",
@@ -365,10 +366,11 @@ func (r *run) operators(ctx context.Context) (string, error) {
 // kube-proxy, across the node network.
 func (r *run) readyChecks(ctx context.Context) (string, error) {
 	err := parallel(r.plan, func(c plan.Cluster) error {
+		// One slice per family: each echo pod is an endpoint of each.
 		echoPods := 0
 		for _, p := range c.Pods {
 			if p.Role == plan.RoleEcho {
-				echoPods++
+				echoPods += len(p.IPs(&c))
 			}
 		}
 		err := waitFor(ctx, 30*time.Second, "EndpointSlices of the echo Service", nil, func() error {
@@ -395,14 +397,19 @@ func (r *run) readyChecks(ctx context.Context) (string, error) {
 		}
 		pod := c.Pods[0]
 		name := "kubernetes.default.svc." + plan.ClusterDomain
+		// The kubernetes Service is single-stack, of the primary family.
+		want, qtype := c.KubernetesServiceIP, "A"
+		if c.Family == plan.IPv6 {
+			want, qtype = c.KubernetesServiceIP6, "AAAA"
+		}
 		return waitFor(ctx, 30*time.Second, "DNS from "+pod.Name, nil, func() error {
 			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", pod.Netns,
-				"dig", "+short", "+time=1", "+tries=1", name).CombinedOutput()
+				"dig", "+short", "+time=1", "+tries=1", name, qtype).CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("dig %s: %w: %s", name, err, out)
 			}
-			if got := strings.TrimSpace(string(out)); got != c.KubernetesServiceIP.String() {
-				return fmt.Errorf("dig %s answered %q, want %s", name, got, c.KubernetesServiceIP)
+			if got := strings.TrimSpace(string(out)); got != want.String() {
+				return fmt.Errorf("dig %s %s answered %q, want %s", name, qtype, got, want)
 			}
 			return nil
 		})
@@ -495,7 +502,7 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 			args := append([]string{r.lab.Bins.Gateway}, gw.args...)
 			args = append(args, "--kubeconfig", r.lab.saKubeconfig(c.Name, gw.serviceAccount), "--node-name", node.Name,
 				"--interface", node.WireGuard, "--wireguard", "userspace", "--sysctl-dir", "/proc/sys",
-				"--dns-bind-address", net.JoinHostPort(node.UnderlayIP.String(), strconv.Itoa(plan.GatewayDNSPort)),
+				"--dns-bind-address", net.JoinHostPort(node.InternalIPs(&c)[0].String(), strconv.Itoa(plan.GatewayDNSPort)),
 				"--export-ttl", plan.ExportTTL.String(),
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
 				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)),
@@ -549,4 +556,23 @@ func httpOKInNetns(ctx context.Context, name, url string) error {
 		return fmt.Errorf("GET %s in %s: %s %q", url, name, resp.Status, body.String())
 	}
 	return nil
+}
+
+// joinPrefixes is a comma-separated list of ranges, as Kubernetes' range
+// flags take them (the primary family first).
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, ",")
+}
+
+// advertised is the address a cluster's kube-apiserver advertises, of its
+// primary Service family, as kube-apiserver requires.
+func advertised(c plan.Cluster) netip.Addr {
+	if c.Family == plan.IPv6 {
+		return c.APIServerIP6
+	}
+	return c.APIServerIP
 }

@@ -32,16 +32,19 @@ type Status struct {
 
 // ClusterStatus describes one cluster.
 type ClusterStatus struct {
-	Name         string       `json:"name"`
-	Kubeconfig   string       `json:"kubeconfig"`
-	APIServer    string       `json:"apiServer"`
-	PodCIDRs     []string     `json:"podCIDRs"`
-	ServiceCIDRs []string     `json:"serviceCIDRs"`
-	DNS          string       `json:"clusterDNS"`
-	NAT          bool         `json:"nat"`
-	PublicKey    string       `json:"publicKey"`
-	Nodes        []NodeStatus `json:"nodes"`
-	Pods         []PodStatus  `json:"pods"`
+	Name         string   `json:"name"`
+	Kubeconfig   string   `json:"kubeconfig"`
+	APIServer    string   `json:"apiServer"`
+	PodCIDRs     []string `json:"podCIDRs"`
+	ServiceCIDRs []string `json:"serviceCIDRs"`
+	DNS          string   `json:"clusterDNS"`
+	NAT          bool     `json:"nat"`
+	// IPFamily is ipv4, ipv6 or dual; the first of a list of addresses or
+	// ranges is of the primary family, and a single one is of it.
+	IPFamily  string       `json:"ipFamily"`
+	PublicKey string       `json:"publicKey"`
+	Nodes     []NodeStatus `json:"nodes"`
+	Pods      []PodStatus  `json:"pods"`
 }
 
 // NodeStatus describes one node.
@@ -50,7 +53,10 @@ type NodeStatus struct {
 	Netns      string `json:"netns"`
 	UnderlayIP string `json:"underlayIP"`
 	PodCIDR    string `json:"podCIDR"`
-	Gateway    bool   `json:"gateway"`
+	// UnderlayIPs and PodCIDRs hold one of each of the cluster's families.
+	UnderlayIPs []string `json:"underlayIPs"`
+	PodCIDRs    []string `json:"podCIDRs"`
+	Gateway     bool     `json:"gateway"`
 	// WireGuard is the name the node's WireGuard interface gets when it is
 	// the cluster's active gateway.
 	WireGuard string `json:"wireGuard"`
@@ -62,7 +68,9 @@ type PodStatus struct {
 	Name      string `json:"name"`
 	Node      string `json:"node"`
 	IP        string `json:"ip"`
-	Netns     string `json:"netns"`
+	// IPs hold one address of each of the cluster's families.
+	IPs   []string `json:"ips"`
+	Netns string   `json:"netns"`
 }
 
 // ProcessStatus is one process the lab started.
@@ -84,14 +92,17 @@ func (l *Lab) Status() (*Status, error) {
 	for _, c := range p.Clusters {
 		cs := ClusterStatus{
 			Name: c.Name, Kubeconfig: l.kubeconfig(c.Name), APIServer: l.apiURL(c),
-			PodCIDRs: []string{c.PodCIDR.String()}, ServiceCIDRs: []string{c.ServiceCIDR.String()},
-			DNS: c.DNSServiceIP.String(), NAT: c.NAT, PublicKey: st.PublicKeys[c.Name],
+			PodCIDRs: plan.Strings(c.PodCIDRs()), ServiceCIDRs: plan.Strings(c.ServiceCIDRs()),
+			DNS: c.DNSServiceIPs()[0].String(), NAT: c.NAT, IPFamily: string(c.Family), PublicKey: st.PublicKeys[c.Name],
 		}
 		for _, n := range c.Nodes {
-			cs.Nodes = append(cs.Nodes, NodeStatus{Name: n.Name, Netns: n.Netns, UnderlayIP: n.UnderlayIP.String(), PodCIDR: n.PodCIDR.String(), Gateway: n.Gateway, WireGuard: n.WireGuard})
+			ips, pods := plan.Strings(n.InternalIPs(&c)), plan.Strings(n.PodCIDRs(&c))
+			cs.Nodes = append(cs.Nodes, NodeStatus{Name: n.Name, Netns: n.Netns, UnderlayIP: ips[0], PodCIDR: pods[0],
+				UnderlayIPs: ips, PodCIDRs: pods, Gateway: n.Gateway, WireGuard: n.WireGuard})
 		}
 		for _, pod := range c.Pods {
-			cs.Pods = append(cs.Pods, PodStatus{Namespace: pod.Namespace, Name: pod.Name, Node: pod.Node, IP: pod.IP.String(), Netns: pod.Netns})
+			ips := plan.Strings(pod.IPs(&c))
+			cs.Pods = append(cs.Pods, PodStatus{Namespace: pod.Namespace, Name: pod.Name, Node: pod.Node, IP: ips[0], IPs: ips, Netns: pod.Netns})
 		}
 		s.Clusters = append(s.Clusters, cs)
 	}

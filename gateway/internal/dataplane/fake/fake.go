@@ -193,11 +193,16 @@ func (k *Kernel) SetUp(name string) error {
 
 // AddAddress implements dataplane.Kernel in memory.
 func (k *Kernel) AddAddress(name string, addr netip.Prefix) error {
-	return k.withLink("AddAddress", name, func(l *dataplane.Link) {
-		if !slices.Contains(l.Addresses, addr) {
+	var refused error
+	err := k.withLink("AddAddress", name, func(l *dataplane.Link) {
+		if refused = k.checkAddress(addr); refused == nil && !slices.Contains(l.Addresses, addr) {
 			l.Addresses = append(l.Addresses, addr)
 		}
 	})
+	if err == nil && refused != nil {
+		err = fmt.Errorf("fake AddAddress %s dev %s: %w", addr, name, refused)
+	}
+	return err
 }
 
 // DeleteAddress implements dataplane.Kernel in memory.

@@ -21,6 +21,9 @@ func (k *Kernel) checkRoute(r dataplane.Route) error {
 		return fmt.Errorf("link %s: %w", r.Dev, os.ErrNotExist)
 	}
 	is6 := r.Dst.Addr().Is6()
+	if is6 && k.noIPv6() {
+		return fmt.Errorf("IPv6 is disabled: %w", syscall.EACCES)
+	}
 	if r.Via.IsValid() && r.Via.Is6() != is6 {
 		return errors.New("gateway, source, and destination ip are not the same IP family")
 	}
@@ -42,10 +45,30 @@ func (k *Kernel) isLocal(ip netip.Addr) bool {
 	return false
 }
 
+// noIPv6 says IPv6 is off on the node (net.ipv6.conf.all.disable_ipv6=1,
+// as some IPv4-only hosts run): the kernel then refuses IPv6 addresses
+// and routes with EACCES.
+func (k *Kernel) noIPv6() bool {
+	return k.sysctls["net/ipv6/conf/all/disable_ipv6"] == "1"
+}
+
+// checkAddress refuses what the kernel refuses in an address: one of a
+// family the node has turned off.
+func (k *Kernel) checkAddress(addr netip.Prefix) error {
+	if addr.Addr().Is6() && k.noIPv6() {
+		return fmt.Errorf("IPv6 is disabled: %w", syscall.EACCES)
+	}
+	return nil
+}
+
 // checkSysctl refuses, like /proc/sys, a per-interface setting
-// (net/ipv4/conf/IFACE/...) of an interface that does not exist.
+// (net/ipv4/conf/IFACE/..., net/ipv6/conf/IFACE/...) of an interface that
+// does not exist.
 func (k *Kernel) checkSysctl(name string) error {
 	rest, ok := strings.CutPrefix(name, "net/ipv4/conf/")
+	if !ok {
+		rest, ok = strings.CutPrefix(name, "net/ipv6/conf/")
+	}
 	if !ok {
 		return nil
 	}

@@ -40,12 +40,12 @@ func TestApplyCarriesOnPastRefusedRoutes(t *testing.T) {
 	peer := mustKey(t).PublicKey()
 	want := dataplane.State{
 		WireGuard: &dataplane.Device{
-			Name: dev, PrivateKey: mustKey(t), ListenPort: 51998, MTU: 1420, Address: netip.PrefixFrom(self, 32),
+			Name: dev, PrivateKey: mustKey(t), ListenPort: 51998, MTU: 1420, Addresses: []netip.Prefix{netip.PrefixFrom(self, 32)},
 			Peers: []dataplane.Peer{{PublicKey: peer, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.96.0.2/32"), netip.MustParsePrefix("10.2.0.0/16")}}},
 		},
 		Table:    testTable,
 		Routes:   append(slices.Clone(good), bad...),
-		Rule:     &dataplane.Rule{Priority: 100, Table: testTable},
+		Rules:    []dataplane.Rule{{Priority: 100, Table: testTable}},
 		MSSClamp: []string{dev},
 	}
 
@@ -81,7 +81,7 @@ func TestApplyCarriesOnPastRefusedRoutes(t *testing.T) {
 	if !slices.Equal(got, good) {
 		t.Errorf("routes in table %d = %v, want the good ones only (the stale one pruned)", testTable, got)
 	}
-	if rules, err := k.Rules(); err != nil || !slices.Equal(rules, []dataplane.Rule{*want.Rule}) {
+	if rules, err := k.Rules(); err != nil || !slices.Equal(rules, want.Rules) {
 		t.Errorf("rules = %v (%v), want the rule", rules, err)
 	}
 	if clamp, err := k.MSSClamp(); err != nil || !slices.Equal(clamp, []string{dev}) {

@@ -21,11 +21,11 @@ func TestRuleSkipsMarkedPackets(t *testing.T) {
 	ns, k := dummyNS(t)
 	a := &dataplane.Applier{Kernel: k}
 	old := dataplane.Rule{Priority: 100, Table: testTable}
-	if _, err := a.Apply(dataplane.State{Table: testTable, Rule: &old}); err != nil {
+	if _, err := a.Apply(dataplane.State{Table: testTable, Rules: []dataplane.Rule{old}}); err != nil {
 		t.Fatal(err)
 	}
 	want := dataplane.Rule{Priority: 100, Table: testTable, SkipMark: testMark}
-	changes, err := a.Apply(dataplane.State{Table: testTable, Rule: &want})
+	changes, err := a.Apply(dataplane.State{Table: testTable, Rules: []dataplane.Rule{want}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestRuleSkipsMarkedPackets(t *testing.T) {
 	if !strings.Contains(shown, "not from all fwmark 0xca lookup 51820 proto 201") {
 		t.Errorf("ip rule shows %q, want the not-fwmark rule", shown)
 	}
-	if ch, err := a.Apply(dataplane.State{Table: testTable, Rule: &want}); err != nil || len(ch) != 0 {
+	if ch, err := a.Apply(dataplane.State{Table: testTable, Rules: []dataplane.Rule{want}}); err != nil || len(ch) != 0 {
 		t.Errorf("second apply: changes %q, err %v", ch, err)
 	}
 }
@@ -132,7 +132,7 @@ func (e *fwEnd) apply(t *testing.T, mark uint32) {
 	st := dataplane.State{
 		WireGuard: &dataplane.Device{
 			Name: e.dev, PrivateKey: e.key, ListenPort: 51820, FirewallMark: int(mark), MTU: 1420,
-			Address: netip.PrefixFrom(self, 32),
+			Addresses: []netip.Prefix{netip.PrefixFrom(self, 32)},
 			Peers: []dataplane.Peer{{
 				PublicKey:  e.peer.key.PublicKey(),
 				Endpoint:   netip.AddrPortFrom(netip.MustParseAddr(e.peer.underlay), 51820),
@@ -144,7 +144,7 @@ func (e *fwEnd) apply(t *testing.T, mark uint32) {
 			{Dst: peerTunnel, Dev: e.dev, Src: self},
 			{Dst: underlay, Dev: e.dev, Src: self},
 		},
-		Rule: &dataplane.Rule{Priority: 100, Table: testTable, SkipMark: mark},
+		Rules: []dataplane.Rule{{Priority: 100, Table: testTable, SkipMark: mark}},
 	}
 	if _, err := e.applier.Apply(st); err != nil {
 		t.Fatalf("apply %s with fwmark %#x: %v", e.dev, mark, err)

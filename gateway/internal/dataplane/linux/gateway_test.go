@@ -32,8 +32,10 @@ type gatewayConfig struct {
 	Cluster, Node, Underlay, Dev string
 	NodeIP                       netip.Addr
 	PodCIDR                      netip.Prefix
-	Key                          wgtypes.Key
-	Peer                         gatewayPeer
+	// PodCIDR6 makes the cluster dual-stack; zero: IPv4 only.
+	PodCIDR6 netip.Prefix
+	Key      wgtypes.Key
+	Peer     gatewayPeer
 }
 
 type gatewayPeer struct {
@@ -41,6 +43,18 @@ type gatewayPeer struct {
 	PublicKey wgtypes.Key
 	Endpoint  netip.AddrPort
 	PodCIDR   netip.Prefix
+	PodCIDR6  netip.Prefix
+}
+
+// validPrefixes are those of ps that are set.
+func validPrefixes(ps ...netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p.IsValid() {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // gatewayReport is what the gateway helper prints once its state is in.
@@ -64,19 +78,20 @@ func (c gatewayConfig) desired() dataplane.State {
 	return agent.Desired(agent.Inputs{
 		Config: agent.Config{
 			WireGuardName: c.Dev, ListenPort: tunnelPort, TunnelCIDR: netip.MustParsePrefix("100.96.0.0/16"),
-			Table: gatewayTable, RulePriority: 100, Mode: agent.RouteDirect,
+			TunnelCIDR6: netip.MustParsePrefix("fd77:7370:616e::/64"),
+			Table:       gatewayTable, RulePriority: 100, Mode: agent.RouteDirect,
 		},
 		Cluster:         c.Cluster,
 		Node:            agent.Node{Name: c.Node, IP: c.NodeIP, Underlay: c.Underlay, UnderlayMTU: 1500},
 		Gateways:        []agent.Gateway{{Node: c.Node, IP: c.NodeIP}},
 		Active:          c.Node,
 		PrivateKey:      &c.Key,
-		SelfRanges:      []netip.Prefix{c.PodCIDR},
+		SelfRanges:      validPrefixes(c.PodCIDR, c.PodCIDR6),
 		SelfHasEndpoint: true,
 		Peers: []agent.Peer{{
 			Cluster: c.Peer.Cluster, PublicKey: c.Peer.PublicKey.String(),
 			Endpoints:    []netip.AddrPort{c.Peer.Endpoint},
-			AllowedCIDRs: []netip.Prefix{c.Peer.PodCIDR}, Claims: []netip.Prefix{c.Peer.PodCIDR},
+			AllowedCIDRs: validPrefixes(c.Peer.PodCIDR, c.Peer.PodCIDR6), Claims: validPrefixes(c.Peer.PodCIDR, c.Peer.PodCIDR6),
 		}},
 	}).State
 }
@@ -154,7 +169,9 @@ func (g *gatewayProc) kill() {
 type cluster struct {
 	node, pod string
 	podIP     netip.Addr
-	cfg       gatewayConfig
+	// podIP6 is the pod's IPv6 address in a dual-stack test; else zero.
+	podIP6 netip.Addr
+	cfg    gatewayConfig
 	// gw is the gateway process last started, if any.
 	gw *gatewayProc
 }
@@ -237,8 +254,10 @@ func (c *cluster) teardown(t *testing.T) {
 		}
 	}
 	// iproute2 6.1 cannot filter rules by protocol.
-	if out := inNS(t, c.node, "ip", "rule", "show"); strings.Contains(out, fmt.Sprintf("lookup %d", gatewayTable)) {
-		left = append(left, "rules: "+strings.TrimSpace(out))
+	for _, family := range []string{"-4", "-6"} {
+		if out := inNS(t, c.node, "ip", family, "rule", "show"); strings.Contains(out, fmt.Sprintf("lookup %d", gatewayTable)) {
+			left = append(left, "rules: "+strings.TrimSpace(out))
+		}
 	}
 	if _, err := runErr("ip", "netns", "exec", c.node, "ip", "link", "show", "dev", c.cfg.Dev); err == nil {
 		left = append(left, "link "+c.cfg.Dev)

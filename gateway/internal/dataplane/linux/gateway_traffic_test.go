@@ -1,11 +1,8 @@
 package linux
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
 	"net"
-	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -154,51 +151,7 @@ func checkKind(t *testing.T, g *gatewayProc, kernel bool) {
 // (no NAT anywhere on the path).
 func checkSource(t *testing.T, from, to *cluster) {
 	t.Helper()
-	target := netip.AddrPortFrom(to.podIP, 7000).String()
-	ln := listenIn(t, to.pod, ":7000")
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			_, _ = fmt.Fprintln(c, host)
-			_ = c.Close()
-		}
-	}()
-	n, err := openNamespace(from.pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = n.close() }()
-	// The first packets wait for the WireGuard handshake; under software
-	// emulation that can take a few seconds.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var seen string
-		err := n.do(func() error {
-			c, err := net.DialTimeout("tcp", target, 2*time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			seen, err = bufio.NewReader(c).ReadString('\n')
-			return err
-		})
-		if err == nil {
-			if got := seen[:len(seen)-1]; got != from.podIP.String() {
-				t.Errorf("%s saw a connection from %s as %s, want its own address (no NAT)", to.pod, from.podIP, got)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pod %s to %s through the gateways: %v", from.podIP, target, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	connectFrom(t, from.pod, to.pod, from.podIP, to.podIP)
 }
 
 // listenIn listens on addr with a socket in namespace ns.

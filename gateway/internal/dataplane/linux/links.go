@@ -159,7 +159,15 @@ func (k *Kernel) AddAddress(name string, addr netip.Prefix) error {
 	defer k.mu.Unlock()
 	l, err := k.mustLink(name)
 	if err == nil {
-		err = k.nl.AddrAdd(l, &netlink.Addr{IPNet: ipNetFromPrefix(addr)})
+		a := &netlink.Addr{IPNet: ipNetFromPrefix(addr)}
+		if addr.Addr().Is6() {
+			// Duplicate address detection would hold the address
+			// tentative for a second or more, and the kernel refuses a
+			// tentative address as a route's source: the tunnel address
+			// is derived from the cluster key and unique by construction.
+			a.Flags = unix.IFA_F_NODAD
+		}
+		err = k.nl.AddrAdd(l, a)
 		if errors.Is(err, unix.EEXIST) {
 			err = nil
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -11,7 +12,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
-// Neighbors lists the permanent IPv4 neighbor entries on dev.
+// Neighbors lists the permanent IPv4 and IPv6 neighbor entries on dev.
 func (k *Kernel) Neighbors(dev string) ([]dataplane.Neighbor, error) {
 	if err := k.lock(); err != nil {
 		return nil, err
@@ -41,17 +42,25 @@ func (k *Kernel) Neighbors(dev string) ([]dataplane.Neighbor, error) {
 }
 
 func (k *Kernel) permanentNeighbors(index int) ([]netlink.Neigh, error) {
-	all, err := dump(func() ([]netlink.Neigh, error) { return k.nl.NeighList(index, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, err
+	var out []netlink.Neigh
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		found, err := dump(func() ([]netlink.Neigh, error) { return k.nl.NeighList(index, family) })
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, permanent(found)...)
 	}
+	return out, nil
+}
+
+func permanent(all []netlink.Neigh) []netlink.Neigh {
 	var out []netlink.Neigh
 	for _, n := range all {
 		if n.State&netlink.NUD_PERMANENT != 0 {
 			out = append(out, n)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // SetNeighbor adds or replaces a permanent neighbor entry.
@@ -64,7 +73,7 @@ func (k *Kernel) SetNeighbor(n dataplane.Neighbor) error {
 	if err == nil {
 		err = k.nl.NeighSet(&netlink.Neigh{
 			LinkIndex:    l.Attrs().Index,
-			Family:       netlink.FAMILY_V4,
+			Family:       family(n.IP),
 			State:        netlink.NUD_PERMANENT,
 			IP:           n.IP.AsSlice(),
 			HardwareAddr: n.MAC,
@@ -108,4 +117,11 @@ func (k *Kernel) deleteNeighbor(n dataplane.Neighbor) error {
 		}
 	}
 	return nil
+}
+
+func family(ip netip.Addr) int {
+	if ip.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
 }

@@ -10,32 +10,35 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 )
 
-// Rules lists the IPv4 policy rules that carry dataplane.RouteProtocol.
+// Rules lists the IPv4 and IPv6 policy rules that carry
+// dataplane.RouteProtocol.
 func (k *Kernel) Rules() ([]dataplane.Rule, error) {
 	if err := k.lock(); err != nil {
 		return nil, err
 	}
 	defer k.mu.Unlock()
-	nrs, err := dump(func() ([]netlink.Rule, error) { return k.nl.RuleList(netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("list rules: %w", err)
-	}
 	var out []dataplane.Rule
-	for _, nr := range nrs {
-		if nr.Protocol != dataplane.RouteProtocol {
-			continue
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		nrs, err := dump(func() ([]netlink.Rule, error) { return k.nl.RuleList(family) })
+		if err != nil {
+			return nil, fmt.Errorf("list rules: %w", err)
 		}
-		r := dataplane.Rule{Priority: nr.Priority, Table: nr.Table}
-		if nr.Invert {
-			r.SkipMark = nr.Mark
+		for _, nr := range nrs {
+			if nr.Protocol != dataplane.RouteProtocol {
+				continue
+			}
+			r := dataplane.Rule{IPv6: family == netlink.FAMILY_V6, Priority: nr.Priority, Table: nr.Table}
+			if nr.Invert {
+				r.SkipMark = nr.Mark
+			}
+			out = append(out, r)
 		}
-		out = append(out, r)
 	}
 	return out, nil
 }
 
-// AddRule adds an IPv4 rule "priority P [not fwmark M] lookup T proto
-// 201"; a rule that is there already is not an error.
+// AddRule adds a rule "priority P [not fwmark M] lookup T proto 201" of
+// r's family; a rule that is there already is not an error.
 func (k *Kernel) AddRule(r dataplane.Rule) error {
 	if err := k.lock(); err != nil {
 		return err
@@ -48,7 +51,7 @@ func (k *Kernel) AddRule(r dataplane.Rule) error {
 	return nil
 }
 
-// DeleteRule deletes Wirespan's IPv4 rule r; a rule that is not there is
+// DeleteRule deletes Wirespan's rule r; a rule that is not there is
 // not an error. The kernel matches the protocol, so a rule of another owner
 // with the same priority and table is never deleted.
 func (k *Kernel) DeleteRule(r dataplane.Rule) error {
@@ -66,6 +69,9 @@ func (k *Kernel) DeleteRule(r dataplane.Rule) error {
 func netlinkRule(r dataplane.Rule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = netlink.FAMILY_V4
+	if r.IPv6 {
+		nr.Family = netlink.FAMILY_V6
+	}
 	nr.Priority = r.Priority
 	nr.Table = r.Table
 	nr.Protocol = dataplane.RouteProtocol

@@ -110,8 +110,14 @@ func (k *Kernel) startUserspace(name string, mtu int, attach bool) (err error) {
 		bind = &nsBind{Bind: bind, ns: k.ns}
 	}
 	log := k.log.WithValues("device", name)
+	// wireguard-go calls Verbosef on its data path (keepalives, each
+	// handshake, packets it drops): format only what is logged.
+	verbosef := device.DiscardLogf
+	if v := log.V(1); v.Enabled() {
+		verbosef = func(format string, args ...any) { v.Info(fmt.Sprintf(format, args...)) }
+	}
 	dev = device.NewDevice(tdev, bind, &device.Logger{
-		Verbosef: func(format string, args ...any) { log.V(1).Info(fmt.Sprintf(format, args...)) },
+		Verbosef: verbosef,
 		Errorf:   func(format string, args ...any) { log.Error(fmt.Errorf(format, args...), "WireGuard device") },
 	})
 

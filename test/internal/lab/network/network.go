@@ -9,9 +9,11 @@ package network
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/wirespan/wirespan/test/internal/lab/plan"
@@ -34,6 +36,9 @@ func Scripts(p *plan.Plan) []Script {
 	host := []string{fmt.Sprintf("link add %s type veth peer name %s netns %s", p.HostLink, p.RouterHostLink, p.Router)}
 	for _, c := range p.Clusters {
 		host = append(host, fmt.Sprintf("addr add %s/%d dev %s", c.APIServerIP, p.HostNet.Bits(), p.HostLink))
+		if c.Family == plan.IPv6 {
+			host = append(host, addr6(c.APIServerIP6, 64, p.HostLink))
+		}
 	}
 	host = append(host,
 		fmt.Sprintf("addr add %s/%d dev %s", p.EtcdIP, p.HostNet.Bits(), p.HostLink),
@@ -49,8 +54,11 @@ func Scripts(p *plan.Plan) []Script {
 		lines := []string{
 			"link add " + c.Bridge + " type bridge",
 			fmt.Sprintf("addr add %s/%d dev %s", c.UnderlayGateway, c.Underlay.Bits(), c.Bridge),
-			"link set " + c.Bridge + " up",
 		}
+		if c.Family.Has6() {
+			lines = append(lines, addr6(c.UnderlayGateway6, c.Underlay6.Bits(), c.Bridge))
+		}
+		lines = append(lines, "link set "+c.Bridge+" up")
 		for _, n := range c.Nodes {
 			lines = append(lines,
 				fmt.Sprintf("link add %s type veth peer name eth0 netns %s", n.RouterLink, n.Netns),
@@ -62,12 +70,18 @@ func Scripts(p *plan.Plan) []Script {
 		}
 		for _, pod := range c.Pods {
 			node, _ := c.Node(pod.Node)
-			scripts = append(scripts, Script{Netns: pod.Netns, Lines: []string{
+			lines := []string{
 				"link set lo up",
 				fmt.Sprintf("addr add %s/%d dev eth0", pod.IP, node.PodCIDR.Bits()),
-				"link set eth0 up",
-				"route add default via " + node.PodGateway.String(),
-			}})
+			}
+			if c.Family.Has6() {
+				lines = append(lines, addr6(pod.IP6, node.PodCIDR6.Bits(), "eth0"))
+			}
+			lines = append(lines, "link set eth0 up", "route add default via "+node.PodGateway.String())
+			if c.Family.Has6() {
+				lines = append(lines, "route add ::/0 via "+node.PodGateway6.String())
+			}
+			scripts = append(scripts, Script{Netns: pod.Netns, Lines: lines})
 		}
 	}
 	return scripts
@@ -77,18 +91,32 @@ func Scripts(p *plan.Plan) []Script {
 // gateway, its pod bridge, a route per other node's pod range over the
 // underlay (host-gw style, the lab's minimal routed CNI), and a veth per pod.
 func nodeLines(c plan.Cluster, n plan.Node) []string {
+	six := c.Family.Has6()
 	lines := []string{
 		"link set lo up",
 		fmt.Sprintf("addr add %s/%d dev eth0", n.UnderlayIP, c.Underlay.Bits()),
-		"link set eth0 up",
-		"route add default via " + c.UnderlayGateway.String(),
-		"link add " + plan.PodBridge + " type bridge",
-		fmt.Sprintf("addr add %s/%d dev %s", n.PodGateway, n.PodCIDR.Bits(), plan.PodBridge),
-		"link set " + plan.PodBridge + " up",
 	}
+	if six {
+		lines = append(lines, addr6(n.UnderlayIP6, c.Underlay6.Bits(), "eth0"))
+	}
+	lines = append(lines,
+		"link set eth0 up",
+		"route add default via "+c.UnderlayGateway.String(),
+		"link add "+plan.PodBridge+" type bridge",
+		fmt.Sprintf("addr add %s/%d dev %s", n.PodGateway, n.PodCIDR.Bits(), plan.PodBridge))
+	if six {
+		lines = append(lines,
+			"route add ::/0 via "+c.UnderlayGateway6.String(),
+			addr6(n.PodGateway6, n.PodCIDR6.Bits(), plan.PodBridge))
+	}
+	lines = append(lines, "link set "+plan.PodBridge+" up")
 	for _, other := range c.Nodes {
-		if other.Name != n.Name {
-			lines = append(lines, fmt.Sprintf("route add %s via %s", other.PodCIDR, other.UnderlayIP))
+		if other.Name == n.Name {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("route add %s via %s", other.PodCIDR, other.UnderlayIP))
+		if six {
+			lines = append(lines, fmt.Sprintf("route add %s via %s", other.PodCIDR6, other.UnderlayIP6))
 		}
 	}
 	for _, pod := range c.Pods {
@@ -104,6 +132,13 @@ func nodeLines(c plan.Cluster, n plan.Node) []string {
 		}
 	}
 	return lines
+}
+
+// addr6 is the line that adds an IPv6 address without duplicate address
+// detection, which would leave it unusable ("tentative") for a second or
+// more after `up`: the plan's addresses are unique by construction.
+func addr6(a netip.Addr, bits int, dev string) string {
+	return fmt.Sprintf("addr add %s/%d dev %s nodad", a, bits, dev)
 }
 
 // ForwardingNetns are the namespaces that route: the router and the nodes.
@@ -124,26 +159,38 @@ func ForwardingNetns(p *plan.Plan) []string {
 // it can call out, nobody can call in, as behind a home router.
 func RouterRuleset(p *plan.Plan) string {
 	var b strings.Builder
-	table := "wirespan-lab"
-	fmt.Fprintf(&b, "table ip %s {\n", table)
+	routerTable(&b, "ip", p, func(plan.Cluster) bool { return true })
+	// IPv6 reaches only clusters with IPv6, and never the host.
+	if slices.ContainsFunc(p.Clusters, func(c plan.Cluster) bool { return c.NAT && c.Family.Has6() }) {
+		routerTable(&b, "ip6", p, func(c plan.Cluster) bool { return c.Family.Has6() })
+	}
+	return b.String()
+}
+
+// routerTable writes the router's table of one nftables family, with the
+// NAT rules of the clusters in has.
+func routerTable(b *strings.Builder, family string, p *plan.Plan, has func(plan.Cluster) bool) {
+	fmt.Fprintf(b, "table %s wirespan-lab {\n", family)
 	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
-	fmt.Fprintf(&b, "\t\toifname %q masquerade\n", p.RouterHostLink)
+	if family == "ip" {
+		fmt.Fprintf(b, "\t\toifname %q masquerade\n", p.RouterHostLink)
+	}
 	for _, c := range p.Clusters {
-		if c.NAT {
+		if c.NAT && has(c) {
 			// Random outside ports, as many home and carrier-grade NATs
 			// use: a mapping the router forgets (wirespan-lab remap) comes
-			// back on another port.
-			fmt.Fprintf(&b, "\t\tiifname %q oifname != %q masquerade random\n", c.Bridge, c.Bridge)
+			// back on another port. (fully-random: "random" alone derives
+			// the port from the flow, so a flow forgotten keeps its port.)
+			fmt.Fprintf(b, "\t\tiifname %q oifname != %q masquerade fully-random\n", c.Bridge, c.Bridge)
 		}
 	}
 	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
 	for _, c := range p.Clusters {
-		if c.NAT {
-			fmt.Fprintf(&b, "\t\tiifname != %q oifname %q ct state new drop\n", c.Bridge, c.Bridge)
+		if c.NAT && has(c) {
+			fmt.Fprintf(b, "\t\tiifname != %q oifname %q ct state new drop\n", c.Bridge, c.Bridge)
 		}
 	}
 	b.WriteString("\t}\n}\n")
-	return b.String()
 }
 
 // NodeRuleset is a node's nftables ruleset: pod traffic to the host (the
@@ -161,11 +208,12 @@ func NodeRuleset(p *plan.Plan, c plan.Cluster) string {
 `, c.PodCIDR, p.HostNet)
 }
 
-// ResolvConf is a pod's /etc/resolv.conf, as the kubelet would write it.
+// ResolvConf is a pod's /etc/resolv.conf, as the kubelet would write it:
+// the cluster DNS Service's address of the primary family.
 func ResolvConf(c plan.Cluster, pod plan.Pod) string {
 	d := plan.ClusterDomain
 	return fmt.Sprintf("search %s.svc.%s svc.%s %s\nnameserver %s\noptions ndots:5\n",
-		pod.Namespace, d, d, d, c.DNSServiceIP)
+		pod.Namespace, d, d, d, c.DNSServiceIPs()[0])
 }
 
 // Setup creates what Scripts and RouterRuleset describe, and the pods'
@@ -176,8 +224,12 @@ func Setup(p *plan.Plan) error {
 			return err
 		}
 	}
+	forward := []string{"net.ipv4.ip_forward=1"}
+	if p.HasIPv6() {
+		forward = append(forward, "net.ipv6.conf.all.forwarding=1")
+	}
 	for _, ns := range ForwardingNetns(p) {
-		if err := ip(nil, "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
+		if err := ip(nil, append([]string{"netns", "exec", ns, "sysctl", "-q", "-w"}, forward...)...); err != nil {
 			return err
 		}
 	}

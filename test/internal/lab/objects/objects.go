@@ -7,6 +7,8 @@ package objects
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,25 +30,23 @@ const (
 	KeySecretName      = "wirespan-cluster-key"
 )
 
-// Node is a lab node as the API shows it: labels, pod range, and the
-// status a kubelet would keep (Ready, its underlay address).
-func Node(n plan.Node) *corev1.Node {
+// Node is a lab node as the API shows it: labels, pod ranges, and the
+// status a kubelet would keep (Ready, its underlay addresses), in its
+// cluster's family.
+func Node(c plan.Cluster, n plan.Node) *corev1.Node {
 	labels := map[string]string{corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux"}
 	if n.Gateway {
 		labels[wirespanv1alpha1.LabelGateway] = "true"
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels},
-		Spec:       corev1.NodeSpec{PodCIDR: n.PodCIDR.String(), PodCIDRs: []string{n.PodCIDR.String()}},
+		Spec:       corev1.NodeSpec{PodCIDR: n.PodCIDRs(&c)[0].String(), PodCIDRs: plan.Strings(n.PodCIDRs(&c))},
 		Status: corev1.NodeStatus{
 			Conditions: []corev1.NodeCondition{{
 				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "LabNode",
 				Message: "a network namespace of the Wirespan lab", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(),
 			}},
-			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: n.UnderlayIP.String()},
-				{Type: corev1.NodeHostName, Address: n.Name},
-			},
+			Addresses: nodeAddresses(&c, &n),
 		},
 	}
 }
@@ -87,10 +87,10 @@ func Pod(c plan.Cluster, p plan.Pod, started time.Time) *corev1.Pod {
 				ready(corev1.PodScheduled), ready(corev1.PodInitialized),
 				ready(corev1.ContainersReady), ready(corev1.PodReady),
 			},
-			HostIP:    node.UnderlayIP.String(),
-			HostIPs:   []corev1.HostIP{{IP: node.UnderlayIP.String()}},
-			PodIP:     p.IP.String(),
-			PodIPs:    []corev1.PodIP{{IP: p.IP.String()}},
+			HostIP:    node.InternalIPs(&c)[0].String(),
+			HostIPs:   hostIPs(node.InternalIPs(&c)),
+			PodIP:     p.IPs(&c)[0].String(),
+			PodIPs:    podIPs(p.IPs(&c)),
 			StartTime: &now,
 			ContainerStatuses: []corev1.ContainerStatus{{
 				Name: p.Role, Image: image, Ready: true, Started: ptr(true),
@@ -101,26 +101,33 @@ func Pod(c plan.Cluster, p plan.Pod, started time.Time) *corev1.Pod {
 }
 
 // Services are the cluster DNS Service (at the address pods' resolv.conf
-// names) and the echo Service in front of the echo pods.
+// names) and the echo Service in front of the echo pods, both with a
+// ClusterIP of each family of the cluster.
 func Services(c plan.Cluster) []*corev1.Service {
 	port := func(name string, proto corev1.Protocol, n int32) corev1.ServicePort {
 		return corev1.ServicePort{Name: name, Protocol: proto, Port: n, TargetPort: intstr.FromInt32(n)}
 	}
+	// PreferDualStack gives a single-stack cluster's Service its one
+	// family, and a dual-stack cluster's both.
+	policy := ptr(corev1.IPFamilyPolicyPreferDualStack)
 	return []*corev1.Service{
 		{
 			ObjectMeta: metav1.ObjectMeta{Namespace: plan.SystemNamespace, Name: plan.DNSServiceName,
 				Labels: map[string]string{"k8s-app": plan.DNSServiceName}},
 			Spec: corev1.ServiceSpec{
-				ClusterIP: c.DNSServiceIP.String(),
-				Selector:  map[string]string{"k8s-app": plan.DNSServiceName},
-				Ports:     []corev1.ServicePort{port("dns", corev1.ProtocolUDP, 53), port("dns-tcp", corev1.ProtocolTCP, 53)},
+				ClusterIP:      c.DNSServiceIPs()[0].String(),
+				ClusterIPs:     plan.Strings(c.DNSServiceIPs()),
+				IPFamilyPolicy: policy,
+				Selector:       map[string]string{"k8s-app": plan.DNSServiceName},
+				Ports:          []corev1.ServicePort{port("dns", corev1.ProtocolUDP, 53), port("dns-tcp", corev1.ProtocolTCP, 53)},
 			},
 		},
 		{
 			ObjectMeta: metav1.ObjectMeta{Namespace: plan.DefaultNamespace, Name: plan.EchoServiceName},
 			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app": plan.EchoServiceName},
-				Ports:    []corev1.ServicePort{port("tcp", corev1.ProtocolTCP, plan.EchoPort), port("udp", corev1.ProtocolUDP, plan.EchoPort)},
+				Selector:       map[string]string{"app": plan.EchoServiceName},
+				IPFamilyPolicy: policy,
+				Ports:          []corev1.ServicePort{port("tcp", corev1.ProtocolTCP, plan.EchoPort), port("udp", corev1.ProtocolUDP, plan.EchoPort)},
 			},
 		},
 	}
@@ -152,13 +159,49 @@ func ClusterPeerManifest(c plan.Cluster, publicKey string) string {
 	if c.NAT {
 		b.WriteString("  # Behind NAT: no endpoint; its gateways dial out to the others.\n  endpoints: []\n")
 	} else {
+		// A gateway is reachable at each address its Node shows: a
+		// dual-stack cluster lists both, and each peer picks the first
+		// of its own family.
 		b.WriteString("  endpoints:\n")
 		for _, gw := range c.Gateways() {
-			fmt.Fprintf(&b, "    - %s:%d\n", gw.UnderlayIP, WireGuardPort)
+			for _, ip := range gw.InternalIPs(&c) {
+				ep := netip.AddrPortFrom(ip, WireGuardPort).String()
+				if ip.Is6() {
+					ep = strconv.Quote(ep) // YAML reads an unquoted [ as a list
+				}
+				fmt.Fprintf(&b, "    - %s\n", ep)
+			}
 		}
 	}
-	fmt.Fprintf(&b, "  allowedCIDRs:\n    - %s\n    - %s\n", c.PodCIDR, c.ServiceCIDR)
+	b.WriteString("  allowedCIDRs:\n")
+	for _, r := range append(c.PodCIDRs(), c.ServiceCIDRs()...) {
+		fmt.Fprintf(&b, "    - %s\n", r)
+	}
 	return b.String()
+}
+
+func nodeAddresses(c *plan.Cluster, n *plan.Node) []corev1.NodeAddress {
+	var out []corev1.NodeAddress
+	for _, ip := range n.InternalIPs(c) {
+		out = append(out, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
+	}
+	return append(out, corev1.NodeAddress{Type: corev1.NodeHostName, Address: n.Name})
+}
+
+func hostIPs(ips []netip.Addr) []corev1.HostIP {
+	out := make([]corev1.HostIP, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, corev1.HostIP{IP: ip.String()})
+	}
+	return out
+}
+
+func podIPs(ips []netip.Addr) []corev1.PodIP {
+	out := make([]corev1.PodIP, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, corev1.PodIP{IP: ip.String()})
+	}
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -61,11 +61,11 @@ func TestPodLooksRunningAndReadyOnItsNode(t *testing.T) {
 	if !ready || !pod.Status.ContainerStatuses[0].Ready {
 		t.Error("pod not ready: the EndpointSlice controller would not publish it")
 	}
-	gw := Node(c.Nodes[0])
+	gw := Node(c, c.Nodes[0])
 	if gw.Labels[wirespanv1alpha1.LabelGateway] != "true" || gw.Spec.PodCIDRs[0] != "10.1.0.0/24" {
 		t.Errorf("gateway node %+v", gw)
 	}
-	if _, ok := Node(c.Nodes[1]).Labels[wirespanv1alpha1.LabelGateway]; ok {
+	if _, ok := Node(c, c.Nodes[1]).Labels[wirespanv1alpha1.LabelGateway]; ok {
 		t.Error("non-gateway node has the gateway label")
 	}
 }

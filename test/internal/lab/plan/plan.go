@@ -5,12 +5,11 @@
 package plan
 
 import (
-	"time"
-
 	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
+	"time"
 )
 
 // Limits keep every name within the kernel's 15-byte interface names and
@@ -42,6 +41,11 @@ type Config struct {
 	// kube-proxies on one small machine then take about 70% of the CPU
 	// their API servers take.
 	KubeProxyMinSync time.Duration
+	// IPFamily is every cluster's family unless ClusterIPFamilies names
+	// it; "" is IPv4.
+	IPFamily Family
+	// ClusterIPFamilies makes some clusters differ, by name.
+	ClusterIPFamilies map[string]Family
 }
 
 // DefaultConfig is two clusters of two nodes, one of them a gateway.
@@ -75,7 +79,11 @@ type Cluster struct {
 	Name string
 	// APIServerIP is the host address its kube-apiserver binds, reachable
 	// from every node through the router.
-	APIServerIP   netip.Addr
+	APIServerIP netip.Addr
+	// APIServerIP6 is the address an IPv6-only cluster's kube-apiserver
+	// advertises (it must be of the Service range's family): on the host
+	// link, but not bound (see addIPv6).
+	APIServerIP6  netip.Addr
 	APIServerPort int
 	// OperatorMetricsPort and OperatorProbePort are on APIServerIP too.
 	OperatorMetricsPort int
@@ -98,6 +106,17 @@ type Cluster struct {
 	NAT    bool
 	Nodes  []Node
 	Pods   []Pod
+	// Family is the cluster's IP family. The fields ending in 6 are its
+	// IPv6 ranges and addresses (see addIPv6), which only a cluster with
+	// IPv6 in its family wires and publishes.
+	Family               Family
+	Underlay6            netip.Prefix
+	UnderlayGateway6     netip.Addr
+	PodCIDR6             netip.Prefix
+	ServiceCIDR6         netip.Prefix
+	KubernetesServiceIP6 netip.Addr
+	DNSServiceIP6        netip.Addr
+	ClustersetDNSIP6     netip.Addr
 }
 
 // Node is a network namespace on its cluster's underlay.
@@ -116,6 +135,10 @@ type Node struct {
 	// control sockets are not per network namespace, so the name is unique
 	// on the machine: the node's namespace name.
 	WireGuard string
+	// UnderlayIP6, PodCIDR6 and PodGateway6 are the IPv6 counterparts.
+	UnderlayIP6 netip.Addr
+	PodCIDR6    netip.Prefix
+	PodGateway6 netip.Addr
 }
 
 // GatewayDNSPort is where the active gateway serves ClustersetDomain, on
@@ -152,6 +175,8 @@ type Pod struct {
 	Labels   map[string]string
 	// Role says what runs in the pod: RoleEcho or RoleDNS.
 	Role string
+	// IP6 is its IPv6 address, wired in a cluster with IPv6.
+	IP6 netip.Addr
 }
 
 // What runs in a pod.
@@ -198,6 +223,9 @@ func (c Config) Validate() error {
 	case c.KubeProxyMinSync < 0:
 		return fmt.Errorf("--kube-proxy-min-sync-period %s: must not be negative", c.KubeProxyMinSync)
 	}
+	if err := c.validateFamilies(); err != nil {
+		return err
+	}
 	if c.NAT != "" {
 		if !clusterName.MatchString(c.NAT) {
 			return fmt.Errorf("--nat %q: not a lab cluster name (c1..c%d)", c.NAT, c.Clusters)
@@ -225,6 +253,8 @@ func Prefix(instance int) string {
 //	underlay i     172.28.i.0/24            router .1, node n at .10+n
 //	pods i         10.i.0.0/16              node n owns 10.i.n.0/24, bridge .1, pods from .10
 //	services i     10.10i.0.0/16            kubernetes .0.1, cluster DNS .0.10
+//
+// and their IPv6 counterparts (addIPv6).
 func New(c Config) (*Plan, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -266,6 +296,7 @@ func newCluster(prefix string, c Config, i int) Cluster {
 		UnderlayGateway:     netip.AddrFrom4([4]byte{172, 28, num, 1}),
 		Bridge:              "br-" + name,
 		NAT:                 c.NAT == name,
+		Family:              c.familyOf(name),
 	}
 	for n := range c.Nodes {
 		node := Node{
@@ -300,6 +331,7 @@ func newCluster(prefix string, c Config, i int) Cluster {
 		addPod(DefaultNamespace, fmt.Sprintf("echo-%d", n), n, RoleEcho, map[string]string{"app": EchoServiceName})
 	}
 	addPod(SystemNamespace, "coredns-0", c.Nodes-1, RoleDNS, map[string]string{"k8s-app": DNSServiceName})
+	addIPv6(&cl, i+1, c.Instance)
 	return cl
 }
 

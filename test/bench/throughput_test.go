@@ -1,0 +1,238 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// iperfSeconds is each throughput run's length; three runs per path, the
+// median reported.
+const iperfSeconds = "3"
+
+// BenchmarkThroughput measures one TCP stream between pods of two peered
+// dual-stack lab clusters, in each family: between pods on the gateway
+// nodes (pod, node bridge, gateway's userspace WireGuard, router, the
+// other gateway, bridge, pod), and between pods behind node agents (the
+// same with VXLAN from the node to its gateway on both sides). Next to
+// them, in the same run, a standalone wireguard-go tunnel of the same
+// module version configured with `wg` between two namespaces, in each
+// family, and plain veth.
+//
+// On a shared two-core machine the rates follow the other load more than
+// anything else, so each path also reports the CPU time its two
+// WireGuard processes (the gateways, or the standalone wireguard-go
+// devices) spent per gigabyte carried: the figure that says whether a path
+// costs Wirespan more work, whatever else runs.
+func BenchmarkThroughput(b *testing.B) {
+	st := peeredLab(b, "--ip-family", "dual")
+	c1, c2 := st.Clusters[0], st.Clusters[1]
+	wgA, wgB, veth, wgPIDs := standalone(b)
+	gateways := []int{processPID(b, st, c1.Nodes[0].Name+"-wirespan-gateway"), processPID(b, st, c2.Nodes[0].Name+"-wirespan-gateway")}
+	// Pods[0] is echo-0 on the gateway node, Pods[1] echo-1 behind the
+	// node agent; IPs[0] is IPv4, IPs[1] IPv6.
+	paths := []throughputPath{
+		{"wirespan", c2.Pods[0].Netns, c1.Pods[0].Netns, c2.Pods[0].IPs[0], "ref-wireguard-go", gateways},
+		{"wirespan-ipv6", c2.Pods[0].Netns, c1.Pods[0].Netns, c2.Pods[0].IPs[1], "ref-wireguard-go-ipv6", gateways},
+		{"wirespan-node-agents", c2.Pods[1].Netns, c1.Pods[1].Netns, c2.Pods[1].IPs[0], "ref-wireguard-go", gateways},
+		{"wirespan-node-agents-ipv6", c2.Pods[1].Netns, c1.Pods[1].Netns, c2.Pods[1].IPs[1], "ref-wireguard-go-ipv6", gateways},
+		{"ref-wireguard-go", wgB, wgA, "10.99.0.2", "", wgPIDs},
+		{"ref-wireguard-go-ipv6", wgB, wgA, "fd99::2", "", wgPIDs},
+		{"ref-veth", veth, wgA, "10.98.0.2", "", nil},
+	}
+	b.ResetTimer()
+	rate, cpu, gb := map[string]float64{}, map[string]float64{}, map[string]float64{}
+	for range b.N {
+		for _, p := range paths {
+			r, c, g := p.measure(b)
+			rate[p.name] += r
+			cpu[p.name] += c
+			gb[p.name] += g
+		}
+	}
+	for _, p := range paths {
+		b.ReportMetric(rate[p.name]/float64(b.N), "Gbit/s-"+p.name)
+		if p.ref != "" {
+			b.ReportMetric(rate[p.name]/rate[p.ref], "ratio-"+p.name)
+		}
+		if p.pids != nil {
+			b.ReportMetric(cpu[p.name]/gb[p.name], "cpu-s/GB-"+p.name)
+		}
+	}
+}
+
+// throughputPath is one stream to measure: an iperf3 server in server, a
+// client in client sending to address, and the processes whose CPU time
+// it costs.
+type throughputPath struct {
+	name, server, client, address string
+	// ref names the path whose rate this one's is compared with.
+	ref  string
+	pids []int
+}
+
+// measure runs the stream three times and returns the median rate in
+// Gbit/s, and the CPU seconds p.pids spent and the gigabytes carried in
+// all three.
+func (p throughputPath) measure(b *testing.B) (rate, cpu, gb float64) {
+	b.Helper()
+	var rates []float64
+	for range 3 {
+		before := processesCPU(b, p.pids)
+		r, bytes := iperf(b, p.server, p.client, p.address)
+		cpu += processesCPU(b, p.pids) - before
+		gb += bytes / 1e9
+		rates = append(rates, r)
+	}
+	sort.Float64s(rates)
+	return rates[1], cpu, gb
+}
+
+// processesCPU is the CPU time the processes have used (cpuSeconds).
+func processesCPU(b *testing.B, pids []int) float64 {
+	b.Helper()
+	var sum float64
+	for _, pid := range pids {
+		s, err := cpuSeconds(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += s
+	}
+	return sum
+}
+
+// processPID is the PID of one of the lab's processes, by name.
+func processPID(b *testing.B, st *labStatus, name string) int {
+	b.Helper()
+	for _, p := range st.Processes {
+		if p.Name == name {
+			return p.PID
+		}
+	}
+	b.Fatalf("no lab process %s", name)
+	return 0
+}
+
+// iperf runs an iperf3 server in serverNS and a client in clientNS, and
+// returns the received rate in Gbit/s and the bytes received.
+func iperf(b *testing.B, serverNS, clientNS, addr string) (gbps, bytes float64) {
+	b.Helper()
+	server := exec.Command("ip", "netns", "exec", serverNS, "iperf3", "-s", "-1", "-p", "5201")
+	if err := server.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
+	var out []byte
+	var err error
+	for range 50 { // until the server listens
+		out, err = exec.Command("ip", "netns", "exec", clientNS, "iperf3", "-c", addr, "-p", "5201", "-t", iperfSeconds, "-J").Output()
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		b.Fatalf("iperf3 %s -> %s: %v\n%s", clientNS, addr, err, out)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+				Bytes         float64 `json:"bytes"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatal(err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9, r.End.SumReceived.Bytes
+}
+
+// The standalone reference: namespaces wsb-a and wsb-b joined by a veth
+// (10.98.0.0/24), with a wireguard-go device in each (10.99.0.0/24 and
+// fd99::/64, MTU 1420 like Wirespan's tunnel on a 1500 underlay),
+// configured with `wg`.
+const standalonePrefix = "wsb-"
+
+// It returns the namespaces and the wireguard-go processes' PIDs.
+func standalone(b *testing.B) (a, bNS, vethNS string, pids []int) {
+	b.Helper()
+	b.Cleanup(removeStandalone)
+	a, bNS = standalonePrefix+"a", standalonePrefix+"b"
+	run := func(args ...string) {
+		b.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", a)
+	run("ip", "netns", "add", bNS)
+	run("ip", "link", "add", "wsb-veth-a", "netns", a, "type", "veth", "peer", "wsb-veth-b", "netns", bNS)
+	keys := map[string]wgtypes.Key{}
+	for i, ns := range []string{a, bNS} {
+		side := string("ab"[i])
+		run("ip", "-n", ns, "link", "set", "lo", "up")
+		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("10.98.0.%d/24", i+1), "dev", "wsb-veth-"+side)
+		run("ip", "-n", ns, "link", "set", "wsb-veth-"+side, "up")
+		k, err := wgtypes.GeneratePrivateKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[ns] = k
+		dev := "wsb-wg-" + side
+		cmd := exec.Command("ip", "netns", "exec", ns, filepath.Join(binDir, "wireguard-go"), "-f", dev)
+		cmd.Env = append(os.Environ(), "LOG_LEVEL=error")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		pids = append(pids, cmd.Process.Pid)
+		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		for range 100 {
+			if _, err := os.Stat("/var/run/wireguard/" + dev + ".sock"); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for i, ns := range []string{a, bNS} {
+		side, other := string("ab"[i]), []string{bNS, a}[i]
+		dev := "wsb-wg-" + side
+		keyFile := filepath.Join(b.TempDir(), "key")
+		if err := os.WriteFile(keyFile, []byte(keys[ns].String()), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		run("ip", "netns", "exec", ns, "wg", "set", dev, "private-key", keyFile, "listen-port", "51820",
+			"peer", keys[other].PublicKey().String(), "allowed-ips", fmt.Sprintf("10.99.0.%d/32,fd99::%d/128", 2-i, 2-i),
+			"endpoint", fmt.Sprintf("10.98.0.%d:51820", 2-i))
+		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", dev)
+		run("ip", "-n", ns, "addr", "add", fmt.Sprintf("fd99::%d/64", i+1), "dev", dev, "nodad")
+		run("ip", "-n", ns, "link", "set", dev, "mtu", "1420", "up")
+	}
+	return a, bNS, bNS, pids
+}
+
+// removeStandalone removes the reference namespaces, their processes and
+// their WireGuard sockets.
+func removeStandalone() {
+	for _, ns := range []string{standalonePrefix + "a", standalonePrefix + "b"} {
+		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, pid := range strings.Fields(string(out)) {
+				_ = exec.Command("kill", "-9", pid).Run()
+			}
+		}
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	}
+	socks, _ := filepath.Glob("/var/run/wireguard/" + standalonePrefix + "*.sock")
+	for _, s := range socks {
+		_ = os.Remove(s)
+	}
+}
