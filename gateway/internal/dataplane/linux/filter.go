@@ -37,21 +37,9 @@ var clampDirections = []struct {
 // MSSClamp returns the interfaces that have both clamp rules in Wirespan's
 // table, sorted.
 func (k *Kernel) MSSClamp() ([]string, error) {
-	if err := k.lock(); err != nil {
+	rules, err := k.chainRules(clampChain)
+	if err != nil {
 		return nil, err
-	}
-	defer k.mu.Unlock()
-	c, err := k.nft()
-	if err != nil {
-		return nil, fmt.Errorf("list mss clamp rules: %w", err)
-	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
-	rules, err := c.GetRules(table, &nftables.Chain{Name: clampChain, Table: table})
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil // no table or no chain: nothing clamped
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list mss clamp rules in table inet %s: %w", FilterTable, err)
 	}
 	dirs := map[string]map[string]bool{} // iface -> directions
 	for _, r := range rules {
@@ -152,6 +140,28 @@ func clampExprs(dir expr.MetaKey, iface string) []expr.Any {
 		// tcp option maxseg size set: the kernel only ever lowers it.
 		&expr.Exthdr{SourceRegister: 1, Type: optMaxseg, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
 	}
+}
+
+// chainRules lists the rules of one chain of Wirespan's table; none if
+// the table or the chain is missing.
+func (k *Kernel) chainRules(chain string) ([]*nftables.Rule, error) {
+	if err := k.lock(); err != nil {
+		return nil, err
+	}
+	defer k.mu.Unlock()
+	c, err := k.nft()
+	if err != nil {
+		return nil, fmt.Errorf("list the rules of chain %s: %w", chain, err)
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
+	rules, err := c.GetRules(table, &nftables.Chain{Name: chain, Table: table})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the rules of chain %s in table inet %s: %w", chain, FilterTable, err)
+	}
+	return rules, nil
 }
 
 // nft opens an nftables connection in the Kernel's namespace.

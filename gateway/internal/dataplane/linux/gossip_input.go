@@ -2,10 +2,8 @@ package linux
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,21 +34,9 @@ var gossipProtos = []struct {
 // GossipInput reads the gossip input rule back from its chain's comments;
 // nil if the chain is missing or holds no drop rule.
 func (k *Kernel) GossipInput() (*dataplane.GossipInput, error) {
-	if err := k.lock(); err != nil {
+	rules, err := k.chainRules(gossipChain)
+	if err != nil {
 		return nil, err
-	}
-	defer k.mu.Unlock()
-	c, err := k.nft()
-	if err != nil {
-		return nil, fmt.Errorf("list gossip input rules: %w", err)
-	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
-	rules, err := c.GetRules(table, &nftables.Chain{Name: gossipChain, Table: table})
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list gossip input rules in table inet %s: %w", FilterTable, err)
 	}
 	var g dataplane.GossipInput
 	drops, peers := 0, map[netip.Addr]int{}
