@@ -109,6 +109,9 @@ func (r *activeRole) runGossip(w *world, plan agent.Plan) error {
 			Cluster: r.opts.ClusterID, Node: r.opts.NodeName, PrivateKey: *w.in.PrivateKey,
 			BindAddr: addr, Port: r.opts.GossipPort, Logger: r.log.WithName("gossip"), Registerer: r.registry,
 			ExportTTL: r.opts.ExportTTL,
+			PeerAddr: func(k wgtypes.Key) netip.AddrPort {
+				return netip.AddrPortFrom(agent.TunnelAddress(r.opts.Agent.TunnelCIDR, k), uint16(r.opts.GossipPort))
+			},
 		})
 		if err != nil {
 			return fmt.Errorf("start gossip on %s: %w", addr, err)

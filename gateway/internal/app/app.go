@@ -377,6 +377,7 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		return err
 	}
 	plan := agent.Desired(w.in)
+	plan.State.GossipInput = gossipInput(plan, s.opts.GossipPort)
 	if plan.Role == agent.RoleGateway && w.in.PrivateKey == nil {
 		// Without the key the device cannot be configured; keep what runs.
 		return fmt.Errorf("active gateway without the cluster key: %w", w.keyErr)

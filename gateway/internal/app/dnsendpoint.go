@@ -91,7 +91,14 @@ func (d *dnsEndpoint) publish(ctx context.Context, node string, addr netip.AddrP
 		updated := have.DeepCopy()
 		updated.Labels, updated.OwnerReferences = want.Labels, want.OwnerReferences
 		updated.AddressType, updated.Endpoints, updated.Ports = want.AddressType, want.Endpoints, want.Ports
-		if err := d.writer.Update(ctx, updated); err != nil {
+		err := d.writer.Update(ctx, updated)
+		if apierrors.IsNotFound(err) {
+			// The gateway that was active withdrew it between our read and
+			// our write (it restarted as a standby): create it, rather than
+			// leave DNS without an endpoint until the next sync.
+			err = d.writer.Create(ctx, want)
+		}
+		if err != nil {
 			return fmt.Errorf("update EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
 		}
 		d.log.Info("published the clusterset DNS server in the DNS Service", "service", d.service.String(), "address", addr.String())

@@ -40,7 +40,7 @@ func (a *Applier) Apply(want State) ([]string, error) {
 	// Links first, since sysctls, neighbors and routes name them; links
 	// no longer wanted go last, after the routes through them.
 	for _, step := range []func(*run, State){
-		a.wireGuard, a.vxlan, a.sysctls, a.neighbors, a.routes, a.rule, a.mssClamp, a.removeLinks,
+		a.wireGuard, a.vxlan, a.sysctls, a.neighbors, a.routes, a.rule, a.mssClamp, a.gossipInput, a.removeLinks,
 	} {
 		step(r, want)
 	}
@@ -339,4 +339,20 @@ func (a *Applier) mssClamp(r *run, want State) {
 		return
 	}
 	r.note("mss clamp %s", on)
+}
+
+func (a *Applier) gossipInput(r *run, want State) {
+	found, err := a.Kernel.GossipInput()
+	if err != nil {
+		r.refuse(KindGossip, "list", err)
+		return
+	}
+	if found.String() == want.GossipInput.String() {
+		return
+	}
+	if err := a.Kernel.SetGossipInput(want.GossipInput); err != nil {
+		r.refuse(KindGossip, want.GossipInput.String(), err)
+		return
+	}
+	r.note("gossip input %s", want.GossipInput)
 }

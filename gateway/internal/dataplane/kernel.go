@@ -86,8 +86,14 @@ type Filter interface {
 	// MSSClamp returns the interfaces whose forwarded TCP SYNs are clamped.
 	MSSClamp() ([]string, error)
 	// SetMSSClamp replaces, in one transaction, the clamp rules by rules for
-	// ifaces; an empty list removes Wirespan's table.
+	// ifaces; an empty list removes them (and Wirespan's table, once it
+	// holds nothing else).
 	SetMSSClamp(ifaces []string) error
+	// GossipInput returns the gossip input rule; nil if there is none.
+	GossipInput() (*GossipInput, error)
+	// SetGossipInput replaces, in one transaction, the gossip input rule;
+	// nil removes it.
+	SetGossipInput(g *GossipInput) error
 }
 
 // Sysctls reads and sets kernel parameters in the namespace, by their path

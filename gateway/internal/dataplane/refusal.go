@@ -20,6 +20,7 @@ const (
 	KindRule     = "rule"
 	KindNeighbor = "neighbor"
 	KindClamp    = "mss-clamp"
+	KindGossip   = "gossip-input"
 	KindSysctl   = "sysctl"
 )
 

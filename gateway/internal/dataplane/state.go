@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -42,6 +43,9 @@ type State struct {
 	// MSSClamp lists the interfaces on which forwarded TCP SYNs get their
 	// MSS clamped to the route's MTU.
 	MSSClamp []string
+	// GossipInput closes the gossip port to all but the peers; nil opens
+	// it (no rule).
+	GossipInput *GossipInput
 	// Sysctls are kernel parameters to set, by /proc/sys path relative name
 	// ("net/ipv4/ip_forward"). They are set, never reset.
 	Sysctls map[string]string
@@ -155,4 +159,26 @@ func (r Rule) String() string {
 		s += fmt.Sprintf(" not fwmark %#x", r.SkipMark)
 	}
 	return s + fmt.Sprintf(" table %d", r.Table)
+}
+
+// GossipInput is the input rule that lets only the peers' tunnel
+// addresses reach the gossip port (TCP and UDP) on this gateway's tunnel
+// address: gossip refuses other sources itself, and this stops them in the
+// kernel first.
+type GossipInput struct {
+	Addr  netip.Addr
+	Port  uint16
+	Peers []netip.Addr // sorted
+}
+
+// String is the rule as nft would read it, less the two protocols.
+func (g *GossipInput) String() string {
+	if g == nil {
+		return "none"
+	}
+	peers := make([]string, len(g.Peers))
+	for i, p := range g.Peers {
+		peers[i] = p.String()
+	}
+	return fmt.Sprintf("daddr %s dport %d saddr != {%s} drop", g.Addr, g.Port, strings.Join(peers, ","))
 }

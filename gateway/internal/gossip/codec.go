@@ -7,103 +7,26 @@ import (
 	"net/netip"
 )
 
-// Wire format, version 1. All integers are big-endian; every variable-length
-// field has an explicit length, and the encoding of a state is canonical
-// (one state has exactly one encoding), which the fuzz test relies on.
+// The body of a state message (kindState; the envelope, envelope.go,
+// carries the sender and the MACs). All integers are big-endian; every
+// variable-length field has an explicit length, and the encoding of a state
+// is canonical (one state has exactly one encoding), which the fuzz test
+// relies on.
 //
-//	"WSPG" 0x01                      magic, format version
-//	u8 n, n bytes                    cluster ID            ┐
-//	u64                              version               │ signed part:
-//	u8 n, n bytes                    active gateway        │ every MAC is
-//	u16 n, n × prefix                pod CIDRs             │ computed over
-//	u16 n, n × prefix                service CIDRs         │ these bytes,
-//	u16 n, n bytes                   exports (JSON or n=0) ┘ magic included
-//	u8 n, n × (u8 n, n bytes, 32 bytes)  recipient cluster ID and MAC,
-//	                                     recipients strictly ascending
+//	u8 n, n bytes                    cluster ID (the envelope's sender)
+//	u64                              version
+//	u8 n, n bytes                    active gateway
+//	u16 n, n × prefix                pod CIDRs
+//	u16 n, n × prefix                service CIDRs
+//	u16 n, n bytes                   exports (JSON or n=0)
 //
 // A prefix is u8 family (4 or 6), the 4 or 16 address bytes, u8 bits.
-const (
-	magic         = "WSPG"
-	formatVersion = 1
-	headerSize    = len(magic) + 1
-)
-
-// Encode returns the wire form of s, authenticated for every peer in kr.
-// s.Cluster must be the keyring's own cluster: a node speaks only for its
-// cluster.
-func Encode(s ClusterState, kr *Keyring) ([]byte, error) {
-	if s.Cluster != kr.local {
-		return nil, fmt.Errorf("encode state of cluster %q with the keys of %q", s.Cluster, kr.local)
+// encodeState returns the body of a state message.
+func encodeState(s ClusterState) ([]byte, error) {
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
 	}
-	if len(kr.keys) > MaxPeers {
-		return nil, fmt.Errorf("%w: %d recipients, limit %d", ErrTooLarge, len(kr.keys), MaxPeers)
-	}
-	m := message{state: s}
-	for _, id := range sortedKeys(kr.keys) {
-		m.macs = append(m.macs, recipientMAC{cluster: id})
-	}
-	b, signed, err := m.marshal()
-	if err != nil {
-		return nil, err
-	}
-	// Fill in the MACs in place: they sit at the end, in recipient order.
-	off := len(b)
-	for i := len(m.macs) - 1; i >= 0; i-- {
-		off -= MACSize
-		sum := mac(kr.keys[m.macs[i].cluster], b[:signed])
-		copy(b[off:], sum[:])
-		off -= 1 + len(m.macs[i].cluster)
-	}
-	return b, nil
-}
-
-// Decode parses msg, checks that it speaks for a known peer of kr's cluster
-// and that the MAC for kr's cluster is the one that peer's key produces, and
-// returns the state. Every error wraps one of the Err* reasons.
-func Decode(msg []byte, kr *Keyring) (ClusterState, error) {
-	m, err := parse(msg)
-	if err != nil {
-		return ClusterState{}, err
-	}
-	if err := authenticate(msg[:m.signed], m.state.Cluster, m.macs, kr); err != nil {
-		return ClusterState{}, err
-	}
-	return m.state, nil
-}
-
-// message is the parsed form of the wire format, before verification.
-type message struct {
-	state ClusterState
-	macs  []recipientMAC
-	// signed is the length of the signed part (set by parse).
-	signed int
-}
-
-type recipientMAC struct {
-	cluster string
-	mac     [MACSize]byte
-}
-
-// marshal encodes m, returning the bytes and the length of the signed part.
-func (m *message) marshal() ([]byte, int, error) {
-	if err := m.state.validate(); err != nil {
-		return nil, 0, fmt.Errorf("encode state: %w", err)
-	}
-	if len(m.macs) > MaxPeers {
-		return nil, 0, fmt.Errorf("%w: %d MACs, limit %d", ErrTooLarge, len(m.macs), MaxPeers)
-	}
-	for i, r := range m.macs {
-		if err := validateCluster(r.cluster); err != nil {
-			return nil, 0, fmt.Errorf("MAC recipient: %w", err)
-		}
-		if i > 0 && r.cluster <= m.macs[i-1].cluster {
-			return nil, 0, fmt.Errorf("%w: MAC recipients not strictly ascending", ErrMalformed)
-		}
-	}
-	s := &m.state
 	b := make([]byte, 0, 256+len(s.Exports)+18*(len(s.PodCIDRs)+len(s.ServiceCIDRs)))
-	b = append(b, magic...)
-	b = append(b, formatVersion)
 	b = appendString8(b, s.Cluster)
 	b = binary.BigEndian.AppendUint64(b, s.Version)
 	b = appendString8(b, s.ActiveGateway)
@@ -111,16 +34,10 @@ func (m *message) marshal() ([]byte, int, error) {
 	b = appendPrefixes(b, s.ServiceCIDRs)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s.Exports)))
 	b = append(b, s.Exports...)
-	signed := len(b)
-	b = append(b, byte(len(m.macs)))
-	for _, r := range m.macs {
-		b = appendString8(b, r.cluster)
-		b = append(b, r.mac[:]...)
-	}
 	if len(b) > MaxMessageSize { // unreachable within the limits above; kept as a guard
-		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxMessageSize)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxMessageSize)
 	}
-	return b, signed, nil
+	return b, nil
 }
 
 func appendString8(b []byte, s string) []byte {
@@ -142,21 +59,15 @@ func appendPrefixes(b []byte, ps []netip.Prefix) []byte {
 	return b
 }
 
-// parse decodes the wire format without verifying any MAC. The result shares
-// no memory with msg (memberlist reuses its buffers).
-func parse(msg []byte) (message, error) {
-	var m message
-	if len(msg) > MaxMessageSize {
-		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), MaxMessageSize)
+// decodeState parses the body of a state message, already authenticated.
+// The result shares no memory with body (memberlist reuses its buffers).
+// Every error wraps ErrMalformed or ErrTooLarge.
+func decodeState(body []byte) (ClusterState, error) {
+	var s ClusterState
+	if len(body) > MaxMessageSize {
+		return s, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), MaxMessageSize)
 	}
-	if len(msg) < headerSize || !bytes.Equal(msg[:len(magic)], []byte(magic)) {
-		return m, fmt.Errorf("%w: bad magic", ErrMalformed)
-	}
-	if v := msg[len(magic)]; v != formatVersion {
-		return m, fmt.Errorf("%w: %d", ErrUnknownVersion, v)
-	}
-	r := reader{buf: msg, off: headerSize}
-	s := &m.state
+	r := reader{buf: body}
 	s.Cluster = r.string8("cluster ID")
 	s.Version = r.uint64("version")
 	s.ActiveGateway = r.string8("active gateway")
@@ -167,35 +78,17 @@ func parse(msg []byte) (message, error) {
 	} else if n > 0 {
 		s.Exports = bytes.Clone(r.bytes(n, "exports"))
 	}
-	m.signed = r.off
-	if n := int(r.uint8("MAC count")); n > MaxPeers {
-		r.fail(fmt.Errorf("%w: %d MACs, limit %d", ErrTooLarge, n, MaxPeers))
-	} else if n > 0 {
-		m.macs = make([]recipientMAC, n)
-		for i := range m.macs {
-			m.macs[i].cluster = r.string8("MAC recipient")
-			copy(m.macs[i].mac[:], r.bytes(MACSize, "MAC"))
-		}
-	}
-	if r.err == nil && r.off != len(msg) {
-		r.fail(fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(msg)-r.off))
+	if r.err == nil && r.off != len(body) {
+		r.fail(fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(body)-r.off))
 	}
 	if r.err != nil {
-		return message{}, r.err
+		return ClusterState{}, r.err
 	}
 	// Semantic checks, shared with the encoder.
 	if err := s.validate(); err != nil {
-		return message{}, err
+		return ClusterState{}, err
 	}
-	for i, rm := range m.macs {
-		if err := validateCluster(rm.cluster); err != nil {
-			return message{}, fmt.Errorf("MAC recipient: %w", err)
-		}
-		if i > 0 && rm.cluster <= m.macs[i-1].cluster {
-			return message{}, fmt.Errorf("%w: MAC recipients not strictly ascending", ErrMalformed)
-		}
-	}
-	return m, nil
+	return s, nil
 }
 
 // reader reads fields in order; the first error sticks and later reads

@@ -38,30 +38,38 @@ type Config struct {
 	// unregisters them.
 	Registerer prometheus.Registerer
 
-	// ProbeInterval is the time between failure-detection probes of one
-	// random member (default 1 s); ProbeTimeout is how long to wait for the
-	// ack, and should exceed the worst round trip (default 500 ms).
+	// PeerAddr returns where a peer cluster's gateway listens: its tunnel
+	// address (derived from its public key) and the gossip port. Only
+	// these addresses may reach the gossip port, and only they get our
+	// messages: a name or an address that a packet claims decides nothing.
+	// Required.
+	PeerAddr func(publicKey wgtypes.Key) netip.AddrPort
+
+	// ProbeInterval is the time between two heartbeats to every peer, and
+	// two pings of every present peer (default 1 s); ProbeTimeout is how
+	// long to wait for a ping's ack, and should exceed the worst round
+	// trip (default 500 ms). A cluster is present while its last fresh
+	// message is less than 5 × ProbeInterval old.
 	ProbeInterval, ProbeTimeout time.Duration
-	// PushPullInterval is the time between full state exchanges with one
-	// random member, which heals partitions (default 10 s).
+	// PushPullInterval is the time between two sends of our state and our
+	// whole export set to one present peer chosen at random, which heals
+	// lost changes (default 10 s).
 	PushPullInterval time.Duration
-	// GossipInterval is the time between membership gossip rounds
-	// (default 200 ms).
-	GossipInterval time.Duration
 	// TCPTimeout bounds connecting to a member (default 5 s).
 	TCPTimeout time.Duration
-	// LeaveTimeout bounds waiting for the leave broadcast in Shutdown
-	// (default 2 s).
-	LeaveTimeout time.Duration
-	// RetryInterval is the wait before resending our state to a member that
-	// a direct send failed to reach, while it is still a member
-	// (default 2 × ProbeInterval).
+	// RetryInterval is the wait before resending to a present peer that a
+	// direct send failed to reach (default 2 × ProbeInterval).
 	RetryInterval time.Duration
-	// ExportTTL is how long a cluster can have no gateway in the pool
-	// before RemoteExports reports it Silent (default 30 s): long enough
-	// to ride out a gateway restart, short enough that clients stop being
-	// sent to endpoints nobody can reach.
+	// ExportTTL is how long a cluster can go without a fresh
+	// authenticated message before RemoteExports reports it Silent
+	// (default 30 s): long enough to ride out a gateway restart or a
+	// failover, short enough that clients stop being sent to endpoints
+	// nobody can reach.
 	ExportTTL time.Duration
+	// MaxStreams bounds the incoming streams read at once (default 8); a
+	// stream beyond it is closed at once, and its sender retries. With
+	// the largest message of 16 MiB it bounds what incoming streams hold.
+	MaxStreams int
 }
 
 func (c *Config) setDefaults() {
@@ -73,11 +81,12 @@ func (c *Config) setDefaults() {
 	def(&c.ProbeInterval, time.Second)
 	def(&c.ProbeTimeout, 500*time.Millisecond)
 	def(&c.PushPullInterval, 10*time.Second)
-	def(&c.GossipInterval, 200*time.Millisecond)
 	def(&c.TCPTimeout, 5*time.Second)
-	def(&c.LeaveTimeout, 2*time.Second)
 	def(&c.RetryInterval, 2*c.ProbeInterval)
 	def(&c.ExportTTL, 30*time.Second)
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 8
+	}
 	if c.Port == 0 {
 		c.Port = DefaultPort
 	}
@@ -96,6 +105,9 @@ func (c *Config) validate() error {
 	if c.PrivateKey == (wgtypes.Key{}) {
 		return fmt.Errorf("no private key")
 	}
+	if c.PeerAddr == nil {
+		return fmt.Errorf("no PeerAddr")
+	}
 	if !c.BindAddr.IsValid() {
 		return fmt.Errorf("no bind address")
 	}
@@ -104,3 +116,7 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// presence is how long a cluster counts as present after its last fresh
+// message: five heartbeats, so that a lost packet or two changes nothing.
+func (c *Config) presence() time.Duration { return 5 * c.ProbeInterval }

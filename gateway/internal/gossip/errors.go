@@ -24,6 +24,14 @@ var (
 	// ErrBadMAC: the MAC for our cluster does not match: the message was not
 	// produced with the sender cluster's key (forged or corrupted).
 	ErrBadMAC = errors.New("gossip message MAC mismatch")
+	// ErrReplay: the message comes from an epoch (a boot) of its sender
+	// that a later epoch has replaced: a replay, or a gateway that lost a
+	// failover and still talks.
+	ErrReplay = errors.New("gossip message from a retired epoch")
+	// ErrUnproven: the message is authentic but does not echo this
+	// gateway's epoch, so it may have been recorded before this gateway
+	// started; usually the sender has not heard from us yet.
+	ErrUnproven = errors.New("gossip message not proven fresh")
 	// ErrStale: the state is older than one already accepted for its cluster.
 	ErrStale = errors.New("stale gossip state")
 	// ErrDuplicate: the state has the version already held. This is the
@@ -42,12 +50,14 @@ const (
 	resultUnknownSender  = "unknown_sender"
 	resultNoMAC          = "no_mac"
 	resultBadMAC         = "bad_mac"
+	resultReplay         = "replay"
+	resultUnproven       = "unproven"
 )
 
 // results lists every result label, so that all series exist from the start.
 var results = []string{
 	resultAccepted, resultDuplicate, resultStale, resultMalformed, resultTooLarge,
-	resultUnknownVersion, resultUnknownSender, resultNoMAC, resultBadMAC,
+	resultUnknownVersion, resultUnknownSender, resultNoMAC, resultBadMAC, resultReplay, resultUnproven,
 }
 
 // resultOf maps the outcome of receiving one message to its metric label.
@@ -69,6 +79,10 @@ func resultOf(err error) string {
 		return resultNoMAC
 	case errors.Is(err, ErrBadMAC):
 		return resultBadMAC
+	case errors.Is(err, ErrReplay):
+		return resultReplay
+	case errors.Is(err, ErrUnproven):
+		return resultUnproven
 	default:
 		return resultMalformed
 	}

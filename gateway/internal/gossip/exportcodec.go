@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -14,9 +13,9 @@ import (
 // Limits of export messages. An export is the opaque JSON record of one
 // exported Service (the gateway's MCS controller defines it). Changes travel
 // in batches of at most MaxExportBatchSize; the full set of a cluster's
-// exports, sent in push/pull exchanges and to members that join, is one
-// message of at most MaxExportSnapshotSize, which stays under memberlist's
-// 20 MiB bound on the state of a push/pull.
+// exports, sent to clusters that arrive and every PushPullInterval to one,
+// is one message of at most MaxExportSnapshotSize, which stays under
+// memberlist's 20 MiB bound on a user message.
 const (
 	MaxExportSize         = 256 << 10
 	MaxExportBatchSize    = 1 << 20
@@ -43,6 +42,9 @@ type exportItem struct {
 	Version uint64
 	Deleted bool
 	Data    json.RawMessage // nil when Deleted
+	// local numbers the item where it is held (remoteExports.put); not
+	// on the wire.
+	local uint64
 }
 
 // exportBatch is the content of one export message. A snapshot lists every
@@ -56,20 +58,16 @@ type exportBatch struct {
 	Items    []exportItem // keys strictly ascending
 }
 
-// Wire format of an export message, version 1 (same conventions as the
-// state message, whose MAC scheme it shares):
+// Body of an export message (kindBatch or kindSnapshot; the envelope,
+// envelope.go, carries the sender and the MACs), same conventions as the
+// state body:
 //
-//	"WSPE" 0x01                         magic, format version
-//	u8 n, n bytes                       cluster ID               ┐
-//	u8 flags                            bit 0: snapshot          │
-//	u64                                 high                     │ signed
-//	u32 n, n × item                     items, keys ascending    ┘
-//	u8 n, n × (u8 n, n bytes, 32 bytes) recipient cluster ID and MAC
+//	u8 n, n bytes                       cluster ID (the envelope's sender)
+//	u64                                 high (0 in a batch of changes)
+//	u32 n, n × item                     items, keys ascending
 //
 // An item is u8 n namespace, u8 n name, u64 version, u8 deleted (0/1),
 // u32 n, n bytes of JSON (n = 0 when deleted).
-const exportMagic = "WSPE"
-
 func (b *exportBatch) limit() int {
 	if b.Snapshot {
 		return MaxExportSnapshotSize
@@ -122,12 +120,8 @@ func (it *exportItem) validate(snapshot bool) error {
 	return nil
 }
 
-// encodeExports returns the wire form of b, authenticated for every peer in
-// kr.
-func encodeExports(b exportBatch, kr *Keyring) ([]byte, error) {
-	if b.Cluster != kr.local {
-		return nil, fmt.Errorf("encode exports of cluster %q with the keys of %q", b.Cluster, kr.local)
-	}
+// encodeExports returns the body of an export message.
+func encodeExports(b exportBatch) ([]byte, error) {
 	if err := b.validate(); err != nil {
 		return nil, fmt.Errorf("encode exports: %w", err)
 	}
@@ -136,14 +130,7 @@ func encodeExports(b exportBatch, kr *Keyring) ([]byte, error) {
 		size += 2*64 + 16 + len(it.Data)
 	}
 	out := make([]byte, 0, size)
-	out = append(out, exportMagic...)
-	out = append(out, formatVersion)
 	out = appendString8(out, b.Cluster)
-	var flags byte
-	if b.Snapshot {
-		flags = 1
-	}
-	out = append(out, flags)
 	out = binary.BigEndian.AppendUint64(out, b.High)
 	out = binary.BigEndian.AppendUint32(out, uint32(len(b.Items)))
 	for _, it := range b.Items {
@@ -158,44 +145,32 @@ func encodeExports(b exportBatch, kr *Keyring) ([]byte, error) {
 		out = binary.BigEndian.AppendUint32(out, uint32(len(it.Data)))
 		out = append(out, it.Data...)
 	}
-	out, err := seal(out, kr)
-	if err != nil {
-		return nil, err
-	}
 	if len(out) > b.limit() {
 		return nil, fmt.Errorf("%w: exports message of %d bytes, limit %d", ErrTooLarge, len(out), b.limit())
 	}
 	return out, nil
 }
 
-// decodeExports parses and authenticates an export message for kr's
-// cluster. Every error wraps one of the Err* reasons.
-func decodeExports(msg []byte, kr *Keyring) (exportBatch, error) {
-	var b exportBatch
-	if len(msg) > MaxExportSnapshotSize {
-		return b, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), MaxExportSnapshotSize)
+// decodeExports parses the body of an authenticated export message; the
+// envelope's kind says whether it is a snapshot. Every length is checked
+// against what remains of the body before anything is allocated. Every
+// error wraps ErrMalformed or ErrTooLarge.
+func decodeExports(body []byte, snapshot bool) (exportBatch, error) {
+	b := exportBatch{Snapshot: snapshot}
+	if len(body) > b.limit() {
+		return b, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), b.limit())
 	}
-	if len(msg) < headerSize || !bytes.Equal(msg[:len(exportMagic)], []byte(exportMagic)) {
-		return b, fmt.Errorf("%w: bad magic", ErrMalformed)
-	}
-	if v := msg[len(exportMagic)]; v != formatVersion {
-		return b, fmt.Errorf("%w: %d", ErrUnknownVersion, v)
-	}
-	r := reader{buf: msg, off: headerSize}
+	r := reader{buf: body}
 	b.Cluster = r.string8("cluster ID")
-	switch flags := r.uint8("flags"); flags {
-	case 0, 1:
-		b.Snapshot = flags == 1
-	default:
-		r.fail(fmt.Errorf("%w: flags %#x", ErrMalformed, flags))
-	}
 	b.High = r.uint64("high")
 	n := int(r.uint32("item count"))
-	if n > MaxExports {
-		r.fail(fmt.Errorf("%w: %d exports, limit %d", ErrTooLarge, n, MaxExports))
+	// An item takes at least 16 bytes: a count beyond what the body can
+	// hold is refused before the slice is sized by it.
+	if n > MaxExports || n > (len(body)-r.off)/16 {
+		r.fail(fmt.Errorf("%w: %d exports in %d bytes, limit %d", ErrTooLarge, n, len(body), MaxExports))
 	}
-	if !b.Snapshot && len(msg) > MaxExportBatchSize {
-		r.fail(fmt.Errorf("%w: batch of %d bytes, limit %d", ErrTooLarge, len(msg), MaxExportBatchSize))
+	if r.err == nil && n > 0 {
+		b.Items = make([]exportItem, 0, n)
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		var it exportItem
@@ -216,10 +191,8 @@ func decodeExports(msg []byte, kr *Keyring) (exportBatch, error) {
 		}
 		b.Items = append(b.Items, it)
 	}
-	signed := r.off
-	macs := r.macs()
-	if r.err == nil && r.off != len(msg) {
-		r.fail(fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(msg)-r.off))
+	if r.err == nil && r.off != len(body) {
+		r.fail(fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(body)-r.off))
 	}
 	if r.err != nil {
 		return exportBatch{}, r.err
@@ -227,50 +200,7 @@ func decodeExports(msg []byte, kr *Keyring) (exportBatch, error) {
 	if err := b.validate(); err != nil {
 		return exportBatch{}, err
 	}
-	if err := authenticate(msg[:signed], b.Cluster, macs, kr); err != nil {
-		return exportBatch{}, err
-	}
 	return b, nil
-}
-
-// seal appends the recipient MACs for every peer in kr to the signed part
-// b: the trailer that state and export messages share.
-func seal(b []byte, kr *Keyring) ([]byte, error) {
-	if len(kr.keys) > MaxPeers {
-		return nil, fmt.Errorf("%w: %d recipients, limit %d", ErrTooLarge, len(kr.keys), MaxPeers)
-	}
-	signed := b[:len(b):len(b)]
-	b = append(b, byte(len(kr.keys)))
-	for _, id := range sortedKeys(kr.keys) {
-		sum := mac(kr.keys[id], signed)
-		b = appendString8(b, id)
-		b = append(b, sum[:]...)
-	}
-	return b, nil
-}
-
-// macs reads the recipient MAC trailer.
-func (r *reader) macs() []recipientMAC {
-	n := int(r.uint8("MAC count"))
-	if n > MaxPeers {
-		r.fail(fmt.Errorf("%w: %d MACs, limit %d", ErrTooLarge, n, MaxPeers))
-		return nil
-	}
-	var out []recipientMAC
-	for i := 0; i < n && r.err == nil; i++ {
-		var m recipientMAC
-		m.cluster = r.string8("MAC recipient")
-		copy(m.mac[:], r.bytes(MACSize, "MAC"))
-		if r.err == nil {
-			if err := validateCluster(m.cluster); err != nil {
-				r.fail(fmt.Errorf("MAC recipient: %w", err))
-			} else if i > 0 && m.cluster <= out[i-1].cluster {
-				r.fail(fmt.Errorf("%w: MAC recipients not strictly ascending", ErrMalformed))
-			}
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 func (r *reader) uint32(what string) uint32 {
@@ -278,27 +208,4 @@ func (r *reader) uint32(what string) uint32 {
 		return binary.BigEndian.Uint32(b)
 	}
 	return 0
-}
-
-// authenticate checks that signed speaks for sender, a known peer of kr's
-// cluster, with the MAC for kr's cluster that the sender's key produces.
-func authenticate(signed []byte, sender string, macs []recipientMAC, kr *Keyring) error {
-	if sender == kr.local {
-		return fmt.Errorf("%w: %q is our own cluster", ErrUnknownSender, sender)
-	}
-	key, ok := kr.keys[sender]
-	if !ok {
-		return fmt.Errorf("%w: %q", ErrUnknownSender, sender)
-	}
-	for _, r := range macs {
-		if r.cluster != kr.local {
-			continue
-		}
-		want := mac(key, signed)
-		if !hmac.Equal(want[:], r.mac[:]) {
-			return fmt.Errorf("%w: claimed sender %q", ErrBadMAC, sender)
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: sender %q, recipient %q", ErrNoMAC, sender, kr.local)
 }

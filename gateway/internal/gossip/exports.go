@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // exportState is Gossip's half of the Multi-Cluster Services exchange: our
@@ -20,33 +17,34 @@ import (
 type exportState struct {
 	set   bool // SetExports was called: we speak for our exports
 	local map[ExportKey]exportItem
-	high  uint64
-	// snapshot caches the sealed snapshot of local; nil when stale.
-	snapshot []byte
+	// high is the version of our last change; versions count changes
+	// within this boot (receivers order them within our epoch).
+	high uint64
+	// body caches the encoded snapshot of local, snapshot the same sealed
+	// for the current keyring and echoes; nil when stale.
+	body, snapshot []byte
 	// pending are the changes not yet sent, by key (the latest wins).
 	pending map[ExportKey]exportItem
-	// snapshotTo are members owed our whole set: they joined, or a batch
-	// of changes failed to reach them.
-	snapshotTo map[string]memberlist.Node
+	// snapshotTo are clusters owed our whole set: a batch of changes
+	// failed to reach them.
+	snapshotTo map[string]bool
 
 	remote map[string]*remoteExports
-	// goneAt is when the last member of a cluster left the pool; a cluster
-	// never seen since the start counts as gone since then.
-	goneAt  map[string]time.Time
-	started time.Time
+	// silent is whether each cluster was silent at the last look, so that
+	// Changed is signaled when that changes.
+	silent map[string]bool
 	// generations numbers the changes of remote exports (remoteExports'
-	// generation).
+	// generation) and the records accepted (RemoteExport.Version).
 	generations uint64
 }
 
-func newExportState(now time.Time) exportState {
+func newExportState() exportState {
 	return exportState{
 		local:      map[ExportKey]exportItem{},
 		pending:    map[ExportKey]exportItem{},
-		snapshotTo: map[string]memberlist.Node{},
+		snapshotTo: map[string]bool{},
 		remote:     map[string]*remoteExports{},
-		goneAt:     map[string]time.Time{},
-		started:    now,
+		silent:     map[string]bool{},
 	}
 }
 
@@ -67,7 +65,7 @@ func (g *Gossip) SetExports(records map[ExportKey]json.RawMessage) error {
 		return errors.New("set exports: gossip is shut down")
 	}
 	e := &g.exp
-	ver := max(e.high+1, uint64(time.Now().UnixNano()))
+	ver := e.high + 1
 	changed := !e.set
 	for k, rec := range records {
 		it := exportItem{Key: k, Version: ver, Data: bytes.Clone(rec)}
@@ -89,7 +87,7 @@ func (g *Gossip) SetExports(records map[ExportKey]json.RawMessage) error {
 		}
 	}
 	if changed {
-		e.set, e.high, e.snapshot = true, ver, nil
+		e.set, e.high, e.body, e.snapshot = true, ver, nil, nil
 	}
 	g.mu.Unlock()
 
@@ -152,10 +150,10 @@ func (g *Gossip) changeExport(key ExportKey, change func(e *exportState, ver uin
 		return fmt.Errorf("export %s: %w", key, ErrExportsNotSet)
 	}
 	e := &g.exp
-	ver := max(e.high+1, uint64(time.Now().UnixNano()))
+	ver := e.high + 1
 	changed := change(e, ver)
 	if changed {
-		e.high, e.snapshot = ver, nil
+		e.high, e.body, e.snapshot = ver, nil, nil
 	}
 	g.mu.Unlock()
 	if changed {
@@ -189,18 +187,19 @@ type ClusterExports struct {
 	// Generation changes whenever Exports or Complete do (and never
 	// repeats): a caller that remembers it can skip an unchanged cluster.
 	Generation uint64
-	// Silent: the cluster has had no gateway in the pool for ExportTTL,
-	// since SilentSince. Its exports are still those it last published;
+	// Silent: the cluster has sent no fresh authenticated message for
+	// ExportTTL, since SilentSince (whichever of its gateways is active:
+	// a failover within the TTL keeps it live). Its exports are still those it last published;
 	// whether to keep using them is the caller's choice.
 	Silent      bool
 	SilentSince time.Time
 }
 
 // RemoteExports returns the exports of each remote cluster among the
-// peers: those with a gateway in the pool, or that had one less than
-// Config.ExportTTL ago, and the silent ones, marked so. A cluster left out
-// is no peer any more: its exports are to be withdrawn. When the TTL of a
-// cluster runs out, Changed is signaled.
+// peers: those that spoke less than Config.ExportTTL ago, and the silent
+// ones, marked so. A cluster left out is no peer any more: its exports are
+// to be withdrawn. When the TTL of a cluster runs out, Changed is
+// signaled.
 func (g *Gossip) RemoteExports() map[string]ClusterExports {
 	now := time.Now()
 	g.mu.Lock()
@@ -217,66 +216,31 @@ func (g *Gossip) RemoteExports() map[string]ClusterExports {
 	return out
 }
 
-// silentSinceLocked returns since when cluster has had no member in the
-// pool, and whether that is ExportTTL or more.
+// silentSinceLocked returns since when cluster has sent no fresh
+// authenticated message (since we started, if it never did), and whether
+// that is ExportTTL or more. Only the cluster's own key can refresh it:
+// memberlist's view, and names, play no part.
 func (g *Gossip) silentSinceLocked(cluster string, now time.Time) (time.Time, bool) {
-	for name := range g.members {
-		if c, _, ok := splitName(name); ok && c == cluster {
-			return time.Time{}, false
-		}
+	since := g.started
+	if s := g.sessions[cluster]; s != nil && !s.heard.IsZero() {
+		since = s.heard
 	}
-	since, ok := g.exp.goneAt[cluster]
-	if !ok {
-		since = g.exp.started
+	if now.Sub(since) < g.cfg.presence() {
+		return time.Time{}, false
 	}
 	return since, now.Sub(since) >= g.cfg.ExportTTL
 }
 
-// clusterLeftLocked records that a member of cluster left; if it was the
-// last one, the TTL of the cluster's exports starts.
-func (g *Gossip) clusterLeftLocked(cluster string) {
-	for name := range g.members {
-		if c, _, ok := splitName(name); ok && c == cluster {
-			return
-		}
-	}
-	g.exp.goneAt[cluster] = time.Now()
-	time.AfterFunc(g.cfg.ExportTTL+10*time.Millisecond, g.signal)
-}
-
-// forgetExportsLocked drops what a cluster exports (it left the peers).
+// forgetExportsLocked drops what a cluster exports (it left the peers),
+// keeping the floor of its versions against replays if it comes back.
 func (g *Gossip) forgetExportsLocked(cluster string) bool {
 	re, ok := g.exp.remote[cluster]
-	delete(g.exp.remote, cluster)
-	return ok && len(re.items) > 0
-}
-
-// receiveExports verifies and merges one export message.
-func (g *Gossip) receiveExports(b []byte) {
-	g.mu.Lock()
-	batch, err := decodeExports(b, g.keyring)
-	if err == nil {
-		re := g.exp.remote[batch.Cluster]
-		if re == nil {
-			re = newRemoteExports()
-			g.exp.remote[batch.Cluster] = re
-		}
-		if err = re.apply(batch); err == nil {
-			g.exp.generations++
-			re.generation = g.exp.generations
-		}
+	if !ok {
+		return false
 	}
-	g.mu.Unlock()
-
-	g.metrics.exportsReceived.WithLabelValues(resultOf(err)).Inc()
-	switch {
-	case err == nil:
-		g.log.V(1).Info("Gossip exports accepted", "cluster", batch.Cluster, "snapshot", batch.Snapshot, "items", len(batch.Items))
-		g.signal()
-	case resultOf(err) == resultDuplicate:
-	default:
-		g.log.V(1).Info("Gossip exports message dropped", "reason", resultOf(err), "error", err.Error())
-	}
+	had := len(re.items) > 0
+	re.forget()
+	return had
 }
 
 // snapshotLocked returns our sealed snapshot, building it if stale; nil if
@@ -286,13 +250,21 @@ func (g *Gossip) snapshotLocked() []byte {
 	if !e.set || e.snapshot != nil {
 		return e.snapshot
 	}
-	b := exportBatch{Cluster: g.cfg.Cluster, Snapshot: true, High: e.high}
-	for _, k := range slices.SortedFunc(maps.Keys(e.local), compareKeys) {
-		b.Items = append(b.Items, e.local[k])
+	if e.body == nil {
+		b := exportBatch{Cluster: g.cfg.Cluster, Snapshot: true, High: e.high}
+		for _, k := range slices.SortedFunc(maps.Keys(e.local), compareKeys) {
+			b.Items = append(b.Items, e.local[k])
+		}
+		body, err := encodeExports(b)
+		if err != nil {
+			g.log.Error(err, "Cannot encode the snapshot of our exports; remote clusters keep their last view")
+			return nil
+		}
+		e.body = body
 	}
-	msg, err := encodeExports(b, g.keyring)
+	msg, err := g.sealLocked(kindSnapshot, e.body)
 	if err != nil {
-		g.log.Error(err, "Cannot encode the snapshot of our exports; remote clusters keep their last view")
+		g.log.Error(err, "Cannot seal the snapshot of our exports; remote clusters keep their last view")
 		return nil
 	}
 	e.snapshot = msg
@@ -316,7 +288,11 @@ func (g *Gossip) batchesLocked() [][]byte {
 		if len(cur.Items) == 0 {
 			return
 		}
-		msg, err := encodeExports(cur, g.keyring)
+		body, err := encodeExports(cur)
+		var msg []byte
+		if err == nil {
+			msg, err = g.sealLocked(kindBatch, body)
+		}
 		if err != nil {
 			g.log.Error(err, "Cannot encode a batch of export changes; they go out with the next snapshot")
 		} else {
@@ -338,57 +314,4 @@ func (g *Gossip) batchesLocked() [][]byte {
 	emit()
 	e.pending = map[ExportKey]exportItem{}
 	return out
-}
-
-// Bundle: what LocalState returns once we speak for our exports, so that a
-// push/pull carries both our state and our whole export set.
-//
-//	"WSPB" 0x01, u32 n, n bytes state message (n may be 0), u32 n, n bytes
-//	export snapshot message
-const bundleMagic = "WSPB"
-
-func bundle(state, exports []byte) []byte {
-	b := make([]byte, 0, headerSize+8+len(state)+len(exports))
-	b = append(b, bundleMagic...)
-	b = append(b, formatVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(state)))
-	b = append(b, state...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(exports)))
-	return append(b, exports...)
-}
-
-func unbundle(b []byte) (state, exports []byte, err error) {
-	if len(b) < headerSize || b[len(bundleMagic)] != formatVersion {
-		return nil, nil, fmt.Errorf("%w: bundle version", ErrUnknownVersion)
-	}
-	r := reader{buf: b, off: headerSize}
-	state = r.bytes(int(r.uint32("state length")), "state")
-	exports = r.bytes(int(r.uint32("exports length")), "exports")
-	if r.err == nil && r.off != len(b) {
-		r.fail(fmt.Errorf("%w: %d trailing bytes after a bundle", ErrMalformed, len(b)-r.off))
-	}
-	return state, exports, r.err
-}
-
-// dispatch hands one received message to the decoder of its kind.
-func (g *Gossip) dispatch(b []byte) {
-	switch {
-	case bytes.HasPrefix(b, []byte(exportMagic)):
-		g.receiveExports(b)
-	case bytes.HasPrefix(b, []byte(bundleMagic)):
-		state, exports, err := unbundle(b)
-		if err != nil {
-			g.metrics.received.WithLabelValues(resultOf(err)).Inc()
-			g.log.V(1).Info("Gossip bundle dropped", "error", err.Error())
-			return
-		}
-		if len(state) > 0 {
-			g.receive(state)
-		}
-		if len(exports) > 0 {
-			g.receiveExports(exports)
-		}
-	default:
-		g.receive(b)
-	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // testExportTTL is the pool's ExportTTL in tests.
-const testExportTTL = 700 * time.Millisecond
+const testExportTTL = 1500 * time.Millisecond
 
 func key(ns, name string) ExportKey { return ExportKey{Namespace: ns, Name: name} }
 
@@ -29,11 +29,8 @@ func TestExportsRoundTrip(t *testing.T) {
 		{Cluster: "a", Snapshot: true, High: 9, Items: []exportItem{{Key: key("a", "b"), Version: 9, Data: rec("y")}}},
 		{Cluster: "a", Snapshot: true, High: 9},
 	} {
-		msg, err := encodeExports(b, krA)
-		if err != nil {
-			t.Fatalf("encode %+v: %v", b, err)
-		}
-		got, err := decodeExports(msg, krB)
+		msg := sealExports(t, b, krA)
+		got, err := openExports(msg, krB)
 		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}
@@ -43,14 +40,17 @@ func TestExportsRoundTrip(t *testing.T) {
 	}
 }
 
-// rawExports writes an export message field by field, without checks.
-type rawExports struct{ b []byte }
+// rawExports writes the body of an export message field by field, without
+// checks; flags bit 0 makes it a snapshot, any other bit an unknown kind.
+type rawExports struct {
+	b     []byte
+	flags int
+}
 
 func newRawExports(cluster string, flags int, high uint64, n int) *rawExports {
-	r := &rawExports{b: []byte(exportMagic + "\x01")}
+	r := &rawExports{flags: flags}
 	r.b = append(r.b, byte(len(cluster)))
 	r.b = append(r.b, cluster...)
-	r.b = append(r.b, byte(flags))
 	r.b = binary.BigEndian.AppendUint64(r.b, high)
 	r.b = binary.BigEndian.AppendUint32(r.b, uint32(n))
 	return r
@@ -68,13 +68,17 @@ func (r *rawExports) item(ns, name string, ver uint64, del int, data string) *ra
 	return r
 }
 
-// sealed appends valid MACs for the keyring's peers.
+// sealed wraps the body in a message from kr's cluster.
 func (r *rawExports) sealed(t *testing.T, kr *Keyring) []byte {
-	b, err := seal(r.b, kr)
-	if err != nil {
-		t.Fatal(err)
+	k := kindBatch
+	if r.flags == 1 {
+		k = kindSnapshot
 	}
-	return b
+	msg := sealFor(t, k, r.b, kr)
+	if r.flags > 1 {
+		msg[envelopeFixed-1] = 9 // an unknown kind, refused before the MAC
+	}
+	return msg
 }
 
 func TestDecodeExportsRejects(t *testing.T) {
@@ -83,7 +87,7 @@ func TestDecodeExportsRejects(t *testing.T) {
 	krC := testKeyring(t, "c", testKey("c"), "a", "b")
 	good := func() *rawExports { return newRawExports("a", 0, 0, 1).item("ns", "web", 1, 0, `{}`) }
 	valid := good().sealed(t, krA)
-	if _, err := decodeExports(valid, krB); err != nil {
+	if _, err := openExports(valid, krB); err != nil {
 		t.Fatalf("the valid base message is refused: %v", err)
 	}
 	tampered := append([]byte(nil), valid...)
@@ -95,8 +99,8 @@ func TestDecodeExportsRejects(t *testing.T) {
 		msg  []byte
 		want error
 	}{
-		{"bad magic", []byte("WSPX\x01"), ErrMalformed},
-		{"unknown version", []byte(exportMagic + "\x02xxxx"), ErrUnknownVersion},
+		{"bad magic", []byte("WSPX\x02\x03"), ErrMalformed},
+		{"unknown version", []byte(envelopeMagic + "\x01\x03xxxx"), ErrUnknownVersion},
 		{"truncated", valid[:20], ErrMalformed},
 		{"trailing bytes", append(append([]byte(nil), valid...), 0), ErrMalformed},
 		{"flags", newRawExports("a", 2, 0, 0).sealed(t, krA), ErrMalformed},
@@ -118,7 +122,7 @@ func TestDecodeExportsRejects(t *testing.T) {
 		{"c forging a", forgedByC.sealed(t, cKeysAsA), ErrBadMAC},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeExports(tc.msg, krB)
+			_, err := openExports(tc.msg, krB)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("decode = %v, want %v", err, tc.want)
 			}
@@ -129,6 +133,7 @@ func TestDecodeExportsRejects(t *testing.T) {
 
 func TestRemoteExportsApply(t *testing.T) {
 	re := newRemoteExports()
+	var counter uint64
 	batch := func(items ...exportItem) exportBatch { return exportBatch{Cluster: "a", Items: items} }
 	snap := func(high uint64, items ...exportItem) exportBatch {
 		return exportBatch{Cluster: "a", Snapshot: true, High: high, Items: items}
@@ -136,13 +141,13 @@ func TestRemoteExportsApply(t *testing.T) {
 	live := func() map[string]string {
 		out := map[string]string{}
 		for k, v := range re.live() {
-			out[k.String()] = fmt.Sprintf("%d:%s", v.Version, v.Record)
+			out[k.String()] = fmt.Sprintf("%d:%s", re.items[k].Version, v.Record)
 		}
 		return out
 	}
 	step := func(what string, b exportBatch, wantErr error, want map[string]string) {
 		t.Helper()
-		if err := re.apply(b); !errors.Is(err, wantErr) {
+		if _, err := re.apply(b, 1, &counter); !errors.Is(err, wantErr) {
 			t.Fatalf("%s: apply = %v, want %v", what, err, wantErr)
 		}
 		if got := live(); !reflect.DeepEqual(got, want) {
@@ -250,13 +255,15 @@ func TestGossipExportsLateJoinerAndTTL(t *testing.T) {
 	if err := a.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
+	left := time.Now()
 	eventually(t, "b sees a leave", func() bool { return len(b2.Members()) == 1 })
 	if ce := b2.RemoteExports()["a"]; ce.Silent || len(ce.Exports) != 1 {
 		t.Fatalf("right after the leave: silent %v with %d exports, want not silent with 1", ce.Silent, len(ce.Exports))
 	}
-	left := time.Now()
 	eventually(t, "a goes silent", func() bool { return b2.RemoteExports()["a"].Silent })
-	if d := time.Since(left); d < testExportTTL/2 {
+	// The TTL runs from a's last heartbeat, at most one ProbeInterval
+	// (100 ms) before its shutdown.
+	if d := time.Since(left); d < testExportTTL-200*time.Millisecond {
 		t.Errorf("silent %v after the leave, TTL %v", d, testExportTTL)
 	}
 	ce := b2.RemoteExports()["a"]
@@ -306,15 +313,18 @@ func TestGossipExportsCountsBadMessages(t *testing.T) {
 	b := nodes[1]
 	before := exportsReceived(b, resultBadMAC)
 	krA := testKeyring(t, "a", testKey("c"), "b") // not a's key
-	msg := newRawExports("a", 0, 0, 1).item("ns", "web", 1, 0, `{}`).sealed(t, krA)
-	b.dispatch(msg)
-	b.dispatch(bundle(nil, msg))
-	if got := exportsReceived(b, resultBadMAC) - before; got != 2 {
-		t.Errorf("bad MAC count grew by %v, want 2", got)
+	// The forger echoes b's epoch, which travels in the clear in b's
+	// messages: only the MAC can refuse it.
+	body := newRawExports("a", 0, 0, 1).item("ns", "web", 1, 0, `{}`).b
+	msg, err := sealMessage(header{kind: kindBatch, cluster: "a", epoch: 1, seq: 1}, body, krA, func(string) uint64 { return b.epoch })
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := b.RemoteExports()["a"]; ok {
-		if got, _ := exportsOf(b, "a"); len(got) > 0 {
-			t.Errorf("forged export accepted: %v", got)
-		}
+	b.receive(msg)
+	if got := exportsReceived(b, resultBadMAC) - before; got != 1 {
+		t.Errorf("bad MAC count grew by %v, want 1", got)
+	}
+	if got, _ := exportsOf(b, "a"); len(got) > 0 {
+		t.Errorf("forged export accepted: %v", got)
 	}
 }

@@ -8,13 +8,13 @@ import (
 	"testing"
 )
 
-// FuzzDecode checks that decoding never panics, that every error carries a
-// drop reason, and that the format is canonical: whatever parses re-encodes
-// to the very same bytes, and whatever decodes (MAC verified) re-encodes to
-// a message that decodes to the same state.
+// reasons are the errors every refusal wraps one of.
+var reasons = []error{ErrMalformed, ErrTooLarge, ErrUnknownVersion, ErrUnknownSender, ErrNoMAC, ErrBadMAC}
+
+// FuzzDecode checks that decoding a state body never panics, that every
+// error carries a drop reason, and that the format is canonical: whatever
+// decodes re-encodes to the very same bytes.
 func FuzzDecode(f *testing.F) {
-	krA := testKeyring(f, "a", testKey("a"), "b", "c")
-	krB := testKeyring(f, "b", testKey("b"), "a", "c")
 	seeds := []ClusterState{
 		sampleState("a", 1),
 		{Cluster: "a", Version: 2, ActiveGateway: "n"},
@@ -26,55 +26,34 @@ func FuzzDecode(f *testing.F) {
 		},
 	}
 	for _, s := range seeds {
-		msg, err := Encode(s, krA)
+		body, err := encodeState(s)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(msg)
-		for _, n := range []int{0, 4, 5, 6, 8, 20, len(msg) / 2, len(msg) - 33, len(msg) - 1} {
-			if n >= 0 && n < len(msg) {
-				f.Add(msg[:n])
+		f.Add(body)
+		for _, n := range []int{0, 1, 2, 10, len(body) / 2, len(body) - 1} {
+			if n >= 0 && n < len(body) {
+				f.Add(body[:n])
 			}
 		}
 	}
-	f.Add(newRaw().head().noCIDRsNoExports().u8(0).b)
-	f.Add(newRaw().head().u16(1).v4("10.0.0.0", 8).u16(0).u16(2).bytes([]byte("{}")).u8(0).b)
+	f.Add(newRaw().head().noCIDRsNoExports().b)
+	f.Add(newRaw().head().u16(1).v4("10.0.0.0", 8).u16(0).u16(2).bytes([]byte("{}")).b)
 
-	reasons := []error{ErrMalformed, ErrTooLarge, ErrUnknownVersion, ErrUnknownSender, ErrNoMAC, ErrBadMAC}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := parse(data)
+		s, err := decodeState(data)
 		if err != nil {
 			if !errorsIsAny(err, reasons) {
-				t.Fatalf("parse error without a reason: %v", err)
+				t.Fatalf("decodeState error without a reason: %v", err)
 			}
 			return
 		}
-		b, signed, err := m.marshal()
+		b, err := encodeState(s)
 		if err != nil {
-			t.Fatalf("parsed message does not re-encode: %v\n%+v", err, m)
+			t.Fatalf("decoded state does not re-encode: %v\n%+v", err, s)
 		}
-		if !bytes.Equal(b, data) || signed != m.signed {
+		if !bytes.Equal(b, data) {
 			t.Fatalf("re-encoding differs:\n in %x\nout %x", data, b)
-		}
-		m2, err := parse(b)
-		if err != nil || !reflect.DeepEqual(m2, m) {
-			t.Fatalf("re-encoded message parses to %+v, %v; want %+v", m2, err, m)
-		}
-
-		s, err := Decode(data, krB)
-		if err != nil {
-			if !errorsIsAny(err, reasons) {
-				t.Fatalf("Decode error without a reason: %v", err)
-			}
-			return
-		}
-		again, err := Encode(s, krA)
-		if err != nil {
-			t.Fatalf("decoded state does not re-encode: %v", err)
-		}
-		s2, err := Decode(again, krB)
-		if err != nil || !reflect.DeepEqual(s2, s) {
-			t.Fatalf("re-encoded state decodes to %+v, %v; want %+v", s2, err, s)
 		}
 	})
 }
@@ -88,48 +67,97 @@ func errorsIsAny(err error, targets []error) bool {
 	return false
 }
 
-// FuzzDispatch feeds arbitrary bytes to the receive path of every message
-// kind (state, exports, bundle): it must never panic, every drop must be
-// counted, and a message that decodes must re-encode to one that decodes to
-// the same batch.
-func FuzzDispatch(f *testing.F) {
-	krA := testKeyring(f, "a", testKey("a"), "b")
-	krB := testKeyring(f, "b", testKey("b"), "a")
-	for _, b := range []exportBatch{
-		{Cluster: "a", Items: []exportItem{{Key: ExportKey{"ns", "db"}, Version: 3, Deleted: true}, {Key: ExportKey{"ns", "web"}, Version: 4, Data: []byte(`{"x":[1]}`)}}},
-		{Cluster: "a", Snapshot: true, High: 9, Items: []exportItem{{Key: ExportKey{"a", "b"}, Version: 9, Data: []byte(`null`)}}},
-	} {
-		msg, err := encodeExports(b, krA)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(msg)
-		f.Add(bundle(nil, msg))
-		f.Add(msg[:len(msg)/2])
-	}
+// FuzzEnvelope feeds arbitrary bytes to what reads a message before it is
+// authenticated (the guard's split of compound packets, peek) and then to
+// the MAC check: it must never panic,
+// every refusal must carry a reason, the body it hands on must be the tail
+// of the message with the announced length, and only a message sealed with
+// a's key for b may pass.
+func FuzzEnvelope(f *testing.F) {
+	krA := testKeyring(f, "a", testKey("a"), "b", "c")
+	krB := testKeyring(f, "b", testKey("b"), "a", "c")
 	state, err := Encode(sampleState("a", 1), krA)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(state)
-	reasons := []error{ErrMalformed, ErrTooLarge, ErrUnknownVersion, ErrUnknownSender, ErrNoMAC, ErrBadMAC}
+	for _, m := range [][]byte{
+		state,
+		sealFor(f, kindHeartbeat, encodeHeartbeat([]string{"b"}), krA),
+		sealExports(f, exportBatch{Cluster: "a", Snapshot: true, High: 2, Items: []exportItem{{Key: key("n", "w"), Version: 2, Data: rec("x")}}}, krA),
+		sealFor(f, kindState, []byte("x"), testKeyring(f, "a", testKey("c"), "b")),
+	} {
+		f.Add(m)
+		f.Add(m[:len(m)/2])
+		f.Add(m[:envelopeFixed+3])
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if b, err := decodeExports(data, krB); err != nil {
+		// The guard splits memberlist's compound packets before anything
+		// is authenticated: the parts must lie within the packet.
+		total := 0
+		for _, p := range splitCompound(data) {
+			total += len(p)
+		}
+		if total > len(data) {
+			t.Fatalf("compound parts of %d bytes in %d", total, len(data))
+		}
+		env, err := peek(data, krB)
+		if err != nil {
+			if !errorsIsAny(err, reasons) {
+				t.Fatalf("peek error without a reason: %v", err)
+			}
+			return
+		}
+		if len(env.body) > len(data) || !bytes.Equal(env.body, data[len(data)-len(env.body):]) {
+			t.Fatalf("peek's body is not the message's tail")
+		}
+		if limit, _ := env.kind.limit(); len(data) > limit {
+			t.Fatalf("peek passed a %s message of %d bytes, limit %d", env.kind, len(data), limit)
+		}
+		if err := env.verify(krB.local); err != nil {
+			if !errors.Is(err, ErrBadMAC) {
+				t.Fatalf("verify error %v, want ErrBadMAC", err)
+			}
+			return
+		}
+		if env.cluster != "a" && env.cluster != "c" {
+			t.Fatalf("authenticated as %q", env.cluster)
+		}
+	})
+}
+
+// FuzzDispatch feeds arbitrary bytes to the body decoders of exports and
+// heartbeats: they must never panic, every refusal must carry a reason, and
+// a batch that decodes must re-encode to one that decodes to the same.
+func FuzzDispatch(f *testing.F) {
+	for _, b := range []exportBatch{
+		{Cluster: "a", Items: []exportItem{{Key: ExportKey{"ns", "db"}, Version: 3, Deleted: true}, {Key: ExportKey{"ns", "web"}, Version: 4, Data: []byte(`{"x":[1]}`)}}},
+		{Cluster: "a", Snapshot: true, High: 9, Items: []exportItem{{Key: ExportKey{"a", "b"}, Version: 9, Data: []byte(`null`)}}},
+	} {
+		body, err := encodeExports(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(body, b.Snapshot)
+		f.Add(body[:len(body)/2], b.Snapshot)
+	}
+	f.Add(encodeHeartbeat([]string{"a", "b"}), false)
+	f.Fuzz(func(t *testing.T, data []byte, snapshot bool) {
+		if b, err := decodeExports(data, snapshot); err != nil {
 			if !errorsIsAny(err, reasons) {
 				t.Fatalf("decodeExports error without a reason: %v", err)
 			}
 		} else {
-			again, err := encodeExports(b, krA)
+			again, err := encodeExports(b)
 			if err != nil {
 				t.Fatalf("decoded batch does not re-encode: %v", err)
 			}
-			b2, err := decodeExports(again, krB)
+			b2, err := decodeExports(again, snapshot)
 			if err != nil || !reflect.DeepEqual(b2, b) {
 				t.Fatalf("re-encoded batch decodes to %+v, %v; want %+v", b2, err, b)
 			}
 		}
-		if _, _, err := unbundle(data); err != nil && !errorsIsAny(err, reasons) {
-			t.Fatalf("unbundle error without a reason: %v", err)
+		if _, err := decodeHeartbeat(data); err != nil && !errorsIsAny(err, reasons) {
+			t.Fatalf("decodeHeartbeat error without a reason: %v", err)
 		}
 	})
 }

@@ -1,12 +1,15 @@
 package gossip
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -14,14 +17,17 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// Member is one live gateway in the pool: joined, and neither declared dead
-// nor departed.
+// Member is one gateway present in the pool: its cluster spoke, with a
+// fresh authenticated message, within the presence timeout.
 type Member struct {
-	// Name is "<cluster>/<node>"; Cluster and Node are empty if the name
-	// does not have that form (such a member is ignored for state).
+	// Name is "<cluster>/<node>", Node the cluster's active gateway as its
+	// last authenticated state names it; until that state arrives, Node is
+	// empty and Name the cluster's.
 	Name          string
 	Cluster, Node string
-	Addr          netip.AddrPort
+	// Addr is the cluster's tunnel address and gossip port, derived from
+	// its key (Config.PeerAddr), never from what a packet says.
+	Addr netip.AddrPort
 }
 
 // Gossip is this gateway's membership in the pool and the exchange of
@@ -33,21 +39,33 @@ type Gossip struct {
 	log     logr.Logger
 	metrics *metrics
 	ml      *memberlist.Memberlist
+	guard   *guard
+	// epoch names this boot (random, never 0); every message we seal
+	// carries it and the next sequence number.
+	epoch   uint64
+	pinging atomic.Bool // a round of pings runs
 
 	// mu guards everything below. It is taken inside memberlist callbacks,
 	// some of which run under memberlist's own lock, so no memberlist
 	// method is ever called with mu held.
-	mu        sync.Mutex
-	peers     map[string]wgtypes.Key
-	keyring   *Keyring
-	local     ClusterState // Version 0: not set yet
-	lastVer   uint64
-	sealed    []byte // local, encoded for the current keyring; nil if unset
-	remote    *store
-	members   map[string]memberlist.Node // from join/leave events
-	rtt       map[string]time.Duration   // by cluster
+	mu       sync.Mutex
+	seq      uint64
+	peers    map[string]wgtypes.Key
+	keyring  *Keyring
+	sessions map[string]*session // by cluster; kept when a peer is removed
+	local    ClusterState        // Version 0: not set yet
+	lastVer  uint64
+	body     []byte // local, encoded; nil if unset
+	sealed   []byte // body sealed for the current keyring and echoes
+	remote   *store
+	present  map[string]bool // clusters present at the last look
+	// asked is when each cluster last asked for our state and got it: a
+	// peer that keeps asking is answered at most every askInterval.
+	asked     map[string]time.Time
 	out       outbox
 	shutdown  bool
+	started   time.Time
+	rtt       map[string]time.Duration // by cluster
 	changedCh chan struct{}
 	exp       exportState
 
@@ -57,7 +75,7 @@ type Gossip struct {
 }
 
 // New binds the memberlist listeners and starts the sender. The pool is
-// empty until Join; no state is accepted until SetPeers.
+// empty until SetPeers; no state is accepted until then.
 func New(cfg Config) (*Gossip, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -68,48 +86,87 @@ func New(cfg Config) (*Gossip, error) {
 		cfg:       cfg,
 		name:      cfg.Cluster + "/" + cfg.Node,
 		log:       cfg.Logger,
-		metrics:   newMetrics(),
+		epoch:     newEpoch(),
 		peers:     map[string]wgtypes.Key{},
 		keyring:   kr,
+		sessions:  map[string]*session{},
 		remote:    newStore(),
-		members:   map[string]memberlist.Node{},
+		present:   map[string]bool{},
+		asked:     map[string]time.Time{},
+		started:   time.Now(),
 		rtt:       map[string]time.Duration{},
 		changedCh: make(chan struct{}, 1),
-		exp:       newExportState(time.Now()),
+		exp:       newExportState(),
 		kick:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	g.metrics = newMetrics(func() float64 { return float64(len(g.Members())) })
 	if err := g.metrics.register(cfg.Registerer); err != nil {
 		return nil, err
 	}
+	if err := g.startMemberlist(); err != nil {
+		g.metrics.unregister(cfg.Registerer)
+		return nil, err
+	}
+	go g.sendLoop()
+	return g, nil
+}
 
+// startMemberlist starts memberlist as a transport only: behind the guard,
+// with no push/pull, refusing every other node as a member. It carries
+// Wirespan's messages and answers pings; who is present is decided from
+// authenticated messages (session.go), never from memberlist's view, which
+// any host that reaches the port could rewrite.
+func (g *Gossip) startMemberlist() error {
+	cfg := g.cfg
+	stdLog := newStdLogger(cfg.Logger.WithName("memberlist"))
+	gd, err := newGuard(cfg.BindAddr.Unmap(), max(cfg.Port, 0), cfg.MaxStreams, stdLog, func(reason string) {
+		g.metrics.refused.WithLabelValues(reason).Inc()
+	})
+	if err != nil {
+		return fmt.Errorf("start gossip transport: %w", err)
+	}
 	mc := memberlist.DefaultWANConfig()
 	mc.Name = g.name
+	mc.Transport = gd
 	mc.BindAddr = cfg.BindAddr.Unmap().String()
 	mc.AdvertiseAddr = mc.BindAddr
-	mc.BindPort = max(cfg.Port, 0) // AnyPort → 0: memberlist picks a free one
+	mc.BindPort = gd.inner.GetAutoBindPort()
 	mc.AdvertisePort = mc.BindPort
 	mc.ProbeInterval = cfg.ProbeInterval
 	mc.ProbeTimeout = cfg.ProbeTimeout
-	mc.PushPullInterval = cfg.PushPullInterval
-	mc.GossipInterval = cfg.GossipInterval
+	mc.PushPullInterval = 0 // snapshots go only to verified peers (sender.go)
 	mc.TCPTimeout = cfg.TCPTimeout
-	mc.GossipToTheDeadTime = max(cfg.PushPullInterval, 2*cfg.ProbeInterval)
-	mc.Logger = newStdLogger(cfg.Logger.WithName("memberlist"))
+	// Uncompressed, so that the guard reads a message's type in its first
+	// byte, and no peer can make us inflate anything.
+	mc.EnableCompression = false
+	// memberlist queues an alive broadcast about itself at start and
+	// bundles it with its pings and acks; the peers' guards refuse it
+	// (counted as membership). Sent once, not four times.
+	mc.RetransmitMult = 0
+	mc.Logger = stdLog
 	d := delegate{g}
-	mc.Delegate, mc.Events, mc.Ping = d, d, d
-
+	mc.Delegate, mc.Alive, mc.Merge = d, d, d
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		g.metrics.unregister(cfg.Registerer)
-		return nil, fmt.Errorf("start memberlist on %s: %w", netip.AddrPortFrom(cfg.BindAddr, uint16(mc.BindPort)), err)
+		_ = gd.Shutdown()
+		return fmt.Errorf("start memberlist on %s: %w", netip.AddrPortFrom(cfg.BindAddr, uint16(mc.BindPort)), err)
 	}
-	g.ml = ml
-	// memberlist wrote the port it bound back into mc (AnyPort).
+	g.ml, g.guard = ml, gd
 	g.addr = netip.AddrPortFrom(cfg.BindAddr.Unmap(), uint16(mc.AdvertisePort))
-	go g.sendLoop()
-	return g, nil
+	return nil
+}
+
+// newEpoch returns a random, non-zero epoch: 0 means "unknown" on the wire.
+func newEpoch() uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+		if e := binary.BigEndian.Uint64(b[:]); e != 0 {
+			return e
+		}
+	}
 }
 
 // LocalAddr returns the address and port other members reach us on.
@@ -119,7 +176,8 @@ func (g *Gossip) LocalAddr() netip.AddrPort { return g.addr }
 // Clusters no longer listed, or whose key changed, are forgotten: their
 // state is dropped and their messages are refused until they are listed
 // again. An entry for our own cluster is ignored. Unusable entries are left
-// out and reported in the error; the others take effect.
+// out and reported in the error; the others take effect. Only the peers'
+// tunnel addresses (Config.PeerAddr) may reach the gossip port.
 func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 	kr, err := NewKeyring(g.cfg.Cluster, g.cfg.PrivateKey, keys)
 	g.mu.Lock()
@@ -134,28 +192,33 @@ func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 			changed = g.remote.forget(id) || changed
 			changed = g.forgetExportsLocked(id) || changed
 			delete(g.rtt, id)
+			delete(g.present, id)
 		}
 	}
 	var added []string
 	peers := make(map[string]wgtypes.Key, len(kr.keys))
+	allowed := make(map[netip.Addr]bool, len(kr.keys))
 	for _, id := range sortedKeys(kr.keys) {
 		peers[id] = keys[id]
+		addr := g.cfg.PeerAddr(keys[id])
+		allowed[addr.Addr().Unmap()] = true
+		s := g.sessions[id]
+		if s == nil {
+			s = &session{}
+			g.sessions[id] = s
+		}
+		s.addr = addr
 		if old, ok := g.peers[id]; !ok || old != keys[id] {
 			added = append(added, id)
+			// Tell it now that we are here, not at the next round.
+			g.out.beat(id)
 		}
 	}
 	g.peers, g.keyring = peers, kr
-	if g.local.Version != 0 && (removed || len(added) > 0) {
-		// Re-encode for the new recipients; on failure the old encoding,
-		// still valid for the clusters it covers, stays in use.
-		if b, serr := Encode(g.local, kr); serr != nil {
-			err = errors.Join(err, fmt.Errorf("encode local state: %w", serr))
-		} else {
-			g.sealed = b
-			g.out.all = true
-		}
+	g.guard.allow(allowed)
+	if removed || len(added) > 0 {
+		g.resealLocked()
 	}
-	g.out.pull = append(g.out.pull, added...)
 	g.metrics.clusters.Set(float64(len(g.remote.states)))
 	g.mu.Unlock()
 
@@ -174,10 +237,11 @@ func (g *Gossip) SetPeers(keys map[string]wgtypes.Key) error {
 
 // SetLocal publishes our cluster's state. Cluster defaults to Config.Cluster
 // (and must equal it), ActiveGateway to Config.Node; Version is assigned
-// here: max(previous+1, Unix nanoseconds), so that it also increases across
-// restarts and failovers. A state equal to the current one is not resent.
-// Otherwise it is sent to every member at once and is part of every later
-// push/pull. An invalid state is refused and the previous one stays.
+// here, the previous one plus one: receivers order versions within our
+// epoch only, so no clock is involved. A state equal to the current one is
+// not resent. Otherwise it is sent to every present cluster at once and
+// again with every periodic sync. An invalid state is refused and the
+// previous one stays.
 func (g *Gossip) SetLocal(s ClusterState) error {
 	switch s.Cluster {
 	case "":
@@ -199,13 +263,13 @@ func (g *Gossip) SetLocal(s ClusterState) error {
 		g.mu.Unlock()
 		return nil
 	}
-	s.Version = max(g.lastVer+1, uint64(time.Now().UnixNano()))
-	sealed, err := Encode(s, g.keyring)
+	s.Version = g.lastVer + 1
+	body, err := encodeState(s)
 	if err != nil {
 		g.mu.Unlock()
 		return fmt.Errorf("set local state: %w", err)
 	}
-	g.local, g.lastVer, g.sealed = s, s.Version, sealed
+	g.local, g.lastVer, g.body, g.sealed = s, s.Version, body, nil
 	g.out.all = true
 	g.mu.Unlock()
 
@@ -221,16 +285,26 @@ func (g *Gossip) Local() (ClusterState, bool) {
 	return g.local.clone(), g.local.Version != 0
 }
 
-// Join contacts the given members (their tunnel address and gossip port)
-// and exchanges full state with them. It returns how many answered; it is
-// best effort, and callers retry periodically (e.g. while alone).
+// Join sends our heartbeat at once to the given addresses (peers' tunnel
+// addresses and gossip port), over UDP, and returns to how many it went.
+// Heartbeats go to every peer's address every ProbeInterval anyway: Join
+// only saves that wait. A peer answers once it has verified us, and is in
+// Members once we have verified it.
 func (g *Gossip) Join(addrs []netip.AddrPort) (int, error) {
-	ss := make([]string, 0, len(addrs))
-	for _, a := range addrs {
-		ss = append(ss, a.String())
-	}
-	n, err := g.ml.Join(ss)
+	msg, err := g.heartbeat()
 	if err != nil {
+		return 0, fmt.Errorf("join: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, a := range addrs {
+		if err := g.ml.SendToAddress(memberlist.Address{Addr: a.String()}, msg); err != nil {
+			errs = append(errs, fmt.Errorf("send heartbeat to %s: %w", a, err))
+			continue
+		}
+		n++
+	}
+	if err := errors.Join(errs...); err != nil {
 		return n, fmt.Errorf("join %d of %d gossip members: %w", n, len(addrs), err)
 	}
 	return n, nil
@@ -244,29 +318,37 @@ func (g *Gossip) Clusters() map[string]ClusterState {
 	return cloneStates(g.remote.states)
 }
 
-// Changed is signaled, without blocking and coalesced, when Clusters or
-// the membership changes. Receivers then read Clusters and Members.
+// Changed is signaled, without blocking and coalesced, when Clusters, the
+// exports or the presence of a cluster change. Receivers then read
+// Clusters, RemoteExports and Members.
 func (g *Gossip) Changed() <-chan struct{} { return g.changedCh }
 
-// Members returns the live members, ourselves included, sorted by name.
-//
-// memberlist's own Members returns pointers into nodes that it changes
-// under its lock (a data race for the caller), so this list is kept from
-// join and leave events instead, and cannot tell alive from suspect.
+// Members returns ourselves and the present clusters, sorted by name: one
+// member per cluster, whichever of its gateways is active. Presence and
+// the node name come from authenticated messages only; a memberlist node
+// that merely claims a name is nobody.
 func (g *Gossip) Members() []Member {
+	now := time.Now()
 	g.mu.Lock()
-	out := make([]Member, 0, len(g.members))
-	for _, n := range g.members {
-		cluster, node, _ := splitName(n.Name)
-		out = append(out, Member{Name: n.Name, Cluster: cluster, Node: node, Addr: addrPort(&n)})
+	out := []Member{{Name: g.name, Cluster: g.cfg.Cluster, Node: g.cfg.Node, Addr: g.addr}}
+	for cluster := range g.peers {
+		s := g.sessions[cluster]
+		if !s.present(now, g.cfg.presence()) {
+			continue
+		}
+		m := Member{Name: cluster, Cluster: cluster, Addr: s.addr}
+		if node := g.remote.states[cluster].ActiveGateway; node != "" {
+			m.Name, m.Node = cluster+"/"+node, node
+		}
+		out = append(out, m)
 	}
 	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-// RTT returns the round trip of the last successful direct probe of a member
-// of cluster.
+// RTT returns the round trip of the last successful ping of cluster's
+// gateway.
 func (g *Gossip) RTT(cluster string) (time.Duration, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -274,9 +356,9 @@ func (g *Gossip) RTT(cluster string) (time.Duration, bool) {
 	return d, ok
 }
 
-// Shutdown leaves the pool (telling the others, within LeaveTimeout), stops
-// the listeners and the sender, and unregisters the metrics. It is safe to
-// call more than once.
+// Shutdown stops the sender and the listeners, and unregisters the
+// metrics. The other clusters see us absent after their presence timeout.
+// It is safe to call more than once.
 func (g *Gossip) Shutdown() error {
 	g.mu.Lock()
 	if g.shutdown {
@@ -289,9 +371,6 @@ func (g *Gossip) Shutdown() error {
 	close(g.stop)
 	<-g.done
 	var errs []error
-	if err := g.ml.Leave(g.cfg.LeaveTimeout); err != nil {
-		errs = append(errs, fmt.Errorf("leave gossip pool: %w", err))
-	}
 	if err := g.ml.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("shut down memberlist: %w", err))
 	}
@@ -307,16 +386,8 @@ func (g *Gossip) signal() {
 	}
 }
 
-// splitName splits a member name "<cluster>/<node>".
-func splitName(name string) (cluster, node string, ok bool) {
-	cluster, node, ok = strings.Cut(name, "/")
-	if !ok || validateCluster(cluster) != nil || validateNode(node) != nil {
-		return "", "", false
-	}
-	return cluster, node, true
-}
-
-func addrPort(n *memberlist.Node) netip.AddrPort {
-	a, _ := netip.AddrFromSlice(n.Addr)
-	return netip.AddrPortFrom(a.Unmap(), n.Port)
+// nodeAt is a memberlist node at addr: whom memberlist's send functions
+// dial. Its name is empty: memberlist checks no name on user messages.
+func nodeAt(a netip.AddrPort) *memberlist.Node {
+	return &memberlist.Node{Addr: a.Addr().AsSlice(), Port: a.Port()}
 }

@@ -2,182 +2,15 @@ package gossip
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
-
-// waitFor is how long any eventual condition may take; with the timing
-// below conditions normally hold within a few hundred milliseconds.
-const waitFor = 10 * time.Second
-
-func testLogger(name string) logr.Logger {
-	if os.Getenv("GOSSIP_TEST_LOG") == "" {
-		return logr.Discard()
-	}
-	return funcr.New(func(prefix, args string) {
-		fmt.Fprintln(os.Stderr, name, prefix, args)
-	}, funcr.Options{Verbosity: 2})
-}
-
-// node is one gateway of the test pool.
-type node struct {
-	*Gossip
-	cluster string
-	reg     *prometheus.Registry
-}
-
-func (n *node) received(result string) float64 {
-	var m dto.Metric
-	_ = n.metrics.received.WithLabelValues(result).Write(&m)
-	return m.GetCounter().GetValue()
-}
-
-func (n *node) sent(result string) float64 {
-	var m dto.Metric
-	_ = n.metrics.sent.WithLabelValues(result).Write(&m)
-	return m.GetCounter().GetValue()
-}
-
-// Push/pull intervals for startPool: fast, for tests that need periodic
-// resync, and never (within a test), for tests that show that direct sends
-// and the exchanges done on join alone deliver state at once.
-const (
-	fastPushPull = 300 * time.Millisecond
-	noPushPull   = time.Hour
-)
-
-// startPool starts one gateway per cluster on loopback, tells each about
-// all the others, publishes a state for each and joins them into one pool.
-func startPool(t *testing.T, pushPull time.Duration, clusters ...string) []*node {
-	t.Helper()
-	keys := map[string]wgtypes.Key{}
-	for _, c := range clusters {
-		keys[c] = testKey(c).PublicKey()
-	}
-	var nodes []*node
-	for _, c := range clusters {
-		nodes = append(nodes, startNode(t, c, keys, pushPull))
-	}
-	for _, n := range nodes[1:] {
-		if _, err := n.Join([]netip.AddrPort{nodes[0].LocalAddr()}); err != nil {
-			t.Fatalf("Join: %v", err)
-		}
-	}
-	return nodes
-}
-
-// startNode starts the gateway of cluster c with the given peers and a
-// state; it is shut down at the end of the test.
-func startNode(t *testing.T, c string, keys map[string]wgtypes.Key, pushPull time.Duration) *node {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	g, err := New(Config{
-		Cluster:          c,
-		Node:             "gw-" + c,
-		PrivateKey:       testKey(c),
-		BindAddr:         netip.MustParseAddr("127.0.0.1"),
-		Port:             AnyPort,
-		Logger:           testLogger(c),
-		Registerer:       reg,
-		ProbeInterval:    100 * time.Millisecond,
-		ProbeTimeout:     50 * time.Millisecond,
-		PushPullInterval: pushPull,
-		GossipInterval:   50 * time.Millisecond,
-		TCPTimeout:       time.Second,
-		// Generous: the leave broadcast waits for a gossip round, which a
-		// busy machine can delay; no test times the leave.
-		LeaveTimeout:  5 * time.Second,
-		RetryInterval: 100 * time.Millisecond,
-		ExportTTL:     testExportTTL,
-	})
-	if err != nil {
-		t.Fatalf("New(%s): %v", c, err)
-	}
-	t.Cleanup(func() {
-		if err := g.Shutdown(); err != nil {
-			t.Errorf("Shutdown(%s): %v", c, err)
-		}
-	})
-	if err := g.SetPeers(keys); err != nil {
-		t.Fatalf("SetPeers(%s): %v", c, err)
-	}
-	if err := g.SetLocal(stateOf(c, "10.%d.0.0/16")); err != nil {
-		t.Fatalf("SetLocal(%s): %v", c, err)
-	}
-	return &node{Gossip: g, cluster: c, reg: reg}
-}
-
-// restart starts a new gateway for old's cluster (old must be shut down)
-// and joins it to seed.
-func restart(t *testing.T, old, seed *node) *node {
-	t.Helper()
-	n := startNode(t, old.cluster, old.peers, old.cfg.PushPullInterval)
-	if _, err := n.Join([]netip.AddrPort{seed.LocalAddr()}); err != nil {
-		t.Fatalf("Join: %v", err)
-	}
-	return n
-}
-
-func exportsReceived(n *node, result string) float64 {
-	var m dto.Metric
-	_ = n.metrics.exportsReceived.WithLabelValues(result).Write(&m)
-	return m.GetCounter().GetValue()
-}
-
-// stateOf returns a state for cluster c whose pod CIDR is podFormat with
-// c's first letter as a number.
-func stateOf(c, podFormat string) ClusterState {
-	return ClusterState{
-		PodCIDRs:     []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf(podFormat, c[0]))},
-		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:" + c + "::/108")},
-	}
-}
-
-// eventually polls cond until it holds or waitFor passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// drain empties the Changed channel, so the next signal is a new one.
-func drain(g *Gossip) {
-	select {
-	case <-g.Changed():
-	default:
-	}
-}
-
-func waitChanged(t *testing.T, n *node, what string) {
-	t.Helper()
-	select {
-	case <-n.Changed():
-	case <-time.After(waitFor):
-		t.Fatalf("%s: no Changed signal on %s", what, n.cluster)
-	}
-}
-
-// knows reports whether n holds cluster c's state with pod CIDR pod.
-func knows(n *node, c, pod string) bool {
-	s, ok := n.Clusters()[c]
-	return ok && len(s.PodCIDRs) == 1 && s.PodCIDRs[0].String() == pod && s.ActiveGateway == "gw-"+c
-}
 
 func TestGossipConverges(t *testing.T) {
 	nodes := startPool(t, noPushPull, "a", "b", "c")
@@ -251,12 +84,13 @@ func TestGossipForgetsRemovedPeer(t *testing.T) {
 	if _, ok := b.Clusters()["a"]; ok {
 		t.Fatal("b still holds a's state after a was removed")
 	}
-	// a keeps talking to b (a still lists b): b refuses it.
-	refused := b.received(resultUnknownSender)
+	// a keeps talking to b (a still lists b): b's transport refuses it,
+	// its address being no peer's any more.
+	refused := b.refusedCount(refusedSource)
 	if err := a.SetLocal(stateOf("a", "172.%d.0.0/16")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b refuses a's update", func() bool { return b.received(resultUnknownSender) > refused })
+	eventually(t, "b refuses a's update", func() bool { return b.refusedCount(refusedSource) > refused })
 	if _, ok := b.Clusters()["a"]; ok {
 		t.Fatal("b accepted a's state while a is not a peer")
 	}
@@ -275,18 +109,19 @@ func TestGossipForgetsRemovedPeer(t *testing.T) {
 
 func TestGossipRejectsForgedAndStale(t *testing.T) {
 	nodes := startPool(t, fastPushPull, "a", "b", "c")
-	b, c := nodes[1], nodes[2]
-	eventually(t, "b knows a", func() bool { _, ok := b.Clusters()["a"]; return ok })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if err := a.SetLocal(stateOf("a", "172.%d.0.0/16")); err != nil { // version 2
+		t.Fatal(err)
+	}
+	eventually(t, "b knows a", func() bool { return knows(b, "a", "172.97.0.0/16") })
 	held := b.Clusters()["a"]
 	bNode := &memberlist.Node{Name: b.name, Addr: b.LocalAddr().Addr().AsSlice(), Port: b.LocalAddr().Port()}
 
+	aEpoch := b.sessions["a"].epoch
 	// c, a genuine member and peer, sends b a state in a's name, made with
-	// its own key: right format, wrong key.
-	forged := sampleState("a", held.Version+1000)
-	msg, err := Encode(forged, testKeyring(t, "a", testKey("c"), "b"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// its own key: right format, b's epoch echoed (it travels in the
+	// clear), wrong key.
+	msg := sealState(t, sampleState("a", held.Version+1000), testKeyring(t, "a", testKey("c"), "b"), aEpoch, b.epoch)
 	badMAC := b.received(resultBadMAC)
 	if err := c.ml.SendReliable(bNode, msg); err != nil {
 		t.Fatal(err)
@@ -297,10 +132,7 @@ func TestGossipRejectsForgedAndStale(t *testing.T) {
 	old := held
 	old.Version--
 	old.PodCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}
-	msg, err = Encode(old, testKeyring(t, "a", testKey("a"), "b"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	msg = sealState(t, old, testKeyring(t, "a", testKey("a"), "b"), aEpoch, b.epoch)
 	stale := b.received(resultStale)
 	if err := c.ml.SendReliable(bNode, msg); err != nil {
 		t.Fatal(err)
@@ -343,8 +175,8 @@ func TestGossipSeesShutdown(t *testing.T) {
 	}
 }
 
-// TestGossipRetriesFailedSends: a member that a direct send cannot reach
-// gets the state again later, while it is a member.
+// TestGossipRetriesFailedSends: a present cluster that a direct send
+// cannot reach gets the state again later, while it is present.
 func TestGossipRetriesFailedSends(t *testing.T) {
 	nodes := startPool(t, noPushPull, "a", "b")
 	a := nodes[0]
@@ -352,16 +184,11 @@ func TestGossipRetriesFailedSends(t *testing.T) {
 	if err := a.SetPeers(keys); err != nil {
 		t.Fatal(err)
 	}
-	// A member of cluster x at a port nobody listens on, as if its
-	// connection broke while memberlist still counts it alive.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().(*net.TCPAddr)
-	_ = ln.Close()
+	// Cluster x spoke a moment ago, and its gateway's port is closed now,
+	// as if it broke in between. It runs no gateway: its address is
+	// nowhere, where nothing listens.
 	a.mu.Lock()
-	a.members["x/gw-x"] = memberlist.Node{Name: "x/gw-x", Addr: closed.IP, Port: uint16(closed.Port)}
+	a.sessions["x"].heard = time.Now().Add(time.Hour)
 	a.mu.Unlock()
 
 	failed := a.sent("error")
@@ -371,19 +198,17 @@ func TestGossipRetriesFailedSends(t *testing.T) {
 	eventually(t, "the send to x fails", func() bool { return a.sent("error") >= failed+1 })
 	eventually(t, "the send to x is retried", func() bool { return a.sent("error") >= failed+2 })
 	eventually(t, "b gets the state", func() bool { return knows(nodes[1], "a", "172.97.0.0/16") })
-	a.mu.Lock()
-	delete(a.members, "x/gw-x") // as NotifyLeave would
-	a.mu.Unlock()
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	good := Config{Cluster: "a", Node: "n", PrivateKey: testKey("a"), BindAddr: netip.MustParseAddr("127.0.0.1"), Port: AnyPort}
+	good := Config{Cluster: "a", Node: "n", PrivateKey: testKey("a"), BindAddr: netip.MustParseAddr("127.0.0.1"), Port: AnyPort, PeerAddr: testPeerAddr}
 	for name, mutate := range map[string]func(*Config){
 		"bad cluster": func(c *Config) { c.Cluster = "A_b" },
 		"bad node":    func(c *Config) { c.Node = "" },
 		"no key":      func(c *Config) { c.PrivateKey = wgtypes.Key{} },
 		"no address":  func(c *Config) { c.BindAddr = netip.Addr{} },
 		"bad port":    func(c *Config) { c.Port = 70000 },
+		"no PeerAddr": func(c *Config) { c.PeerAddr = nil },
 	} {
 		cfg := good
 		mutate(&cfg)

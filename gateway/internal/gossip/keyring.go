@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -83,13 +82,4 @@ func pairKey(priv, peerPub wgtypes.Key, a, b string) ([MACSize]byte, error) {
 		return key, fmt.Errorf("HKDF: %w", err)
 	}
 	return key, nil
-}
-
-// mac computes the MAC of a signed part with key.
-func mac(key [MACSize]byte, signed []byte) [MACSize]byte {
-	h := hmac.New(sha256.New, key[:])
-	h.Write(signed)
-	var out [MACSize]byte
-	h.Sum(out[:0])
-	return out
 }

@@ -65,6 +65,9 @@ func (k *Kernel) Dump() string {
 	if len(k.clamp) > 0 {
 		add("nft wirespan mss clamp on [%s]", strings.Join(k.clamp, " "))
 	}
+	if k.gossip != nil {
+		add("nft wirespan gossip input %s", k.gossip)
+	}
 	for _, name := range slices.Sorted(maps.Keys(k.sysctls)) {
 		add("sysctl %s=%s", name, k.sysctls[name])
 	}

@@ -36,6 +36,7 @@ type Kernel struct {
 	rules     []dataplane.Rule
 	neighbors []dataplane.Neighbor
 	clamp     []string
+	gossip    *dataplane.GossipInput
 	sysctls   map[string]string
 	// Calls counts the changing calls made, by method name.
 	Calls map[string]int
@@ -423,6 +424,33 @@ func (k *Kernel) SetMSSClamp(ifaces []string) error {
 	}
 	k.clamp = slices.Clone(ifaces)
 	return nil
+}
+
+// GossipInput implements dataplane.Kernel in memory.
+func (k *Kernel) GossipInput() (*dataplane.GossipInput, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return cloneGossip(k.gossip), nil
+}
+
+// SetGossipInput implements dataplane.Kernel in memory.
+func (k *Kernel) SetGossipInput(g *dataplane.GossipInput) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.change("SetGossipInput"); err != nil {
+		return err
+	}
+	k.gossip = cloneGossip(g)
+	return nil
+}
+
+func cloneGossip(g *dataplane.GossipInput) *dataplane.GossipInput {
+	if g == nil {
+		return nil
+	}
+	c := *g
+	c.Peers = slices.Clone(g.Peers)
+	return &c
 }
 
 // Sysctl implements dataplane.Kernel in memory.

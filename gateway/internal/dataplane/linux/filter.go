@@ -37,21 +37,9 @@ var clampDirections = []struct {
 // MSSClamp returns the interfaces that have both clamp rules in Wirespan's
 // table, sorted.
 func (k *Kernel) MSSClamp() ([]string, error) {
-	if err := k.lock(); err != nil {
+	rules, err := k.chainRules(clampChain)
+	if err != nil {
 		return nil, err
-	}
-	defer k.mu.Unlock()
-	c, err := k.nft()
-	if err != nil {
-		return nil, fmt.Errorf("list mss clamp rules: %w", err)
-	}
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
-	rules, err := c.GetRules(table, &nftables.Chain{Name: clampChain, Table: table})
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil // no table or no chain: nothing clamped
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list mss clamp rules in table inet %s: %w", FilterTable, err)
 	}
 	dirs := map[string]map[string]bool{} // iface -> directions
 	for _, r := range rules {
@@ -77,13 +65,14 @@ func (k *Kernel) MSSClamp() ([]string, error) {
 	return out, nil
 }
 
-// SetMSSClamp replaces the contents of Wirespan's table, in one
-// transaction, by a forward-hook chain that clamps the MSS of TCP SYNs
-// entering or leaving by each of ifaces to the route's MTU:
+// SetMSSClamp replaces, in one transaction, the forward-hook chain of
+// Wirespan's table that clamps the MSS of TCP SYNs entering or leaving by
+// each of ifaces to the route's MTU:
 //
 //	oifname "wg0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
 //
-// An empty list deletes the table.
+// An empty list deletes the chain, and the table if nothing else is left
+// in it (replaceChain).
 func (k *Kernel) SetMSSClamp(ifaces []string) error {
 	if err := k.lock(); err != nil {
 		return err
@@ -100,33 +89,27 @@ func (k *Kernel) SetMSSClamp(ifaces []string) error {
 		return fmt.Errorf("set mss clamp on %v: %w", ifaces, err)
 	}
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
-	// Adding first makes the delete succeed whether or not the table was
-	// there; all of it is one batch, applied atomically by Flush.
-	c.AddTable(table)
-	c.DelTable(table)
-	if len(ifaces) > 0 {
-		c.AddTable(table)
-		accept := nftables.ChainPolicyAccept
-		chain := c.AddChain(&nftables.Chain{
-			Name:     clampChain,
-			Table:    table,
-			Type:     nftables.ChainTypeFilter,
-			Hooknum:  nftables.ChainHookForward,
-			Priority: nftables.ChainPriorityMangle,
-			Policy:   &accept,
-		})
-		for _, iface := range ifaces {
-			for _, dir := range clampDirections {
-				c.AddRule(&nftables.Rule{
-					Table:    table,
-					Chain:    chain,
-					Exprs:    clampExprs(dir.key, iface),
-					UserData: userdata.AppendString(nil, userdata.TypeComment, clampComment+" "+dir.name+" "+iface),
-				})
-			}
+	accept := nftables.ChainPolicyAccept
+	chain := &nftables.Chain{
+		Name:     clampChain,
+		Table:    table,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookForward,
+		Priority: nftables.ChainPriorityMangle,
+		Policy:   &accept,
+	}
+	var rules []*nftables.Rule
+	for _, iface := range ifaces {
+		for _, dir := range clampDirections {
+			rules = append(rules, &nftables.Rule{
+				Table:    table,
+				Chain:    chain,
+				Exprs:    clampExprs(dir.key, iface),
+				UserData: userdata.AppendString(nil, userdata.TypeComment, clampComment+" "+dir.name+" "+iface),
+			})
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := replaceChain(c, chain, rules); err != nil {
 		return fmt.Errorf("set mss clamp on %v in table inet %s: %w", ifaces, FilterTable, err)
 	}
 	return nil
@@ -157,6 +140,28 @@ func clampExprs(dir expr.MetaKey, iface string) []expr.Any {
 		// tcp option maxseg size set: the kernel only ever lowers it.
 		&expr.Exthdr{SourceRegister: 1, Type: optMaxseg, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
 	}
+}
+
+// chainRules lists the rules of one chain of Wirespan's table; none if
+// the table or the chain is missing.
+func (k *Kernel) chainRules(chain string) ([]*nftables.Rule, error) {
+	if err := k.lock(); err != nil {
+		return nil, err
+	}
+	defer k.mu.Unlock()
+	c, err := k.nft()
+	if err != nil {
+		return nil, fmt.Errorf("list the rules of chain %s: %w", chain, err)
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: FilterTable}
+	rules, err := c.GetRules(table, &nftables.Chain{Name: chain, Table: table})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the rules of chain %s in table inet %s: %w", chain, FilterTable, err)
+	}
+	return rules, nil
 }
 
 // nft opens an nftables connection in the Kernel's namespace.
