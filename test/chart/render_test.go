@@ -53,6 +53,7 @@ func TestDefaultValues(t *testing.T) {
 	want := map[string]int{
 		"CustomResourceDefinition": 3, "Deployment": 1, "DaemonSet": 1, "ServiceAccount": 2, "ClusterRole": 2,
 		"ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2, "Service": 3, "PodDisruptionBudget": 1,
+		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
 	}
 	if got := r.kinds(); !reflect.DeepEqual(got, want) {
 		t.Errorf("kinds %v, want %v (no ServiceMonitor without its API, no CoreDNS Role without coredns.forward)", got, want)
