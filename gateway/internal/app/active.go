@@ -138,6 +138,13 @@ func (r *activeRole) runGossip(w *world, plan agent.Plan) error {
 		local.ServiceCIDRs = parseLoose(w.self.Status.ServiceCIDRs)
 	}
 	r.services.SetServiceFamilies(mcs.FamiliesOf(local.ServiceCIDRs))
+	ranges := map[string][]netip.Prefix{}
+	for _, p := range plan.Peers {
+		if p.Problem == "" {
+			ranges[p.Cluster] = p.Routed
+		}
+	}
+	r.services.SetClusterRanges(ranges)
 	if err := r.gossip.SetLocal(local); err != nil {
 		return fmt.Errorf("publish this cluster's state: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -114,6 +116,9 @@ type Controller struct {
 	// families are this cluster's Service IP families (SetServiceFamilies);
 	// empty while unknown.
 	families []corev1.IPFamily
+	// ranges are the ranges accepted from each other cluster
+	// (SetClusterRanges); nil until set.
+	ranges map[string][]netip.Prefix
 	// remote is the view of the remote exports (remote.go).
 	remote map[string]*remoteCluster
 	// refreshes counts the loop's passes over gossip, for tests.
@@ -155,6 +160,45 @@ func (c *Controller) SetExchange(e Exchange) {
 // cluster's Services can have (from its Service ranges), so that imports
 // get clusterset IPs only in those; every import is reconciled again if
 // they changed.
+// SetClusterRanges gives, for each other cluster, the ranges accepted
+// from it (what this cluster routes to it): an import keeps only the
+// endpoints inside them. Until it is first called, nothing is filtered;
+// after, a cluster missing from ranges has no endpoint imported. Every
+// import is reconciled again if the ranges changed.
+func (c *Controller) SetClusterRanges(ranges map[string][]netip.Prefix) {
+	c.mu.Lock()
+	changed := c.ranges == nil || !maps.EqualFunc(c.ranges, ranges, slices.Equal)
+	c.ranges = maps.Clone(ranges)
+	if c.ranges == nil {
+		c.ranges = map[string][]netip.Prefix{}
+	}
+	c.mu.Unlock()
+	if changed {
+		c.requeueAll()
+	}
+}
+
+// withinRanges filters exports from other clusters to the endpoints inside
+// the ranges accepted from them, and counts what it drops.
+func (c *Controller) withinRanges(exports []mcs.Export) []mcs.Export {
+	c.mu.Lock()
+	ranges := c.ranges
+	c.mu.Unlock()
+	if ranges == nil {
+		return exports
+	}
+	out := make([]mcs.Export, len(exports))
+	for i, e := range exports {
+		kept, dropped := e.WithinRanges(ranges[e.Cluster])
+		if dropped > 0 {
+			c.Metrics.refusedEndpoints.WithLabelValues(e.Cluster).Add(float64(dropped))
+			c.Log.V(1).Info("Left out endpoints outside the ranges accepted from their cluster", "cluster", e.Cluster, "service", e.Service.String(), "endpoints", dropped)
+		}
+		out[i] = kept
+	}
+	return out
+}
+
 func (c *Controller) SetServiceFamilies(families []corev1.IPFamily) {
 	c.mu.Lock()
 	changed := !slices.Equal(c.families, families)

@@ -317,3 +317,56 @@ func TestTakeoverKeepsUnheardClusters(t *testing.T) {
 		return nil
 	})
 }
+
+// TestEndpointsOutsideAcceptedRangesLeftOut imports a record whose
+// endpoints include addresses outside the ranges accepted from its cluster
+// (this cluster's own pods, another range): those endpoints are left out
+// and counted, the others imported, and a range accepted later brings
+// them in.
+func TestEndpointsOutsideAcceptedRangesLeftOut(t *testing.T) {
+	h := start(t)
+	h.ctrl.SetClusterRanges(map[string][]netip.Prefix{"west": {netip.MustParsePrefix("10.2.0.0/16")}})
+	west := remoteExport("west", h.ns, "api", time.Now().Add(-time.Hour), mport("http", 80))
+	west.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("http", 8080)},
+		rep("10.2.0.10", "", "", true, true, false), rep("10.1.0.10", "", "", true, true, false), rep("10.9.0.10", "", "", true, true, false))}
+	h.setRemote("west", true, west)
+	addresses := func() ([]string, error) {
+		byCluster, err := importedSlices(h.ns, "api")
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, s := range byCluster["west"] {
+			for _, ep := range s.Endpoints {
+				out = append(out, ep.Addresses...)
+			}
+		}
+		slices.Sort(out)
+		return out, nil
+	}
+	h.eventually("only the endpoint inside west's ranges imported", func() error {
+		got, err := addresses()
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, []string{"10.2.0.10"}) {
+			return fmt.Errorf("imported %v", got)
+		}
+		return nil
+	})
+	if v := counterValue(t, h.ctrl.Metrics.refusedEndpoints.WithLabelValues("west")); v < 2 {
+		t.Errorf("refused endpoints counted %v, want at least 2", v)
+	}
+	// West is accepted 10.9/16 too: that endpoint comes in.
+	h.ctrl.SetClusterRanges(map[string][]netip.Prefix{"west": {netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("10.9.0.0/16")}})
+	h.eventually("the newly accepted range's endpoint imported", func() error {
+		got, err := addresses()
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, []string{"10.2.0.10", "10.9.0.10"}) {
+			return fmt.Errorf("imported %v", got)
+		}
+		return nil
+	})
+}

@@ -10,6 +10,7 @@ type Metrics struct {
 	imports           prometheus.Gauge
 	conflicts         prometheus.Gauge
 	badRecords        *prometheus.CounterVec
+	refusedEndpoints  *prometheus.CounterVec
 	reconcileErrors   prometheus.Counter
 	requeues          prometheus.Counter
 	reconcileDuration prometheus.Histogram
@@ -34,6 +35,10 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			Name: "wirespan_mcs_unusable_records_total",
 			Help: "Export records from other clusters that were authentic but refused, by reason (json, name, type, ports, endpoints, metadata, over-cap): each is left out, the rest imported.",
 		}, []string{"reason"}),
+		refusedEndpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wirespan_mcs_refused_endpoints_total",
+			Help: "Endpoints of another cluster's exports left out of an import because an address lies outside the ranges accepted from that cluster (counted each time the import is computed), by cluster.",
+		}, []string{"cluster"}),
 		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirespan_mcs_reconcile_errors_total",
 			Help: "Reconciles of one service that failed to write something; that service is retried with backoff.",
@@ -49,7 +54,7 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		}),
 	}
 	if r != nil {
-		r.MustRegister(m.localExports, m.imports, m.conflicts, m.badRecords, m.reconcileErrors, m.requeues, m.reconcileDuration)
+		r.MustRegister(m.localExports, m.imports, m.conflicts, m.badRecords, m.refusedEndpoints, m.reconcileErrors, m.requeues, m.reconcileDuration)
 	}
 	return m
 }
