@@ -156,10 +156,6 @@ func (c *Controller) SetExchange(e Exchange) {
 	}
 }
 
-// SetServiceFamilies tells the controller which IP families this
-// cluster's Services can have (from its Service ranges), so that imports
-// get clusterset IPs only in those; every import is reconciled again if
-// they changed.
 // SetClusterRanges gives, for each other cluster, the ranges accepted
 // from it (what this cluster routes to it): an import keeps only the
 // endpoints inside them. Until it is first called, nothing is filtered;
@@ -199,6 +195,10 @@ func (c *Controller) withinRanges(exports []mcs.Export) []mcs.Export {
 	return out
 }
 
+// SetServiceFamilies tells the controller which IP families this
+// cluster's Services can have (from its Service ranges), so that imports
+// get clusterset IPs only in those; every import is reconciled again if
+// they changed.
 func (c *Controller) SetServiceFamilies(families []corev1.IPFamily) {
 	c.mu.Lock()
 	changed := !slices.Equal(c.families, families)
