@@ -133,16 +133,6 @@ func iperf(b *testing.B, serverNS, clientNS, addr string) (gbps, bytes float64) 
 	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
 	var out []byte
 	var err error
-	for range 50 { // until the server listens
-		out, err = exec.Command("ip", "netns", "exec", clientNS, "iperf3", "-c", addr, "-p", "5201", "-t", iperfSeconds, "-J").Output()
-		if err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		b.Fatalf("iperf3 %s -> %s: %v\n%s", clientNS, addr, err, out)
-	}
 	var r struct {
 		End struct {
 			SumReceived struct {
@@ -150,9 +140,24 @@ func iperf(b *testing.B, serverNS, clientNS, addr string) (gbps, bytes float64) 
 				Bytes         float64 `json:"bytes"`
 			} `json:"sum_received"`
 		} `json:"end"`
+		// iperf3 -J can exit 0 with the failure here (as "unable to
+		// connect to server" while the server is not listening yet).
+		Error string `json:"error"`
 	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		b.Fatal(err)
+	for range 50 { // until the server listens
+		out, err = exec.Command("ip", "netns", "exec", clientNS, "iperf3", "-c", addr, "-p", "5201", "-t", iperfSeconds, "-J").Output()
+		r.Error = ""
+		if jerr := json.Unmarshal(out, &r); err == nil && jerr == nil && r.Error == "" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || r.Error != "" {
+		b.Fatalf("iperf3 %s -> %s: %v %s\n%s", clientNS, addr, err, r.Error, out)
+	}
+	if r.End.SumReceived.Bytes == 0 {
+		// A zero would pass for a figure (and make a ratio +Inf).
+		b.Fatalf("iperf3 %s -> %s carried nothing:\n%s", clientNS, addr, out)
 	}
 	return r.End.SumReceived.BitsPerSecond / 1e9, r.End.SumReceived.Bytes
 }
