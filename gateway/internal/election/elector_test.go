@@ -225,14 +225,20 @@ func TestHolderDiesStandbyTakesOverAfterDuration(t *testing.T) {
 	}
 	// ...and steps down at its first renewal once it can.
 	leader.api.down.Store(false)
-	poll.Until(t, 5*time.Second, "old holder steps down", func() error {
-		if got := leader.e.Active(); got != standby.name {
+	follows(t, lease, leader, standby)
+}
+
+// follows waits until old sees now active, and checks the Lease names now.
+func follows(t *testing.T, lease types.NamespacedName, old, now *candidate) {
+	t.Helper()
+	poll.Until(t, 5*time.Second, old.name+" follows "+now.name, func() error {
+		if got := old.e.Active(); got != now.name {
 			return errors.New("it sees " + got)
 		}
 		return nil
 	})
-	if got := holder(t, lease); got != standby.name {
-		t.Fatalf("Lease holder %q after the old holder came back, want %s", got, standby.name)
+	if got := holder(t, lease); got != now.name {
+		t.Fatalf("Lease holder %q, want %s", got, now.name)
 	}
 }
 
@@ -275,15 +281,7 @@ func TestLabelRemovedHandsOver(t *testing.T) {
 	start := time.Now()
 	leader.e.SetCandidate(false)
 	takeover(t, standby, start, testDuration)
-	poll.Until(t, 5*time.Second, "old holder follows", func() error {
-		if got := leader.e.Active(); got != standby.name {
-			return errors.New("it sees " + got)
-		}
-		return nil
-	})
-	if got := holder(t, lease); got != standby.name {
-		t.Fatalf("Lease holder %q, want %s", got, standby.name)
-	}
+	follows(t, lease, leader, standby)
 }
 
 func TestAPIServerOutageMovesNothing(t *testing.T) {
