@@ -219,8 +219,10 @@ type syncer struct {
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
-	// last keeps the applied gateway state on the node (laststate.go).
-	last *lastState
+	// last keeps the applied gateway state on the node (laststate.go);
+	// lastKeepErr is its last error, logged once.
+	last        *lastState
+	lastKeepErr string
 	// health is what the readiness check reports; the check runs on the
 	// probe server's goroutines, so it is guarded.
 	healthMu sync.Mutex
@@ -391,8 +393,14 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	} else {
 		err = s.last.forget()
 	}
-	if err != nil {
-		s.log.Error(err, "keep the data plane state on the node")
+	if msg := errString(err); msg != s.lastKeepErr {
+		// Logged when it appears and when it clears, not on every sync.
+		if err != nil {
+			s.log.Error(err, "keep the data plane state on the node; a restart while the API server is down will not bring the tunnels back")
+		} else {
+			s.log.Info("the data plane state is kept on the node again")
+		}
+		s.lastKeepErr = msg
 	}
 	if plan.Role != agent.RoleGateway {
 		if err := s.role.stop(ctx); err != nil {
@@ -449,4 +457,11 @@ func Teardown(opts Options, log logr.Logger) ([]string, error) {
 	defer func() { _ = kernel.Close() }()
 	a := &dataplane.Applier{Kernel: kernel, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName}
 	return a.Apply(dataplane.State{Table: opts.Agent.Table})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

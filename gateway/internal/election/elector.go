@@ -111,9 +111,10 @@ func (e *Elector) SetSuccessors(nodes []string) {
 	e.mu.Unlock()
 }
 
-// Observe takes a Lease from the watch. A candidate reads the Lease again
-// at once (its reads, not the watch, drive its decisions, so they are never
-// out of order); any other node takes the holder from it.
+// Observe takes a Lease from the watch. When the holder changed, a
+// candidate reads the Lease again at once (its reads, not the watch, drive
+// its decisions, so they are never out of order); any other node takes the
+// holder from it.
 func (e *Elector) Observe(l *coordinationv1.Lease) {
 	holder := ""
 	if l != nil && l.Spec.HolderIdentity != nil {
@@ -123,8 +124,11 @@ func (e *Elector) Observe(l *coordinationv1.Lease) {
 	changed := e.watched != holder || !e.watchSeen
 	e.watched, e.watchSeen = holder, true
 	e.mu.Unlock()
-	poke(e.wake)
+	// A renewal alone changes nothing a candidate acts on at once (it
+	// reads every RenewPeriod anyway); a new holder, such as a successor
+	// named in a handover, is read now.
 	if changed {
+		poke(e.wake)
 		poke(e.changed)
 	}
 }

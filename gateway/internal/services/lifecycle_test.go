@@ -188,14 +188,7 @@ func TestDetachedControllerWritesNothing(t *testing.T) {
 	h.waitImport(h.ns, "api", withIPs)
 	h.settle()
 
-	h.ctrl.SetExchange(nil)
-	// A reconcile may have been under way when the exchange went.
-	h.eventually("the controller detached", func() error {
-		if !h.ctrl.idle() || h.ctrl.activeExchange() != nil {
-			return fmt.Errorf("still at work")
-		}
-		return nil
-	})
+	h.detach()
 	h.takeWrites()
 	passes := h.ctrl.refreshCount()
 	h.update(drop("west"))
@@ -290,13 +283,7 @@ func TestTakeoverKeepsUnheardClusters(t *testing.T) {
 	h.waitImport(h.ns, "api", withIPs)
 	h.settle()
 
-	h.ctrl.SetExchange(nil)
-	h.eventually("the controller detached", func() error {
-		if !h.ctrl.idle() || h.ctrl.activeExchange() != nil {
-			return fmt.Errorf("still at work")
-		}
-		return nil
-	})
+	h.detach()
 	h.update(drop("west")) // the new gateway's gossip has not heard from west
 	h.ctrl.SetExchange(h.exch)
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -366,6 +353,20 @@ func TestEndpointsOutsideAcceptedRangesLeftOut(t *testing.T) {
 		}
 		if !slices.Equal(got, []string{"10.2.0.10", "10.9.0.10"}) {
 			return fmt.Errorf("imported %v", got)
+		}
+		return nil
+	})
+}
+
+// detach takes the exchange away, as when this gateway stops being the
+// active one, and waits until the controller has stopped (a reconcile may
+// have been under way when the exchange went).
+func (h *harness) detach() {
+	h.t.Helper()
+	h.ctrl.SetExchange(nil)
+	h.eventually("the controller detached", func() error {
+		if !h.ctrl.idle() || h.ctrl.activeExchange() != nil {
+			return fmt.Errorf("still at work")
 		}
 		return nil
 	})
