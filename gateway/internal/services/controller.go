@@ -109,6 +109,9 @@ type Controller struct {
 	// enqueueAll asks the loop to reconcile every service (the IP
 	// families changed).
 	enqueueAll bool
+	// standbyDNS: DNS is fed from the cache while no exchange is active
+	// (SetStandbyDNS).
+	standbyDNS bool
 	// activatedAt is when the active exchange was seeded; warm says the
 	// warm-up after it is over (warmup.go).
 	activatedAt time.Time
@@ -153,6 +156,29 @@ func (c *Controller) SetExchange(e Exchange) {
 	c.mu.Unlock()
 	if changed {
 		c.Wake()
+	}
+}
+
+// SetStandbyDNS says whether DNS is kept current while this node is not
+// the active gateway: a standby gateway serves clusterset DNS too, so that
+// the DNS Service can fall over to it before the Lease moves. Its answers
+// are the imports the active gateway wrote, as the cache shows them. Off,
+// and not active, the controller forgets what it gave DNS.
+func (c *Controller) SetStandbyDNS(on bool) {
+	c.mu.Lock()
+	changed := c.standbyDNS != on
+	c.standbyDNS = on
+	idle := c.active == nil && c.exch == nil
+	if on && changed {
+		c.enqueueAll = true
+	}
+	c.mu.Unlock()
+	switch {
+	case !changed:
+	case on:
+		c.Wake()
+	case idle:
+		c.forgetDNS()
 	}
 }
 
@@ -358,6 +384,12 @@ func (c *Controller) step(ctx context.Context) (gossipDelta, bool) {
 		all = true
 	}
 	if exch == nil {
+		if all && c.feedsStandbyDNS() {
+			if err := c.enqueueEverything(ctx); err != nil {
+				c.Log.Error(err, "Cannot list the imports for DNS; retrying in a second")
+				time.AfterFunc(time.Second, c.requeueAll)
+			}
+		}
 		return gossipDelta{}, false
 	}
 	change := c.refreshRemote(exch, time.Now())
@@ -431,20 +463,8 @@ func (c *Controller) prefillDNS(ctx context.Context) int {
 	}
 	n := 0
 	for i := range sis.Items {
-		si := &sis.Items[i]
-		key := client.ObjectKeyFromObject(si)
-		if !ours(si.Labels) {
-			continue
-		}
-		var slices []*discoveryv1.EndpointSlice
-		if si.Spec.Type == mcsv1beta1.Headless {
-			var err error
-			if slices, err = c.importedSlices(ctx, key); err != nil {
-				continue
-			}
-		}
-		if svc := dnsFor(key, si.Spec, si.Spec.IPs, nil, slices); svc != nil {
-			c.setDNS(key, svc)
+		if svc, err := c.dnsFromImport(ctx, &sis.Items[i]); err == nil && svc != nil {
+			c.setDNS(client.ObjectKeyFromObject(&sis.Items[i]), svc)
 			n++
 		}
 	}
@@ -503,7 +523,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	}
 	defer c.queue.Done(key)
 	c.mu.Lock()
-	exch := c.active
+	exch, standby := c.active, c.standbyDNS
 	c.busy++
 	c.mu.Unlock()
 	defer func() {
@@ -512,7 +532,15 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.mu.Unlock()
 	}()
 	if exch == nil {
-		c.queue.Forget(key) // queued again when an exchange is seeded
+		// Queued again when an exchange is seeded; meanwhile a standby
+		// gateway's DNS follows the imports.
+		if standby {
+			if err := c.feedDNS(ctx, key); err != nil {
+				c.queue.AddRateLimited(key)
+				return true
+			}
+		}
+		c.queue.Forget(key)
 		return true
 	}
 	start := time.Now()

@@ -1,10 +1,13 @@
 package services
 
 import (
+	"context"
 	"net/netip"
 	"reflect"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/wirespan/wirespan/gateway/internal/dns"
@@ -97,4 +100,62 @@ func (c *Controller) setDNS(key serviceKey, svc *dns.Service) {
 		}
 		c.dnsLast[key] = *svc
 	}
+}
+
+// dnsFromImport is what DNS serves for an import as the cache has it: nil
+// for one Wirespan did not write, or a ClusterSetIP import with no IP yet.
+func (c *Controller) dnsFromImport(ctx context.Context, si *mcsv1beta1.ServiceImport) (*dns.Service, error) {
+	if !ours(si.Labels) {
+		return nil, nil
+	}
+	key := client.ObjectKeyFromObject(si)
+	var slices []*discoveryv1.EndpointSlice
+	if si.Spec.Type == mcsv1beta1.Headless {
+		var err error
+		if slices, err = c.importedSlices(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	return dnsFor(key, si.Spec, si.Spec.IPs, nil, slices), nil
+}
+
+// feedDNS gives DNS one import as the cache has it, on a gateway that is
+// not active: the imports are the active gateway's, read, never written.
+func (c *Controller) feedDNS(ctx context.Context, key serviceKey) error {
+	var si mcsv1beta1.ServiceImport
+	err := c.Cache.Get(ctx, key, &si)
+	if apierrors.IsNotFound(err) {
+		c.setDNS(key, nil)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	svc, err := c.dnsFromImport(ctx, &si)
+	if err != nil {
+		return err
+	}
+	c.setDNS(key, svc)
+	return nil
+}
+
+// feedsStandbyDNS says whether DNS follows the cache while not active.
+func (c *Controller) feedsStandbyDNS() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.standbyDNS
+}
+
+// forgetDNS takes from DNS everything the controller gave it: this node
+// serves no DNS any more.
+func (c *Controller) forgetDNS() {
+	if c.DNS == nil {
+		return
+	}
+	c.dnsMu.Lock()
+	defer c.dnsMu.Unlock()
+	for key := range c.dnsLast {
+		c.DNS.Delete(key.Namespace, key.Name)
+	}
+	c.dnsLast = nil
 }

@@ -230,3 +230,58 @@ func TestNewlyActiveGatewayAnswersAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestStandbyGatewayAnswersFromTheActiveGatewaysImports: a controller with
+// no exchange (a standby gateway) and standby DNS on follows the imports
+// another controller writes, headless endpoints included, and drops a
+// name when its import goes; turned off, it forgets them all.
+func TestStandbyGatewayAnswersFromTheActiveGatewaysImports(t *testing.T) {
+	h := start(t)
+	standby := &Controller{ClusterID: localCluster, Cache: sharedCache, Client: k8s, Log: testr.New(t).WithName("standby"),
+		DNS: dns.NewStore(), Metrics: NewMetrics(nil), Resync: time.Hour}
+	standby.SetStandbyDNS(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := standby.Start(ctx); err != nil {
+			t.Errorf("standby controller: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	names := func(want map[string]string) error {
+		for _, name := range []string{"web", "db"} {
+			standby.dnsMu.Lock()
+			svc, ok := standby.dnsLast[serviceKey{Namespace: h.ns, Name: name}]
+			standby.dnsMu.Unlock()
+			switch {
+			case want[name] == "" && ok:
+				return fmt.Errorf("%s still in the standby's DNS", name)
+			case want[name] == "":
+			case !ok:
+				return fmt.Errorf("%s not in the standby's DNS", name)
+			case name == "web" && (len(svc.IPs) != 1 || svc.IPs[0].String() != want[name]):
+				return fmt.Errorf("web: the standby's DNS has %v, want %s", svc.IPs, want[name])
+			case name == "db" && (len(svc.Endpoints) != 1 || svc.Endpoints[0].Hostname != want[name]):
+				return fmt.Errorf("db: the standby's DNS has endpoints %+v, want %s", svc.Endpoints, want[name])
+			}
+		}
+		return nil
+	}
+
+	created := time.Now().Add(-time.Hour)
+	db := remoteExport("west", h.ns, "db", created, mport("pg", 5432))
+	db.Type = mcsv1beta1.Headless
+	db.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)}, rep("10.2.1.1", "db-0", "", true, true, false))}
+	h.setRemote("west", true, remoteExport("west", h.ns, "web", created, mport("http", 80)), db)
+	si := h.waitImport(h.ns, "web", withIPs)
+	h.eventually("the imports in the standby's DNS", func() error { return names(map[string]string{"web": si.Spec.IPs[0], "db": "db-0"}) })
+
+	h.setRemote("west", true, db)
+	h.eventually("web gone from the standby's DNS", func() error { return names(map[string]string{"db": "db-0"}) })
+
+	standby.SetStandbyDNS(false)
+	if n := standby.DNS.Len(); n != 0 {
+		t.Errorf("standby DNS off: the store still holds %d services", n)
+	}
+}
