@@ -167,14 +167,16 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		applier: applier,
 		metrics: m,
 		poke:    make(chan struct{}, 1),
-		role: &activeRole{
-			opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, dnsLinger: dnsLinger,
-			dnsEndpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
-				log: logger.WithName("dns-endpoint")},
-		},
+		role: &activeRole{opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry},
 		reporter:      &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
 		interfaceWith: interfaceWith,
 		last:          last,
+	}
+	s.dns = &clustersetDNS{
+		opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, linger: dnsLinger,
+		endpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
+			log: logger.WithName("dns-endpoint")},
+		reader: mgr.GetCache(), wake: s.wake, takeovers: newTakeoverCounter(crmetrics.Registry), ask: askDNS,
 	}
 	for _, r := range []manager.Runnable{elector, s, mcsController} {
 		if err := mgr.Add(r); err != nil {
@@ -212,9 +214,10 @@ type syncer struct {
 	// peer's endpoints to dial.
 	resolver  resolver
 	endpoints endpointChooser
-	// role runs what only the active gateway runs; reporter writes the
-	// remote peers' status.
+	// role runs what only the active gateway runs; dns what every gateway
+	// runs; reporter writes the remote peers' status.
 	role     *activeRole
+	dns      *clustersetDNS
 	reporter *reporter
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
@@ -336,13 +339,13 @@ func (s *syncer) handOver() {
 		time.Sleep(s.opts.LeaseRenewPeriod / 4)
 	}
 	wasActive := s.role.running()
-	s.role.stopGossip()
-	if wasActive {
+	s.role.stop()
+	if wasActive || s.dns.names(context.Background()) {
 		// DNS queries still reach this node until kube-proxy follows the
-		// successor's endpoint (activeRole's dnsLinger).
-		time.Sleep(s.role.dnsLinger)
+		// successor's endpoint (clustersetDNS's linger).
+		time.Sleep(s.dns.linger)
 	}
-	s.role.stopDNS()
+	s.dns.stop()
 }
 
 func (s *syncer) wake() {
@@ -402,16 +405,23 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		}
 		s.lastKeepErr = msg
 	}
-	if plan.Role != agent.RoleGateway {
-		if err := s.role.stop(ctx); err != nil {
-			s.log.Error(err, "withdraw this node from the DNS Service")
-		}
-		s.metrics.reset()
-		return nil
+	// Every gateway serves clusterset DNS, standbys too; the holder that
+	// lost its label serves until its successor holds the Lease.
+	var dnsErr error
+	if w.gateway || plan.Role == agent.RoleGateway {
+		dnsErr = s.dns.serve(ctx, w)
+	} else if err := s.dns.retire(ctx); err != nil {
+		s.log.Error(err, "withdraw this node from the DNS Service")
 	}
-	err = s.role.run(ctx, w, plan)
+	if plan.Role != agent.RoleGateway {
+		s.role.stop()
+		s.metrics.reset()
+		return dnsErr
+	}
+	err = s.role.run(w, plan)
+	s.dns.publish(ctx, w)
 	dev, devErr := s.kernel.Device(s.opts.Agent.WireGuardName)
-	return errors.Join(err, s.reporter.report(ctx, w, plan, dev, devErr, refused, s.role))
+	return errors.Join(err, dnsErr, s.reporter.report(ctx, w, plan, dev, devErr, refused, s.role))
 }
 
 // apply puts the plan's kernel state in place and returns what the kernel

@@ -64,6 +64,31 @@ func (d *dnsEndpoint) publish(ctx context.Context, node string, addr netip.AddrP
 	if d.service.Name == "" || (d.published == addr && now.Sub(d.checked) < dnsRecheck) {
 		return nil
 	}
+	wrote, err := d.write(ctx, node, addr, now, nil)
+	if wrote {
+		d.log.Info("published the clusterset DNS server in the DNS Service", "service", d.service.String(), "address", addr.String())
+	}
+	return err
+}
+
+// takeOver makes the slice name node at addr instead of from, a DNS
+// server that stopped answering. It writes nothing, and returns false,
+// when the slice names another server by now or does not exist (the
+// active gateway creates it): of several gateways that saw the same
+// silence, one replaces it.
+func (d *dnsEndpoint) takeOver(ctx context.Context, node string, addr, from netip.AddrPort, now time.Time) (bool, error) {
+	if d.service.Name == "" {
+		return false, nil
+	}
+	return d.write(ctx, node, addr, now, func(have *discoveryv1.EndpointSlice) bool {
+		return have != nil && namedAddr(have) == from
+	})
+}
+
+// write makes the slice name node at addr and says whether it wrote.
+// only, if set, says whether the slice as read (nil: none) may be
+// replaced; then a write that races another is not an error either.
+func (d *dnsEndpoint) write(ctx context.Context, node string, addr netip.AddrPort, now time.Time, only func(*discoveryv1.EndpointSlice) bool) (bool, error) {
 	var svc corev1.Service
 	if err := d.reader.Get(ctx, d.service, &svc); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -71,40 +96,83 @@ func (d *dnsEndpoint) publish(ctx context.Context, node string, addr netip.AddrP
 				d.log.Info("The DNS Service does not exist: nothing to publish the clusterset DNS server in", "service", d.service.String())
 				d.missingLogged = true
 			}
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("read DNS Service %s: %w", d.service, err)
+		return false, fmt.Errorf("read DNS Service %s: %w", d.service, err)
 	}
 	d.missingLogged = false
 	want := dnsSlice(&svc, d.sliceName(), node, addr)
 	var have discoveryv1.EndpointSlice
 	err := d.reader.Get(ctx, client.ObjectKeyFromObject(want), &have)
+	wrote := false
 	switch {
 	case apierrors.IsNotFound(err):
-		if err := d.writer.Create(ctx, want); err != nil {
-			return fmt.Errorf("create EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
+		if only != nil && !only(nil) {
+			return false, nil
 		}
-		d.log.Info("published the clusterset DNS server in the DNS Service", "service", d.service.String(), "address", addr.String())
+		if err := d.writer.Create(ctx, want); err != nil {
+			return false, fmt.Errorf("create EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
+		}
+		wrote = true
 	case err != nil:
-		return fmt.Errorf("read EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
+		return false, fmt.Errorf("read EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
 	case !sameSlice(&have, want):
+		if only != nil && !only(&have) {
+			return false, nil
+		}
 		updated := have.DeepCopy()
 		updated.Labels, updated.OwnerReferences = want.Labels, want.OwnerReferences
 		updated.AddressType, updated.Endpoints, updated.Ports = want.AddressType, want.Endpoints, want.Ports
 		err := d.writer.Update(ctx, updated)
-		if apierrors.IsNotFound(err) {
+		switch {
+		case only != nil && (apierrors.IsConflict(err) || apierrors.IsNotFound(err)):
+			return false, nil // another gateway was quicker
+		case apierrors.IsNotFound(err):
 			// The gateway that was active withdrew it between our read and
 			// our write (it restarted as a standby): create it, rather than
 			// leave DNS without an endpoint until the next sync.
 			err = d.writer.Create(ctx, want)
 		}
 		if err != nil {
-			return fmt.Errorf("update EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
+			return false, fmt.Errorf("update EndpointSlice %s/%s: %w", want.Namespace, want.Name, err)
 		}
-		d.log.Info("published the clusterset DNS server in the DNS Service", "service", d.service.String(), "address", addr.String())
+		wrote = true
 	}
 	d.published, d.checked, d.cleared = addr, now, false
-	return nil
+	return wrote, nil
+}
+
+// named is the node and DNS server address the slice names, as r reads
+// it; no address when there is no slice or it names none.
+func (d *dnsEndpoint) named(ctx context.Context, r client.Reader) (string, netip.AddrPort, error) {
+	if d.service.Name == "" {
+		return "", netip.AddrPort{}, nil
+	}
+	var have discoveryv1.EndpointSlice
+	err := r.Get(ctx, types.NamespacedName{Namespace: d.service.Namespace, Name: d.sliceName()}, &have)
+	if apierrors.IsNotFound(err) {
+		return "", netip.AddrPort{}, nil
+	}
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	node := ""
+	if len(have.Endpoints) > 0 && have.Endpoints[0].NodeName != nil {
+		node = *have.Endpoints[0].NodeName
+	}
+	return node, namedAddr(&have), nil
+}
+
+// namedAddr is the address and port of the slice's first endpoint.
+func namedAddr(s *discoveryv1.EndpointSlice) netip.AddrPort {
+	if len(s.Endpoints) == 0 || len(s.Endpoints[0].Addresses) == 0 || len(s.Ports) == 0 || s.Ports[0].Port == nil {
+		return netip.AddrPort{}
+	}
+	a, err := netip.ParseAddr(s.Endpoints[0].Addresses[0])
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a, uint16(*s.Ports[0].Port))
 }
 
 // withdraw removes the slice if it names node: after this process

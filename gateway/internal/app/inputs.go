@@ -32,6 +32,8 @@ type world struct {
 	// keyErr says why the cluster key could not be read; only the active
 	// gateway needs it.
 	keyErr error
+	// gateway: this node is labelled a gateway (active or standby).
+	gateway bool
 }
 
 // read gathers the inputs from the caches and the node's own interfaces.
@@ -97,7 +99,8 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 
 	// Every gateway node reads the key: only a node that has it may stand
 	// for the active role.
-	if isGateway(&node) {
+	w.gateway = isGateway(&node)
+	if w.gateway {
 		key, err := s.clusterKey(ctx)
 		w.in.PrivateKey, w.keyErr = key, err
 	}

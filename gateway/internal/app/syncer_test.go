@@ -102,19 +102,21 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 	k := fake.New()
 	k.AddLink(dataplane.Link{Name: "eth0", Kind: "veth", MTU: 1500, Up: true})
 	m := newMetrics(prometheus.NewRegistry())
+	mcs := &services.Controller{ClusterID: opts.ClusterID, DNS: wsdns.NewStore()}
 	s := &syncer{
 		elector: elector, opts: opts, log: testr.New(t), cache: informers, kernel: k,
 		applier: &dataplane.Applier{Kernel: k, WireGuardName: opts.Agent.WireGuardName, VXLANName: opts.Agent.VXLANName},
 		metrics: m, poke: make(chan struct{}, 1),
-		role: &activeRole{opts: opts, log: testr.New(t), registry: prometheus.NewRegistry(), dnsEndpoint: &dnsEndpoint{},
-			services: &services.Controller{ClusterID: opts.ClusterID, DNS: wsdns.NewStore()}},
+		role: &activeRole{opts: opts, log: testr.New(t), registry: prometheus.NewRegistry(), services: mcs},
+		dns: &clustersetDNS{opts: opts, log: testr.New(t), services: mcs, registry: prometheus.NewRegistry(), endpoint: &dnsEndpoint{},
+			reader: informers, wake: func() {}, takeovers: newTakeoverCounter(prometheus.NewRegistry()), ask: askDNS},
 		reporter: &reporter{opts: opts, writer: c, metrics: m},
 		last:     &lastState{},
 		interfaceWith: func(netip.Addr) (string, int, []netip.Prefix, error) {
 			return "eth0", 1500, []netip.Prefix{netip.MustParsePrefix("172.28.1.0/24")}, nil
 		},
 	}
-	t.Cleanup(func() { _ = s.role.stop(context.Background()); s.role.stopDNS() })
+	t.Cleanup(func() { s.role.stop(); s.dns.stop() })
 	if !informers.WaitForCacheSync(ctx) {
 		t.Fatal("caches did not sync")
 	}
