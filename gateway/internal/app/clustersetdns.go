@@ -117,6 +117,11 @@ func (d *clustersetDNS) publish(ctx context.Context, w *world) {
 	if !ok || !d.serving() {
 		return
 	}
+	if node, _, err := d.endpoint.named(ctx, d.reader); err == nil && node != "" && node != d.opts.NodeName {
+		// Another gateway wrote itself in since (a takeover while this one
+		// was a standby): what this one published before is gone.
+		d.endpoint.forget()
+	}
 	if err := d.endpoint.publish(ctx, d.opts.NodeName, addr, time.Now()); err != nil {
 		d.log.Error(err, "publish this gateway in the DNS Service")
 	}

@@ -188,4 +188,14 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	if n := value(t, standby.takeovers); n != 1 {
 		t.Errorf("%v takeovers counted, want 1", n)
 	}
+
+	// n0 is back and active again (the Lease came back to it): it names
+	// itself at once, although it published the same address before.
+	if err := active.serve(ctx, aw); err != nil {
+		t.Fatal(err)
+	}
+	active.publish(ctx, aw)
+	if node, err := named(); err != nil || node != "n0" {
+		t.Fatalf("the active gateway published itself again, and the DNS Service names %q (%v), want n0", node, err)
+	}
 }

@@ -71,6 +71,10 @@ func (d *dnsEndpoint) publish(ctx context.Context, node string, addr netip.AddrP
 	return err
 }
 
+// forget makes the next publish write the slice: another gateway wrote
+// it since this one last did.
+func (d *dnsEndpoint) forget() { d.published = netip.AddrPort{} }
+
 // takeOver makes the slice name node at addr instead of from, a DNS
 // server that stopped answering. It writes nothing, and returns false,
 // when the slice names another server by now or does not exist (the
