@@ -332,13 +332,22 @@ func (s *syncer) watchLease(ctx context.Context) error {
 // handOver keeps the active role's pieces (gossip, the MCS controller,
 // DNS) running while this gateway stops and the elector hands the role
 // over, so that DNS answers and exports stay published until the successor
-// holds the Lease; at most one Lease duration.
+// holds the Lease; at most one Lease duration. Once it does, this node
+// syncs once more, as the node agent it now is: its WireGuard device goes
+// as it would after a label removal. Left until the process ends, it could
+// still send to a remote cluster, which would roam its endpoint back here,
+// to a tunnel about to vanish.
 func (s *syncer) handOver() {
 	deadline := time.Now().Add(s.opts.LeaseDuration)
 	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
 		time.Sleep(s.opts.LeaseRenewPeriod / 4)
 	}
 	wasActive := s.role.running()
+	if holder := s.elector.Active(); wasActive && holder != "" && holder != s.opts.NodeName {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseDuration)
+		s.sync(ctx)
+		cancel()
+	}
 	s.role.stop()
 	if wasActive || s.dns.names(context.Background()) {
 		// DNS queries still reach this node until kube-proxy follows the

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -232,4 +234,72 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// hungListener is a TCP address on loopback where a connection attempt
+// hangs: a listener with a backlog of 0 that never accepts, its queue
+// filled by one connection, so that the kernel drops every further SYN,
+// as for a peer that was cut off.
+func hungListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port))
+	for range 2 { // what the queue holds
+		c, err := net.DialTimeout("tcp", addr.String(), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	if c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond); err == nil {
+		_ = c.Close()
+		t.Skip("this kernel accepts connections beyond a full backlog: no way to make a dial hang here")
+	}
+	return addr
+}
+
+// TestShutdownDoesNotWaitForAHungDial: a gateway that stops gossip (it
+// lost the role) while a delivery still dials a peer that does not answer
+// (one that was cut off) returns at once, not after TCPTimeout. The
+// syncer stops gossip inside its sync, so a hung dial held up the next
+// sync, and with it a failover to this node, by seconds.
+func TestShutdownDoesNotWaitForAHungDial(t *testing.T) {
+	hung := hungListener(t)
+	a := startGateway(t, "a", "gw-a", noPushPull, AnyPort, func(c *Config) { c.TCPTimeout = 30 * time.Second })
+	addrs.Store(testKey("x").PublicKey(), hung)
+	t.Cleanup(func() { addrs.Delete(testKey("x").PublicKey()) })
+	if err := a.SetPeers(map[string]wgtypes.Key{"x": testKey("x").PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	// x spoke a moment ago: a sends it its state, and the dial hangs.
+	a.mu.Lock()
+	a.sessions["x"].heard = time.Now().Add(time.Hour)
+	a.mu.Unlock()
+	if err := a.SetLocal(stateOf("a", "172.%d.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the delivery is dialling
+	start := time.Now()
+	if err := a.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Shutdown took %v: it waited for the dial (TCPTimeout 30s)", took.Round(time.Millisecond))
+	} else {
+		t.Logf("Shutdown took %v with a dial hanging", took.Round(time.Millisecond))
+	}
 }

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,6 +62,12 @@ type guard struct {
 	stop    chan struct{} // Shutdown started: drop everything
 	drained chan struct{} // the inner transport is shut down
 	wg      sync.WaitGroup
+	// dials is cancelled by abortDials: a connection still being dialled
+	// (a peer that is cut off takes TCPTimeout to fail) must not hold up
+	// a gateway that is stopping gossip, and with it the sync that
+	// stops it.
+	dials      context.Context
+	abortDials context.CancelFunc
 }
 
 var _ memberlist.Transport = (*guard)(nil)
@@ -84,6 +91,7 @@ func newGuard(bind netip.Addr, port, maxStreams int, logger *log.Logger, refused
 		stop:    make(chan struct{}),
 		drained: make(chan struct{}),
 	}
+	g.dials, g.abortDials = context.WithCancel(context.Background())
 	g.allowed.Store(&map[netip.Addr]bool{})
 	g.wg.Add(2)
 	go g.filterPackets()
@@ -233,13 +241,14 @@ func (g *guard) StreamCh() <-chan net.Conn { return g.streams }
 // left to the kernel, the source would be whatever the route prefers.
 func (g *guard) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(g.bind, 0))}
-	return d.Dial("tcp", addr)
+	return d.DialContext(g.dials, "tcp", addr)
 }
 
 // Shutdown implements memberlist.Transport. The forwarders keep draining
 // the inner transport until it is shut down, because its listeners block
 // on handing over what they received.
 func (g *guard) Shutdown() error {
+	g.abortDials()
 	close(g.stop)
 	err := g.inner.Shutdown()
 	close(g.drained)

@@ -497,7 +497,8 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 			// the lab needs instead (the last of a repeated flag wins): the
 			// node's name (the DaemonSet's NODE_NAME), a unique interface
 			// name, the userspace device, the real /proc/sys, loopback
-			// endpoints, a kept-state file of its own in the lab's folder.
+			// endpoints, a kept-state file of its own in the lab's folder,
+			// timestamps to the nanosecond.
 			gw := r.charts[c.Name].gateway
 			args := append([]string{r.lab.Bins.Gateway}, gw.args...)
 			args = append(args, "--kubeconfig", r.lab.saKubeconfig(c.Name, gw.serviceAccount), "--node-name", node.Name,
@@ -507,7 +508,9 @@ func (r *run) gateways(ctx context.Context) (string, error) {
 				"--metrics-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayMetricsPort)),
 				"--health-probe-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayProbePort)),
 				"--pprof-bind-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(plan.GatewayPprofPort)),
-				"--state-file", filepath.Join(r.lab.Dir, "nodes", node.Name, "gateway-state.json"))
+				"--state-file", filepath.Join(r.lab.Dir, "nodes", node.Name, "gateway-state.json"),
+				// Failovers take milliseconds: the logs say when.
+				"--zap-time-encoding", "rfc3339nano")
 			p, err := r.start(node.Name+"-wirespan-gateway", node.Netns, args...)
 			if err != nil {
 				return "", err
