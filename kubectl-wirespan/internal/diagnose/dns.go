@@ -49,7 +49,7 @@ func checkCoreDNS(in *input) []Result {
 		}
 		return Result{Status: Warn, Summary: "the " + zone + " block forwards to addresses that are not the DNS Service's ClusterIP",
 			Evidence: append(ev, fmt.Sprintf("%s: Service %s/%s has ClusterIPs %v", c.Context, c.DNSService.Namespace, c.DNSService.Name, ips)),
-			Hint:     "forward to the DNS Service's ClusterIP: it follows the active gateway; a gateway's own address does not"}
+			Hint:     "forward to the DNS Service's ClusterIP: it follows whichever gateway serves; a gateway's own address does not"}
 	})
 }
 
@@ -81,7 +81,7 @@ func checkDNSEndpoint(in *input) []Result {
 		ev := []string{fmt.Sprintf("%s: Service %s: %d EndpointSlices, ready %v, not ready %v", c.Context, svc, len(c.DNSSlices), ready, notReady)}
 		if len(ready) == 0 {
 			return Result{Status: Fail, Summary: "the DNS Service " + svc + " has no ready endpoint: clusterset names do not resolve", Evidence: ev,
-				Hint: "the active gateway writes its address there (--dns-service): check a node is labeled wirespan.io/gateway=true and its gateway runs"}
+				Hint: "a gateway writes its address there (--dns-service; the active one, or a standby when that stops answering): check a node is labeled wirespan.io/gateway=true and its gateway runs"}
 		}
 		return Result{Status: Pass, Summary: "the DNS Service " + svc + " points at " + strings.Join(ready, ", "), Evidence: ev}
 	})

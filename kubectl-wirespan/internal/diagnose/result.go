@@ -60,7 +60,7 @@ var Checks = []Check{
 	{"overlaps", "no range of one cluster overlaps a range of another", checkOverlaps},
 	{"handshake", "every tunnel had a WireGuard handshake in the last 3 minutes", checkHandshakes},
 	{"coredns-forward", "the CoreDNS Corefile forwards the clusterset zone to Wirespan's DNS Service", checkCoreDNS},
-	{"dns-endpoint", "Wirespan's DNS Service has a ready endpoint: the active gateway", checkDNSEndpoint},
+	{"dns-endpoint", "Wirespan's DNS Service has a ready endpoint: a gateway's DNS server", checkDNSEndpoint},
 	{"exports-imported", "every valid ServiceExport is imported, with an address, in every cluster that was read", checkImported},
 	{"export-conflicts", "no ServiceExport reports a conflict with another cluster's export", checkConflicts},
 	{"git-drift", "every context holds the same ClusterPeer folder (names and specs)", checkDrift},
