@@ -329,26 +329,26 @@ func (s *syncer) watchLease(ctx context.Context) error {
 	return err
 }
 
-// handOver keeps the active role's pieces (gossip, the MCS controller,
-// DNS) running while this gateway stops and the elector hands the role
-// over, so that DNS answers and exports stay published until the successor
-// holds the Lease; at most one Lease duration. Once it does, this node
-// syncs once more, as the node agent it now is: its WireGuard device goes
-// as it would after a label removal. Left until the process ends, it could
-// still send to a remote cluster, which would roam its endpoint back here,
-// to a tunnel about to vanish.
+// handOver carries traffic and answers DNS while this gateway stops and
+// the elector hands the role over, at most one Lease duration. Gossip
+// stops first: the peers keep this cluster's exports through a silence
+// far shorter than their TTL, and a gossip message sent through this
+// node's tunnel after the successor's handshake would make them roam back
+// here. Once the successor holds the Lease, this node syncs once more, as
+// the node agent it now is, so its WireGuard device goes as it would
+// after a label removal, for the same reason.
 func (s *syncer) handOver() {
+	wasActive := s.role.running()
+	s.role.stop()
 	deadline := time.Now().Add(s.opts.LeaseDuration)
 	for s.elector.Active() == s.opts.NodeName && time.Now().Before(deadline) {
 		time.Sleep(s.opts.LeaseRenewPeriod / 4)
 	}
-	wasActive := s.role.running()
 	if holder := s.elector.Active(); wasActive && holder != "" && holder != s.opts.NodeName {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseDuration)
 		s.sync(ctx)
 		cancel()
 	}
-	s.role.stop()
 	if wasActive || s.dns.names(context.Background()) {
 		// DNS queries still reach this node until kube-proxy follows the
 		// successor's endpoint (clustersetDNS's linger).
@@ -396,6 +396,12 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		// Without the key the device cannot be configured; keep what runs.
 		return fmt.Errorf("active gateway without the cluster key: %w", w.keyErr)
 	}
+	if plan.Role != agent.RoleGateway {
+		// Gossip stops before the tunnel goes: a message sent through it
+		// after the successor's handshake would make the peers roam back
+		// to this node, whose device is about to vanish.
+		s.role.stop()
+	}
 	refused := s.apply(plan)
 	s.healthMu.Lock()
 	s.synced = true
@@ -423,12 +429,12 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		s.log.Error(err, "withdraw this node from the DNS Service")
 	}
 	if plan.Role != agent.RoleGateway {
-		s.role.stop()
 		s.metrics.reset()
 		return dnsErr
 	}
+	newlyActive := !s.role.running()
 	err = s.role.run(w, plan)
-	s.dns.publish(ctx, w)
+	s.dns.publish(ctx, w, newlyActive)
 	dev, devErr := s.kernel.Device(s.opts.Agent.WireGuardName)
 	return errors.Join(err, dnsErr, s.reporter.report(ctx, w, plan, dev, devErr, refused, s.role))
 }

@@ -110,16 +110,16 @@ func (d *clustersetDNS) serve(ctx context.Context, w *world) error {
 }
 
 // publish points the DNS Service at this gateway's DNS server: the active
-// gateway's, once it runs. A failure is logged and retried at the next
+// gateway's, once it runs. newlyActive: this node just took the role, and
+// writes the slice whatever it published before (another gateway may have
+// written itself in since). A failure is logged and retried at the next
 // sync; it does not make the data plane unready.
-func (d *clustersetDNS) publish(ctx context.Context, w *world) {
+func (d *clustersetDNS) publish(ctx context.Context, w *world, newlyActive bool) {
 	addr, ok := d.address(w.in.Node.IP)
 	if !ok || !d.serving() {
 		return
 	}
-	if node, _, err := d.endpoint.named(ctx, d.reader); err == nil && node != "" && node != d.opts.NodeName {
-		// Another gateway wrote itself in since (a takeover while this one
-		// was a standby): what this one published before is gone.
+	if newlyActive {
 		d.endpoint.forget()
 	}
 	if err := d.endpoint.publish(ctx, d.opts.NodeName, addr, time.Now()); err != nil {

@@ -163,7 +163,7 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	active.publish(ctx, aw)
+	active.publish(ctx, aw, true)
 	if node, err := named(); err != nil || node != "n0" {
 		t.Fatalf("the DNS Service names %q (%v), want n0", node, err)
 	}
@@ -189,12 +189,18 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 		t.Errorf("%v takeovers counted, want 1", n)
 	}
 
-	// n0 is back and active again (the Lease came back to it): it names
-	// itself at once, although it published the same address before.
+	// n0 is back as a standby: while it still holds the role (a handover
+	// drains), it does not take the slice back...
 	if err := active.serve(ctx, aw); err != nil {
 		t.Fatal(err)
 	}
-	active.publish(ctx, aw)
+	active.publish(ctx, aw, false)
+	if node, err := named(); err != nil || node != "n1" {
+		t.Fatalf("a gateway that did not just take the role wrote the slice: it names %q (%v), want n1", node, err)
+	}
+	// ...and once the role comes back to it, it names itself at once,
+	// although it published the same address before.
+	active.publish(ctx, aw, true)
 	if node, err := named(); err != nil || node != "n0" {
 		t.Fatalf("the active gateway published itself again, and the DNS Service names %q (%v), want n0", node, err)
 	}

@@ -98,9 +98,10 @@ func (s *syncer) read(ctx context.Context, learned func(string) *agent.Learned) 
 	}
 
 	// Every gateway node reads the key: only a node that has it may stand
-	// for the active role.
+	// for the active role. So does the holder that lost its label: it
+	// carries traffic until its successor holds the Lease.
 	w.gateway = isGateway(&node)
-	if w.gateway {
+	if w.gateway || s.elector.Active() == o.NodeName {
 		key, err := s.clusterKey(ctx)
 		w.in.PrivateKey, w.keyErr = key, err
 	}
