@@ -112,14 +112,16 @@ func (d *clustersetDNS) serve(ctx context.Context, w *world) error {
 // publish points the DNS Service at this gateway's DNS server: the active
 // gateway's, once it runs. newlyActive: this node just took the role, and
 // writes the slice whatever it published before (another gateway may have
-// written itself in since). A failure is logged and retried at the next
+// written itself in since); so it does when the slice is gone. A failure is logged and retried at the next
 // sync; it does not make the data plane unready.
 func (d *clustersetDNS) publish(ctx context.Context, w *world, newlyActive bool) {
 	addr, ok := d.address(w.in.Node.IP)
 	if !ok || !d.serving() {
 		return
 	}
-	if newlyActive {
+	if _, named, err := d.endpoint.named(ctx, d.reader); newlyActive || (err == nil && !named.IsValid()) {
+		// Also when the slice is gone: a standby that had taken it over
+		// withdrew it when it stopped being a gateway.
 		d.endpoint.forget()
 	}
 	if err := d.endpoint.publish(ctx, d.opts.NodeName, addr, time.Now()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -203,5 +204,28 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	active.publish(ctx, aw, true)
 	if node, err := named(); err != nil || node != "n0" {
 		t.Fatalf("the active gateway published itself again, and the DNS Service names %q (%v), want n0", node, err)
+	}
+
+	// n1 takes it over again, then stops being a gateway: it withdraws
+	// the slice, and the active gateway's next sync puts itself back.
+	active.stop()
+	poll.Until(t, 5*time.Second, "n1 named again", func() error {
+		if node, err := named(); err != nil || node != "n1" {
+			return fmt.Errorf("it names %q (%v)", node, err)
+		}
+		return nil
+	})
+	if err := standby.retire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := named(); !apierrors.IsNotFound(err) {
+		t.Fatalf("n1 retired and the slice is still there (%v)", err)
+	}
+	if err := active.serve(ctx, aw); err != nil {
+		t.Fatal(err)
+	}
+	active.publish(ctx, aw, false)
+	if node, err := named(); err != nil || node != "n0" {
+		t.Fatalf("the slice was gone, and after the active gateway's sync it names %q (%v), want n0", node, err)
 	}
 }
