@@ -163,22 +163,18 @@ func (c *Controller) SetExchange(e Exchange) {
 // the active gateway: a standby gateway serves clusterset DNS too, so that
 // the DNS Service can fall over to it before the Lease moves. Its answers
 // are the imports the active gateway wrote, as the cache shows them. Off,
-// and not active, the controller forgets what it gave DNS.
+// DNS keeps what it has (a server that lingers still answers from it);
+// on again, every import and every name DNS has is brought up to date.
 func (c *Controller) SetStandbyDNS(on bool) {
 	c.mu.Lock()
 	changed := c.standbyDNS != on
 	c.standbyDNS = on
-	idle := c.active == nil && c.exch == nil
 	if on && changed {
 		c.enqueueAll = true
 	}
 	c.mu.Unlock()
-	switch {
-	case !changed:
-	case on:
+	if on && changed {
 		c.Wake()
-	case idle:
-		c.forgetDNS()
 	}
 }
 

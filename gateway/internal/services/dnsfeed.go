@@ -145,17 +145,3 @@ func (c *Controller) feedsStandbyDNS() bool {
 	defer c.mu.Unlock()
 	return c.standbyDNS
 }
-
-// forgetDNS takes from DNS everything the controller gave it: this node
-// serves no DNS any more.
-func (c *Controller) forgetDNS() {
-	if c.DNS == nil {
-		return
-	}
-	c.dnsMu.Lock()
-	defer c.dnsMu.Unlock()
-	for key := range c.dnsLast {
-		c.DNS.Delete(key.Namespace, key.Name)
-	}
-	c.dnsLast = nil
-}
