@@ -181,7 +181,7 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	stopped := time.Now()
 	poll.Until(t, 5*time.Second, "n1 named in the DNS Service", func() error {
 		if node, err := named(); err != nil || node != "n1" {
-			return fmt.Errorf("it names %q (%v)", node, err)
+			return fmt.Errorf("it names %q (%w)", node, err)
 		}
 		return nil
 	})
@@ -211,7 +211,7 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	active.stop()
 	poll.Until(t, 5*time.Second, "n1 named again", func() error {
 		if node, err := named(); err != nil || node != "n1" {
-			return fmt.Errorf("it names %q (%v)", node, err)
+			return fmt.Errorf("it names %q (%w)", node, err)
 		}
 		return nil
 	})

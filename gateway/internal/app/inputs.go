@@ -32,7 +32,7 @@ type world struct {
 	// keyErr says why the cluster key could not be read; only the active
 	// gateway needs it.
 	keyErr error
-	// gateway: this node is labelled a gateway (active or standby).
+	// gateway: this node is labeled a gateway (active or standby).
 	gateway bool
 }
 

@@ -368,7 +368,7 @@ func (g *Gossip) Shutdown() error {
 	g.shutdown = true
 	g.mu.Unlock()
 
-	// A delivery still dialling a peer that does not answer ends now, not
+	// A delivery still dialing a peer that does not answer ends now, not
 	// after TCPTimeout: the loop waits for its deliveries.
 	g.guard.abortDials()
 	close(g.stop)

@@ -292,7 +292,7 @@ func TestShutdownDoesNotWaitForAHungDial(t *testing.T) {
 	if err := a.SetLocal(stateOf("a", "172.%d.0.0/16")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the delivery is dialling
+	time.Sleep(500 * time.Millisecond) // the delivery is dialing
 	start := time.Now()
 	if err := a.Shutdown(); err != nil {
 		t.Fatal(err)

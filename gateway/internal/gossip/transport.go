@@ -62,7 +62,7 @@ type guard struct {
 	stop    chan struct{} // Shutdown started: drop everything
 	drained chan struct{} // the inner transport is shut down
 	wg      sync.WaitGroup
-	// dials is cancelled by abortDials: a connection still being dialled
+	// dials is canceled by abortDials: a connection still being dialed
 	// (a peer that is cut off takes TCPTimeout to fail) must not hold up
 	// a gateway that is stopping gossip, and with it the sync that
 	// stops it.
