@@ -84,6 +84,21 @@ type ClusterPeerSpec struct {
 	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 10.8.0.0/16 or fd00:10:8::/48 (IPv4 prefix length at most 32, IPv6 at most 128)"
 	// +kubebuilder:validation:items:XValidation:rule="!isCIDR(self) || string(cidr(self).masked()) == self",message="must have no host bits set and be in canonical form: 10.8.0.0/16, not 10.8.0.1/16 or 10.8.00.0/16; fd00:10:8::/48, not FD00:10:8:0::/48"
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
+
+	// exportNamespaces, if set, lists the only namespaces from which this
+	// cluster's exported Services are imported by the others. By default
+	// Wirespan follows the Multi-Cluster Services API's namespace sameness:
+	// a cluster may export into any namespace, and the others import what
+	// it exports (a Service of theirs in the same namespace and name merges
+	// with it). Set it when that is too trusting: an export from another
+	// namespace is then left out everywhere and counted
+	// (wirespan_mcs_unusable_records_total, reason "namespace").
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="must be a namespace name: lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123 label)"
+	ExportNamespaces []string `json:"exportNamespaces,omitempty"`
 }
 
 // ClusterPeerStatus is what Wirespan observed about a cluster.

@@ -111,6 +111,13 @@ func (r *activeRole) run(w *world, plan agent.Plan) error {
 		}
 	}
 	r.services.SetClusterRanges(ranges)
+	namespaces := map[string][]string{}
+	for cluster, p := range w.remote {
+		if len(p.Spec.ExportNamespaces) > 0 {
+			namespaces[cluster] = p.Spec.ExportNamespaces
+		}
+	}
+	r.services.SetExportNamespaces(namespaces)
 	if err := r.gossip.SetLocal(local); err != nil {
 		return fmt.Errorf("publish this cluster's state: %w", err)
 	}

@@ -122,6 +122,12 @@ type Controller struct {
 	// ranges are the ranges accepted from each other cluster
 	// (SetClusterRanges); nil until set.
 	ranges map[string][]netip.Prefix
+	// exportNamespaces are the namespaces each other cluster may export
+	// from, for the clusters whose ClusterPeer lists them
+	// (SetExportNamespaces); outOfNamespace marks the exports refused for
+	// it, each counted once.
+	exportNamespaces map[string][]string
+	outOfNamespace   map[string]bool
 	// remote is the view of the remote exports (remote.go).
 	remote map[string]*remoteCluster
 	// refreshes counts the loop's passes over gossip, for tests.

@@ -371,3 +371,39 @@ func (h *harness) detach() {
 		return nil
 	})
 }
+
+// TestExportNamespacesBoundWhatAClusterMayExport: west's ClusterPeer lists
+// only one namespace it may export from. Its export there is imported;
+// its export of the same kind from another namespace (where this cluster
+// has a Service of that name: namespace sameness would merge them) is
+// not, and is counted once however often it is reconciled; north, which
+// lists none, exports from anywhere. Lifting the list brings it in.
+func TestExportNamespacesBoundWhatAClusterMayExport(t *testing.T) {
+	h := start(t)
+	shop := h.namespace("shop")
+	h.ctrl.SetExportNamespaces(map[string][]string{"west": {shop}})
+	created := time.Now().Add(-time.Hour)
+	h.update(set("west", true, remoteExport("west", shop, "cart", created, mport("http", 80)),
+		remoteExport("west", h.ns, "db", created, mport("pg", 5432))),
+		set("north", true, remoteExport("north", h.ns, "cache", created, mport("redis", 6379))))
+	h.waitImport(shop, "cart", withIPs)
+	h.waitImport(h.ns, "cache", withIPs)
+	refused := func() float64 { return counterValue(t, h.ctrl.Metrics.badRecords.WithLabelValues("namespace")) }
+	h.eventually("west's db refused for its namespace", func() error {
+		if v := refused(); v != 1 {
+			return fmt.Errorf("counted %v", v)
+		}
+		return nil
+	})
+	if err := gone(h.ns, "db", &mcsv1beta1.ServiceImport{}); err != nil {
+		t.Errorf("west exported db from %s, outside its exportNamespaces: %v", h.ns, err)
+	}
+	h.ctrl.requeueAll()
+	h.settle()
+	if v := refused(); v != 1 {
+		t.Errorf("reconciled again: counted %v, want 1 still", v)
+	}
+
+	h.ctrl.SetExportNamespaces(nil)
+	h.waitImport(h.ns, "db", withIPs)
+}

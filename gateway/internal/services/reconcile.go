@@ -34,7 +34,7 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	published, retry := c.publish(exch, key, local)
 	errs = append(errs, retry)
 	remote := c.remoteFor(key)
-	exports := c.withinRanges(remote.exports)
+	exports := c.withinRanges(c.inExportNamespaces(key, remote.exports))
 	if local != nil && local.exported() {
 		exports = append(exports, local.export)
 	}
