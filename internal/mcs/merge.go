@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -102,15 +103,17 @@ func Merge(exports []Export) Import {
 	return imp
 }
 
-// oldestFirst orders exports by Created, then cluster ID, keeping the
-// first export of each cluster.
+// oldestFirst orders exports by age (Created, or NotBefore when later),
+// then Created, then cluster ID, keeping the first export of each cluster.
+// Two exports bounded by the same NotBefore (first seen together) keep
+// the order their Created gives.
 func oldestFirst(exports []Export) []*Export {
 	order := make([]*Export, 0, len(exports))
 	for i := range exports {
 		order = append(order, &exports[i])
 	}
 	slices.SortStableFunc(order, func(a, b *Export) int {
-		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.Cluster, b.Cluster))
+		return cmp.Or(a.age().Compare(b.age()), a.Created.Compare(b.Created), strings.Compare(a.Cluster, b.Cluster))
 	})
 	seen := map[string]bool{}
 	return slices.DeleteFunc(order, func(e *Export) bool {
@@ -118,4 +121,13 @@ func oldestFirst(exports []Export) []*Export {
 		seen[e.Cluster] = true
 		return dup
 	})
+}
+
+// age is when the export counts as created: Created, unless the importing
+// cluster first saw it later (NotBefore).
+func (e *Export) age() time.Time {
+	if e.NotBefore.After(e.Created) {
+		return e.NotBefore
+	}
+	return e.Created
 }

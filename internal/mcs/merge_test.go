@@ -65,6 +65,18 @@ func TestMergeOldestWins(t *testing.T) {
 			exp("a", 11, props(mcsv1beta1.ClusterSetIP, "a")),
 			exp("b", 10, props(mcsv1beta1.Headless, "b")),
 		}, "b"},
+		{"a backdated export first seen later loses", []Export{
+			exp("a", 100, props(mcsv1beta1.ClusterSetIP, "a")),
+			exp("b", 1, props(mcsv1beta1.Headless, "b"), func(e *Export) { e.NotBefore = at(200) }),
+		}, "a"},
+		{"first seen together: creation decides", []Export{
+			exp("a", 100, props(mcsv1beta1.ClusterSetIP, "a"), func(e *Export) { e.NotBefore = at(500) }),
+			exp("b", 50, props(mcsv1beta1.Headless, "b"), func(e *Export) { e.NotBefore = at(500) }),
+		}, "b"},
+		{"first seen before its creation: creation counts", []Export{
+			exp("a", 100, props(mcsv1beta1.ClusterSetIP, "a"), func(e *Export) { e.NotBefore = at(10) }),
+			exp("b", 50, props(mcsv1beta1.Headless, "b")),
+		}, "b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,11 @@ type Export struct {
 	// Created is the ServiceExport's creation time: the oldest export of a
 	// Service wins its service-wide properties (KEP-1645 conflict rules).
 	Created time.Time `json:"created"`
+	// NotBefore, when later than Created, stands in for it in the
+	// oldest-export rule: the importing cluster sets it to when it first
+	// saw this record, so that a peer cannot backdate a new export to win
+	// a conflict. It never travels.
+	NotBefore time.Time `json:"-"`
 
 	// Type is ClusterSetIP, or Headless for a Service with clusterIP None.
 	Type mcsv1beta1.ServiceImportType `json:"type"`

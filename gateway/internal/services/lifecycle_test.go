@@ -407,3 +407,53 @@ func TestExportNamespacesBoundWhatAClusterMayExport(t *testing.T) {
 	h.ctrl.SetExportNamespaces(nil)
 	h.waitImport(h.ns, "db", withIPs)
 }
+
+// TestBackdatedExportDoesNotWinTheOldestRule: west exports web, an hour
+// old; north then exports it too, headless, claiming to be a year old. The
+// import keeps west's type: north's export counts as created when this
+// cluster first saw it, which the ServiceImport records (so a restart or a
+// failover keeps it). Exports that arrive with the import, before which
+// nothing was seen, count as created when they say.
+func TestBackdatedExportDoesNotWinTheOldestRule(t *testing.T) {
+	h := start(t)
+	hourAgo, yearAgo := time.Now().Add(-time.Hour), time.Now().Add(-365*24*time.Hour)
+	west := remoteExport("west", h.ns, "web", hourAgo, mport("http", 80))
+	h.setRemote("west", true, west)
+	h.waitImport(h.ns, "web", withIPs)
+
+	north := remoteExport("north", h.ns, "web", yearAgo, mport("http", 80))
+	north.Type = mcsv1beta1.Headless
+	before := time.Now().UTC().Truncate(time.Second)
+	h.setRemote("north", true, north)
+	si := h.waitImport(h.ns, "web", func(si *mcsv1beta1.ServiceImport) error {
+		if !slices.Contains(si.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: "north"}) {
+			return fmt.Errorf("clusters %v", si.Status.Clusters)
+		}
+		return nil
+	})
+	if si.Spec.Type != mcsv1beta1.ClusterSetIP {
+		t.Errorf("the backdated headless export won: the import is %s", si.Spec.Type)
+	}
+	seen, recorded := firstSeen(si)
+	switch {
+	case !recorded:
+		t.Fatalf("no %s annotation: %v", FirstSeenAnnotation, si.Annotations)
+	case !seen["west"].Equal(west.Created):
+		t.Errorf("west first seen %v, want its creation %v (it came with the import)", seen["west"], west.Created)
+	case seen["north"].Before(before):
+		t.Errorf("north first seen %v, want no earlier than %v (when it arrived)", seen["north"], before)
+	}
+
+	// Both arrive with a new import: nothing was seen before them, and
+	// the older claim wins.
+	db := remoteExport("west", h.ns, "db", hourAgo, mport("pg", 5432))
+	olderDB := remoteExport("north", h.ns, "db", yearAgo, mport("pg", 5432))
+	olderDB.Type = mcsv1beta1.Headless
+	h.update(set("west", true, west, db), set("north", true, north, olderDB))
+	h.waitImport(h.ns, "db", func(si *mcsv1beta1.ServiceImport) error {
+		if si.Spec.Type != mcsv1beta1.Headless {
+			return fmt.Errorf("type %s, want north's Headless", si.Spec.Type)
+		}
+		return nil
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -35,12 +36,20 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	errs = append(errs, retry)
 	remote := c.remoteFor(key)
 	exports := c.withinRanges(c.inExportNamespaces(key, remote.exports))
+	si, err := read[mcsv1beta1.ServiceImport](ctx, c, key, key)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	exports, seen := c.boundCreated(key, si, exports, time.Now())
 	if local != nil && local.exported() {
 		exports = append(exports, local.export)
 	}
 	var imp mcs.Import
 	if len(exports) > 0 {
 		imp = mcs.Merge(exports)
+		if len(seen) > 0 {
+			imp.Annotations = withFirstSeen(imp.Annotations, seen)
+		}
 	}
 	c.count(key, local != nil, len(exports) > 0, local != nil && local.exported() && imp.Conflicts[c.ClusterID].Conflicting())
 
