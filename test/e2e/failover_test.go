@@ -168,7 +168,7 @@ func podIP(st *labStatus, cluster, pod string) string {
 	panic("no pod " + cluster + "/" + pod)
 }
 
-func startPinger(t *testing.T, l drill.Lab, dst string) *drill.Pinger {
+func startPinger(t *testing.T, l drill.Lab, dst string) *drill.Prober {
 	t.Helper()
 	p, err := drill.StartPinger(l, "c2", "echo-2", dst)
 	if err != nil {

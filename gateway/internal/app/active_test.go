@@ -25,7 +25,7 @@ func TestActiveRoleStartsAndStopsAsOnePiece(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{ClusterID: "c1", NodeName: "n0", GossipPort: freeUDPPort(t), ExportTTL: time.Minute, Agent: DefaultAgentConfig()}
+	opts := Options{ClusterID: "c1", NodeName: "n0", GossipPort: freePort(t), ExportTTL: time.Minute, Agent: DefaultAgentConfig()}
 	mcs := &services.Controller{ClusterID: "c1", DNS: wsdns.NewStore()}
 	r := &activeRole{opts: opts, log: testr.New(t), services: mcs, registry: prometheus.NewRegistry()}
 	w := &world{in: agent.Inputs{PrivateKey: &key, Node: agent.Node{IP: netip.MustParseAddr("127.0.0.1")}}}

@@ -25,15 +25,25 @@ import (
 	"github.com/wirespan/wirespan/internal/poll"
 )
 
-// freeUDPPort is a UDP port nothing listens on now, on 127.0.0.1.
-func freeUDPPort(t *testing.T) int {
+// freePort is a port free now for both TCP and UDP on every address,
+// where a DNS server or gossip can listen.
+func freePort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		c, err := net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		_ = l.Close()
+		if err == nil {
+			_ = c.Close()
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no port free for both TCP and UDP")
+	return 0
 }
 
 // answers says whether a DNS server answers at addr.
@@ -53,7 +63,7 @@ func answers(addr string) error {
 // syncer's sync would.
 func testGatewayDNS(t *testing.T, node, nodeIP string, key types.NamespacedName) (*clustersetDNS, *world) {
 	t.Helper()
-	opts := Options{ClusterID: "c1", NodeName: node, DNSAddr: fmt.Sprintf(":%d", freeUDPPort(t)), DNSZone: "clusterset.local", DNSService: key}
+	opts := Options{ClusterID: "c1", NodeName: node, DNSAddr: fmt.Sprintf(":%d", freePort(t)), DNSZone: "clusterset.local", DNSService: key}
 	d := &clustersetDNS{
 		opts: opts, log: testr.New(t).WithName(node), services: &services.Controller{ClusterID: "c1", DNS: wsdns.NewStore()},
 		registry: prometheus.NewRegistry(), linger: 300 * time.Millisecond,

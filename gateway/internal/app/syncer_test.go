@@ -90,7 +90,7 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 
 	opts := Options{ClusterID: "sync-c1", NodeName: "sync-n0", KeySecret: key, Agent: DefaultAgentConfig(),
 		// Tunnel addresses on loopback, so gossip can bind them here.
-		GossipPort: freeUDPPort(t), ExportTTL: time.Minute, StatusPeriod: time.Hour,
+		GossipPort: freePort(t), ExportTTL: time.Minute, StatusPeriod: time.Hour,
 		Lease: types.NamespacedName{Namespace: ns.Name, Name: "wirespan-gateway"}, LeaseDuration: time.Second, LeaseRenewPeriod: 100 * time.Millisecond}
 	opts.Agent.TunnelCIDR = netip.MustParsePrefix("127.77.0.0/16")
 	elector := election.New(election.Config{Lease: opts.Lease, Identity: opts.NodeName, Duration: opts.LeaseDuration,

@@ -7,6 +7,7 @@ package drill
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,30 +42,44 @@ func (l Lab) Active(cluster string) (string, error) {
 	return out, nil
 }
 
-// Pinger pings every 10 ms from a pod and keeps the time of each reply
-// (ping -D prints it, from the same clock as this process's).
-type Pinger struct {
+// Prober runs a command in a pod that prints a line for each success, and
+// keeps the time of each: a ping's replies (StartPinger), or DNS answers
+// (StartResolver).
+type Prober struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	mu   sync.Mutex
 	at   []time.Time
 }
 
-// StartPinger pings dst from a pod of the lab until Stop.
-func StartPinger(l Lab, cluster, pod, dst string) (*Pinger, error) {
-	p := &Pinger{cmd: l.Cmd("exec", cluster, pod, "--", "ping", "-D", "-n", "-i", "0.01", "-W", "1", dst), done: make(chan struct{})}
+// StartPinger pings dst from a pod of the lab every 10 ms until Stop; ping
+// -D stamps each reply from the same clock as this process's.
+func StartPinger(l Lab, cluster, pod, dst string) (*Prober, error) {
+	return startProber(l, cluster, pod, replyTime, "ping", "-D", "-n", "-i", "0.01", "-W", "1", dst)
+}
+
+// StartResolver asks the cluster DNS for name's A records from a pod of
+// the lab every 50 ms, each with one try of up to a second, until
+// Stop, and keeps the time of each query answered with an address.
+func StartResolver(l Lab, cluster, pod, name string) (*Prober, error) {
+	loop := `while :; do if dig +short +time=1 +tries=1 "$1" A | grep -q '^[0-9]'; then date +%s.%N; fi; sleep 0.05; done`
+	return startProber(l, cluster, pod, epochTime, "bash", "-c", loop, "resolve", name)
+}
+
+func startProber(l Lab, cluster, pod string, parse func(string) (time.Time, bool), argv ...string) (*Prober, error) {
+	p := &Prober{cmd: l.Cmd(append([]string{"exec", cluster, pod, "--"}, argv...)...), done: make(chan struct{})}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start ping in %s/%s: %w", cluster, pod, err)
+		return nil, fmt.Errorf("start %s in %s/%s: %w", argv[0], cluster, pod, err)
 	}
 	go func() {
 		defer close(p.done)
 		s := bufio.NewScanner(out)
 		for s.Scan() {
-			if at, ok := replyTime(s.Text()); ok {
+			if at, ok := parse(s.Text()); ok {
 				p.mu.Lock()
 				p.at = append(p.at, at)
 				p.mu.Unlock()
@@ -72,6 +87,15 @@ func StartPinger(l Lab, cluster, pod, dst string) (*Pinger, error) {
 		}
 	}()
 	return p, nil
+}
+
+// epochTime reads a line of date +%s.%N.
+func epochTime(line string) (time.Time, bool) {
+	secs, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(secs*1e9)), true
 }
 
 // replyTime reads a reply line of ping -D: "[1796169303.577090] 64 bytes
@@ -87,8 +111,8 @@ func replyTime(line string) (time.Time, bool) {
 	return time.Unix(0, int64(secs*1e9)), true
 }
 
-// Stop ends the ping; it is safe to call more than once.
-func (p *Pinger) Stop() {
+// Stop ends the command; it is safe to call more than once.
+func (p *Prober) Stop() {
 	if p.cmd.ProcessState == nil && p.cmd.Process != nil {
 		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
@@ -101,8 +125,8 @@ func (p *Pinger) Stop() {
 	}
 }
 
-// RepliesSince counts the replies after t0.
-func (p *Pinger) RepliesSince(t0 time.Time) int {
+// RepliesSince counts the successes after t0.
+func (p *Prober) RepliesSince(t0 time.Time) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
@@ -116,16 +140,24 @@ func (p *Pinger) RepliesSince(t0 time.Time) int {
 
 // Flowing says whether the last second had at least half the replies a
 // ping every 10 ms gets.
-func (p *Pinger) Flowing() error {
+func (p *Prober) Flowing() error {
 	if n := p.RepliesSince(time.Now().Add(-time.Second)); n < 50 {
 		return fmt.Errorf("%d replies in the last second", n)
 	}
 	return nil
 }
 
-// Gap is the longest silence between replies that ends after from; a
+// Answering says whether the last second had an answer (StartResolver).
+func (p *Prober) Answering() error {
+	if n := p.RepliesSince(time.Now().Add(-time.Second)); n == 0 {
+		return errors.New("no answer in the last second")
+	}
+	return nil
+}
+
+// Gap is the longest silence between successes that ends after from; a
 // silence still going on counts up to now.
-func (p *Pinger) Gap(from time.Time) time.Duration {
+func (p *Prober) Gap(from time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return longestGap(p.at, from, time.Now())

@@ -17,6 +17,18 @@ func TestReplyTime(t *testing.T) {
 	}
 }
 
+func TestEpochTime(t *testing.T) {
+	at, ok := epochTime("1796169303.577090123\n")
+	if !ok || at.UnixMicro() != 1796169303577090 {
+		t.Errorf("time %v, %v", at, ok)
+	}
+	for _, line := range []string{"", "10.2.0.10", ";; connection timed out; no servers could be reached"} {
+		if _, ok := epochTime(line); ok {
+			t.Errorf("%q read as a time", line)
+		}
+	}
+}
+
 func TestLongestGap(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := []time.Time{t0, t0.Add(10 * time.Millisecond), t0.Add(900 * time.Millisecond), t0.Add(910 * time.Millisecond)}
