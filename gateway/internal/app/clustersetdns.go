@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -47,6 +48,9 @@ type clustersetDNS struct {
 	// ask asks the DNS server at an address for the zone's SOA (askDNS;
 	// a test's maps the addresses it published to where it listens).
 	ask func(ctx context.Context, addr netip.AddrPort, zone string) error
+	// silence is how long the named server may not answer before this
+	// gateway takes its place (zero: dnsSilence).
+	silence time.Duration
 
 	mu sync.Mutex
 	// stopServer stops the DNS server; lingering is that delay, while it
@@ -104,7 +108,7 @@ func (d *clustersetDNS) serve(ctx context.Context, w *world) error {
 	if took {
 		d.takeovers.Inc()
 		d.log.Info("the DNS server the DNS Service named stopped answering; it names this gateway's now",
-			"silent", silent.String(), "silentFor", dnsSilence.String(), "address", self.String())
+			"silent", silent.String(), "silentFor", d.silenceOrDefault().String(), "address", self.String())
 	}
 	return nil
 }
@@ -269,7 +273,7 @@ func (d *clustersetDNS) stopProbing() {
 
 // probe asks the server the DNS Service names, unless it is this node's,
 // every dnsProbeEvery, and asks for a takeover when it has not answered
-// for dnsSilence; again only after another dnsSilence.
+// for the silence (dnsSilence); again only after another silence.
 func (d *clustersetDNS) probe(ctx context.Context) {
 	tick := time.NewTicker(dnsProbeEvery)
 	defer tick.Stop()
@@ -293,7 +297,7 @@ func (d *clustersetDNS) probe(ctx context.Context) {
 			heard = time.Now()
 			continue
 		}
-		if time.Since(heard) >= dnsSilence {
+		if time.Since(heard) >= d.silenceOrDefault() {
 			d.mu.Lock()
 			d.silent = addr
 			d.mu.Unlock()
@@ -302,6 +306,8 @@ func (d *clustersetDNS) probe(ctx context.Context) {
 		}
 	}
 }
+
+func (d *clustersetDNS) silenceOrDefault() time.Duration { return cmp.Or(d.silence, dnsSilence) }
 
 // askDNS asks the server at addr for the zone's SOA record: any reply,
 // whatever its code, means it answers.
