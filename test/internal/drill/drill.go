@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,10 +60,14 @@ func StartPinger(l Lab, cluster, pod, dst string) (*Prober, error) {
 }
 
 // StartResolver asks the cluster DNS for name's A records from a pod of
-// the lab every 50 ms, each with one try of up to a second, until
-// Stop, and keeps the time of each query answered with an address.
+// the lab every 50 ms until Stop, and keeps the time each query answered
+// with an address was sent. The queries run side by side: one sent while
+// the server is away may wait a second (dig's shortest timeout) and must
+// not hide those sent after it is back.
 func StartResolver(l Lab, cluster, pod, name string) (*Prober, error) {
-	loop := `while :; do if dig +short +time=1 +tries=1 "$1" A | grep -q '^[0-9]'; then date +%s.%N; fi; sleep 0.05; done`
+	// Stop's SIGINT would not end a script's loop (bash goes on when its
+	// foreground child did not die of it): the trap does.
+	loop := `trap exit INT; while :; do ( t=$(date +%s.%N); if dig +short +time=1 +tries=1 "$1" A | grep -q '^[0-9]'; then echo "$t"; fi ) & sleep 0.05; done`
 	return startProber(l, cluster, pod, epochTime, "bash", "-c", loop, "resolve", name)
 }
 
@@ -159,8 +164,11 @@ func (p *Prober) Answering() error {
 // silence still going on counts up to now.
 func (p *Prober) Gap(from time.Time) time.Duration {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return longestGap(p.at, from, time.Now())
+	at := slices.Clone(p.at)
+	p.mu.Unlock()
+	// A resolver's answers arrive out of the order they were asked in.
+	slices.SortFunc(at, time.Time.Compare)
+	return longestGap(at, from, time.Now())
 }
 
 func longestGap(at []time.Time, from, now time.Time) time.Duration {
