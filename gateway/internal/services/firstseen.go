@@ -36,19 +36,20 @@ func (c *Controller) boundCreated(key serviceKey, si *mcsv1beta1.ServiceImport, 
 	}
 	out := make([]mcs.Export, len(exports))
 	for i, e := range exports {
-		t, ok := seen[e.Cluster]
-		if !ok {
-			t = now
+		first, known := seen[e.Cluster]
+		if !known {
+			first = now
 			if !recorded {
-				t = e.Created
+				first = e.Created
 			}
+			first = first.UTC().Truncate(time.Second)
 			if seen == nil {
 				seen = map[string]time.Time{}
 			}
-			seen[e.Cluster] = t.UTC().Truncate(time.Second)
+			seen[e.Cluster] = first
 		}
-		e.NotBefore = seen[e.Cluster]
-		if e.NotBefore.Sub(e.Created) > backdatedBy && !ok {
+		e.NotBefore = first
+		if !known && first.Sub(e.Created) > backdatedBy {
 			c.Log.Info("An export claims to be older than when this cluster first saw it: it counts as created when first seen in the oldest-export rule",
 				"cluster", e.Cluster, "service", key.String(), "created", e.Created, "firstSeen", e.NotBefore)
 		}
