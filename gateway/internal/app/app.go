@@ -394,7 +394,11 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	plan.State.GossipInput = gossipInput(plan, s.opts.GossipPort)
 	if plan.Role == agent.RoleGateway && w.in.PrivateKey == nil {
 		// Without the key the device cannot be configured; keep what runs.
-		return fmt.Errorf("active gateway without the cluster key: %w", w.keyErr)
+		keyErr := w.keyErr
+		if keyErr == nil {
+			keyErr = errors.New("not read")
+		}
+		return fmt.Errorf("active gateway without the cluster key: %w", keyErr)
 	}
 	if plan.Role != agent.RoleGateway {
 		// Gossip stops before the tunnel goes: a message sent through it

@@ -103,7 +103,10 @@ func (d *clustersetDNS) serve(ctx context.Context, w *world) error {
 	}
 	took, err := d.endpoint.takeOver(ctx, d.opts.NodeName, self, silent, time.Now())
 	if err != nil {
-		return fmt.Errorf("take the DNS Service over from %s, which does not answer: %w", silent, err)
+		// Like a failed publish, logged, not a sync error: the data plane
+		// is not less ready for it. The probes ask again.
+		d.log.Error(err, "take the DNS Service over from a DNS server that does not answer", "silent", silent.String())
+		return nil
 	}
 	if took {
 		d.takeovers.Inc()

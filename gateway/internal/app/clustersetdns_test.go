@@ -145,12 +145,8 @@ func TestGatewayDNSServesLingersAndStops(t *testing.T) {
 func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "dns-takeover-"}}
-	if err := c.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(ctx, ns) })
-	key := types.NamespacedName{Namespace: ns.Name, Name: "wirespan-dns"}
+	ns := testNamespace(t, "dns-takeover-")
+	key := types.NamespacedName{Namespace: ns, Name: "wirespan-dns"}
 	if err := c.Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
@@ -161,7 +157,7 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	}
 	named := func() (string, error) {
 		var s discoveryv1.EndpointSlice
-		if err := c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "wirespan-dns-active"}, &s); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "wirespan-dns-active"}, &s); err != nil {
 			return "", err
 		}
 		return *s.Endpoints[0].NodeName, nil

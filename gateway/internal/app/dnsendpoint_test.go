@@ -30,21 +30,29 @@ func TestMain(m *testing.M) {
 	}))
 }
 
+// testNamespace creates a namespace named from prefix on the test's API
+// server and deletes it when the test ends.
+func testNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ns) })
+	return ns.Name
+}
+
 func TestDNSEndpointFollowsTheActiveGateway(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "dns-endpoint-"}}
-	if err := c.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(ctx, ns) })
-	key := types.NamespacedName{Namespace: ns.Name, Name: "wirespan-dns"}
+	ns := testNamespace(t, "dns-endpoint-")
+	key := types.NamespacedName{Namespace: ns, Name: "wirespan-dns"}
 	gateway := func() *dnsEndpoint {
 		return &dnsEndpoint{service: key, reader: c, writer: c, log: logr.Discard()}
 	}
 	slice := func() (*discoveryv1.EndpointSlice, error) {
 		var s discoveryv1.EndpointSlice
-		err := c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "wirespan-dns-active"}, &s)
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "wirespan-dns-active"}, &s)
 		return &s, err
 	}
 	now := time.Now()
@@ -147,7 +155,7 @@ func TestDNSEndpointFollowsTheActiveGateway(t *testing.T) {
 
 	// The garbage collector removes the slice with the Service: its owner.
 	var got discoveryv1.EndpointSlice
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "wirespan-dns-active"}, &got); err != nil || got.OwnerReferences[0].Kind != "Service" {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "wirespan-dns-active"}, &got); err != nil || got.OwnerReferences[0].Kind != "Service" {
 		t.Errorf("owner of the slice: %+v %v", got.OwnerReferences, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -145,15 +146,46 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 		return nil
 	})
 
-	// sync-n1 takes the Lease (as its elector would, once this one went
-	// silent): this node follows as a node agent, through its VXLAN link.
-	var l coordinationv1.Lease
-	if err := c.Get(ctx, opts.Lease, &l); err != nil {
+	// The label goes while this node holds the Lease: it hands over, and
+	// carries traffic until the successor holds it, so its syncs still
+	// read the cluster key and configure the gateway.
+	var n0 corev1.Node
+	if err := c.Get(ctx, types.NamespacedName{Name: "sync-n0"}, &n0); err != nil {
 		t.Fatal(err)
 	}
-	l.Spec.HolderIdentity = ptr.To("sync-n1")
-	l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-	if err := c.Update(ctx, &l); err != nil {
+	delete(n0.Labels, wirespanv1alpha1.LabelGateway)
+	if err := c.Update(ctx, &n0); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 10*time.Second, "the cache sees the label gone", func() error {
+		var cached corev1.Node
+		if err := informers.Get(ctx, types.NamespacedName{Name: "sync-n0"}, &cached); err != nil {
+			return err
+		}
+		if isGateway(&cached) {
+			return errors.New("still labeled")
+		}
+		return nil
+	})
+	// The elector learns of the label from this sync: it still names
+	// this node.
+	s.sync(ctx)
+	if err := s.readyCheck(nil); err != nil {
+		t.Errorf("a sync of the holder that lost its label failed: %v", err)
+	}
+
+	// sync-n1 takes the Lease (as its elector would, once this one went
+	// silent): this node follows as a node agent, through its VXLAN link.
+	// (This node's elector may be writing the Lease too: it hands over.)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var l coordinationv1.Lease
+		if err := c.Get(ctx, opts.Lease, &l); err != nil {
+			return err
+		}
+		l.Spec.HolderIdentity = ptr.To("sync-n1")
+		l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		return c.Update(ctx, &l)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	syncUntil("this node routes to the new active gateway", func(dump string) error {

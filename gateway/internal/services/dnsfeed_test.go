@@ -198,18 +198,26 @@ func TestDNSDoesNotWaitForTheWholeSync(t *testing.T) {
 	})
 }
 
+// importWebAndHeadlessDB has west export web (ClusterSetIP) and db
+// (headless, one ready endpoint db-0), and returns web's import once it
+// has its IPs, and db's export.
+func (h *harness) importWebAndHeadlessDB() (*mcsv1beta1.ServiceImport, mcs.Export) {
+	h.t.Helper()
+	created := time.Now().Add(-time.Hour)
+	db := remoteExport("west", h.ns, "db", created, mport("pg", 5432))
+	db.Type = mcsv1beta1.Headless
+	db.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)}, rep("10.2.1.1", "db-0", "", true, true, false))}
+	h.setRemote("west", true, remoteExport("west", h.ns, "web", created, mport("http", 80)), db)
+	return h.waitImport(h.ns, "web", withIPs), db
+}
+
 // TestNewlyActiveGatewayAnswersAtOnce: a controller that becomes active
 // (a restart, a failover) gives DNS the imports the cluster already has
 // before it reconciles any: prefillDNS, alone, fills an empty store with
 // the ClusterSetIP and headless names the first controller wrote.
 func TestNewlyActiveGatewayAnswersAtOnce(t *testing.T) {
 	h := start(t)
-	created := time.Now().Add(-time.Hour)
-	db := remoteExport("west", h.ns, "db", created, mport("pg", 5432))
-	db.Type = mcsv1beta1.Headless
-	db.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)}, rep("10.2.1.1", "db-0", "", true, true, false))}
-	h.setRemote("west", true, remoteExport("west", h.ns, "web", created, mport("http", 80)), db)
-	si := h.waitImport(h.ns, "web", withIPs)
+	si, _ := h.importWebAndHeadlessDB()
 	h.eventually("db's slice", func() error { return sliceClusters(h.ns, "db", "west") })
 	h.settle()
 
@@ -270,12 +278,7 @@ func TestStandbyGatewayAnswersFromTheActiveGatewaysImports(t *testing.T) {
 		return nil
 	}
 
-	created := time.Now().Add(-time.Hour)
-	db := remoteExport("west", h.ns, "db", created, mport("pg", 5432))
-	db.Type = mcsv1beta1.Headless
-	db.Slices = []mcs.Slice{rslice([]discoveryv1.EndpointPort{epPort("pg", 5432)}, rep("10.2.1.1", "db-0", "", true, true, false))}
-	h.setRemote("west", true, remoteExport("west", h.ns, "web", created, mport("http", 80)), db)
-	si := h.waitImport(h.ns, "web", withIPs)
+	si, db := h.importWebAndHeadlessDB()
 	h.eventually("the imports in the standby's DNS", func() error { return names(map[string]string{"web": si.Spec.IPs[0], "db": "db-0"}) })
 
 	h.setRemote("west", true, db)
