@@ -171,6 +171,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		reporter:      &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
 		interfaceWith: interfaceWith,
 		last:          last,
+		tunnels:       newTunnels(),
 	}
 	s.dns = &clustersetDNS{
 		opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, linger: dnsLinger,
@@ -219,6 +220,8 @@ type syncer struct {
 	role     *activeRole
 	dns      *clustersetDNS
 	reporter *reporter
+	// tunnels restarts WireGuard sessions that stopped answering.
+	tunnels *tunnels
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
@@ -257,25 +260,41 @@ func (s *syncer) Start(ctx context.Context) error {
 	if !s.waitForCaches(ctx) {
 		return errors.New("caches did not sync")
 	}
-	tick := time.NewTicker(s.opts.Resync)
-	defer tick.Stop()
+	resync := time.NewTicker(s.opts.Resync)
+	defer resync.Stop()
+	check := time.NewTicker(tunnelCheckInterval)
+	defer check.Stop()
 	for {
 		if s.elector.Known() {
 			// Until then this node does not know where the active gateway
 			// is: it keeps the kernel state it has.
 			s.sync(ctx)
 		}
-		select {
-		case <-ctx.Done():
+		if !s.waitForWork(ctx, resync.C, check.C) {
 			s.handOver()
 			s.log.Info("stopping; the data plane stays as it is")
 			return nil
+		}
+	}
+}
+
+// waitForWork waits for a reason to sync; false when ctx is done. Between
+// syncs it checks the tunnels, which needs no sync.
+func (s *syncer) waitForWork(ctx context.Context, resync, check <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
 		case <-s.poke:
 		case <-s.elector.Changed():
 		case <-s.role.changed():
 			s.role.services.Wake()
-		case <-tick.C:
+		case <-resync:
+		case <-check:
+			s.checkTunnels()
+			continue
 		}
+		return true
 	}
 }
 
@@ -436,6 +455,7 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		s.metrics.reset()
 		return dnsErr
 	}
+	s.tunnels.learn(plan)
 	newlyActive := !s.role.running()
 	err = s.role.run(w, plan)
 	s.dns.publish(ctx, w, newlyActive)

@@ -27,6 +27,9 @@ type metrics struct {
 	// them; refusedObjects is how many the last apply left out.
 	refusals       *prometheus.CounterVec
 	refusedObjects *prometheus.GaugeVec
+	// tunnelRestarts counts sessions restarted because the peer stopped
+	// answering (tunnels.go).
+	tunnelRestarts *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,11 +55,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "wirespan_gateway_dataplane_changes_total", Help: "Kernel changes made (links, peers, routes, rules, clamp, sysctls)."}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wirespan_gateway_dataplane_refusals_total", Help: "Kernel objects the kernel refused (or that could not be read), by kind, counted on every apply that tried them."}, []string{"kind"}),
+		tunnelRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wirespan_gateway_tunnel_restarts_total", Help: "WireGuard sessions the active gateway started again because the peer stopped answering while traffic was sent to it."}, []string{"peer"}),
 		refusedObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wirespan_gateway_dataplane_refused_objects", Help: "Kernel objects the last apply could not put in place, by kind; the next apply tries them again."}, []string{"kind"}),
 	}
 	reg.MustRegister(m.peersUp, m.handshakeAge, m.rxBytes, m.txBytes, m.latency, m.refused, m.syncErrors, m.applyDuration, m.changes,
-		m.refusals, m.refusedObjects)
+		m.refusals, m.refusedObjects, m.tunnelRestarts)
 	return m
 }
 

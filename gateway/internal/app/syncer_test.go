@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -113,6 +114,7 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 			reader: informers, wake: func() {}, takeovers: newTakeoverCounter(prometheus.NewRegistry()), ask: askDNS},
 		reporter: &reporter{opts: opts, writer: c, metrics: m},
 		last:     &lastState{},
+		tunnels:  newTunnels(),
 		interfaceWith: func(netip.Addr) (string, int, []netip.Prefix, error) {
 			return "eth0", 1500, []netip.Prefix{netip.MustParsePrefix("172.28.1.0/24")}, nil
 		},
@@ -145,6 +147,28 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The peer stops answering while the gateway sends to it: between
+	// syncs, the session is started again (the peer entry added anew, so
+	// its counters start from zero), once, and counted.
+	now := time.Now()
+	s.tunnels.now = func() time.Time { return now }
+	remoteKey := remote.PublicKey()
+	for i, tx := range []int64{1000, 1500, 2000} {
+		k.SetHandshake(opts.Agent.WireGuardName, remoteKey, wgtypes.Peer{LastHandshakeTime: now, ReceiveBytes: 500, TransmitBytes: tx})
+		s.checkTunnels()
+		now = now.Add(time.Second + time.Duration(i)*time.Millisecond)
+	}
+	dev, err := k.Device(opts.Agent.WireGuardName)
+	if err != nil || len(dev.Peers) != 1 {
+		t.Fatalf("device after the restart: %v %+v", err, dev)
+	}
+	if p := dev.Peers[0]; p.TransmitBytes != 0 || p.PersistentKeepaliveInterval == 0 || len(p.AllowedIPs) == 0 {
+		t.Errorf("peer after the restart: %+v; want it added anew as it was", p)
+	}
+	if got := testutil.ToFloat64(m.tunnelRestarts.WithLabelValues("sync-c2")); got != 1 {
+		t.Errorf("tunnel restarts of sync-c2 = %v, want 1", got)
+	}
 
 	// The label goes while this node holds the Lease: it hands over, and
 	// carries traffic until the successor holds it, so its syncs still

@@ -190,3 +190,43 @@ func (p Peer) accepts(ep netip.AddrPort) bool {
 func UnmapAddrPort(ep netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
 }
+
+// RestartPeers removes each of keys from the device named and adds it
+// again as it was (endpoint, allowed IPs, keepalive, preshared key), one
+// peer per call so that a peer the kernel refuses holds back no other.
+// WireGuard then forgets the peer's sessions and handshake state, and the
+// persistent keepalive of the new entry sends an initiation at once
+// instead of at WireGuard's next retry, up to 5 s later
+// (package tunnelwatch says when). A key the device does not hold is
+// skipped.
+func (a *Applier) RestartPeers(device string, keys []wgtypes.Key) error {
+	dev, err := a.Kernel.Device(device)
+	if err != nil {
+		return fmt.Errorf("read wireguard %s: %w", device, err)
+	}
+	var errs []error
+	for _, k := range keys {
+		i := slices.IndexFunc(dev.Peers, func(p wgtypes.Peer) bool { return p.PublicKey == k })
+		if i < 0 {
+			continue
+		}
+		if err := a.Kernel.ConfigureDevice(device, wgtypes.Config{Peers: restartConfig(dev.Peers[i])}); err != nil {
+			errs = append(errs, fmt.Errorf("restart peer %s on %s: %w", short(k), device, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restartConfig removes p and adds it back as it is, in one change.
+func restartConfig(p wgtypes.Peer) []wgtypes.PeerConfig {
+	ka := p.PersistentKeepaliveInterval
+	var psk *wgtypes.Key
+	if p.PresharedKey != (wgtypes.Key{}) {
+		psk = &p.PresharedKey
+	}
+	return []wgtypes.PeerConfig{
+		{PublicKey: p.PublicKey, Remove: true},
+		{PublicKey: p.PublicKey, Endpoint: p.Endpoint, PresharedKey: psk, PersistentKeepaliveInterval: &ka,
+			ReplaceAllowedIPs: true, AllowedIPs: p.AllowedIPs},
+	}
+}
