@@ -171,8 +171,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		reporter:      &reporter{opts: opts, writer: mgr.GetClient(), metrics: m},
 		interfaceWith: interfaceWith,
 		last:          last,
-		tunnels:       newTunnels(),
 	}
+	s.tunnels = newTunnels(s, elector.Confirmed)
 	s.dns = &clustersetDNS{
 		opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, linger: dnsLinger,
 		endpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
@@ -262,15 +262,16 @@ func (s *syncer) Start(ctx context.Context) error {
 	}
 	resync := time.NewTicker(s.opts.Resync)
 	defer resync.Stop()
-	check := time.NewTicker(tunnelCheckInterval)
-	defer check.Stop()
+	checks, stopChecks := context.WithCancel(context.Background())
+	defer stopChecks()
+	go s.tunnels.run(checks)
 	for {
 		if s.elector.Known() {
 			// Until then this node does not know where the active gateway
 			// is: it keeps the kernel state it has.
 			s.sync(ctx)
 		}
-		if !s.waitForWork(ctx, resync.C, check.C) {
+		if !s.waitForWork(ctx, resync.C) {
 			s.handOver()
 			s.log.Info("stopping; the data plane stays as it is")
 			return nil
@@ -278,24 +279,18 @@ func (s *syncer) Start(ctx context.Context) error {
 	}
 }
 
-// waitForWork waits for a reason to sync; false when ctx is done. Between
-// syncs it checks the tunnels, which needs no sync.
-func (s *syncer) waitForWork(ctx context.Context, resync, check <-chan time.Time) bool {
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-s.poke:
-		case <-s.elector.Changed():
-		case <-s.role.changed():
-			s.role.services.Wake()
-		case <-resync:
-		case <-check:
-			s.checkTunnels()
-			continue
-		}
-		return true
+// waitForWork waits for a reason to sync; false when ctx is done.
+func (s *syncer) waitForWork(ctx context.Context, resync <-chan time.Time) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.poke:
+	case <-s.elector.Changed():
+	case <-s.role.changed():
+		s.role.services.Wake()
+	case <-resync:
 	}
+	return true
 }
 
 // afterOutage is how much longer a standby waits for the active gateway
@@ -430,6 +425,8 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	s.synced = true
 	s.healthMu.Unlock()
 	if plan.Role == agent.RoleGateway {
+		// The plan's state, never the passive one: it is the state to
+		// come back with.
 		err = s.last.save(plan.State)
 	} else {
 		err = s.last.forget()
@@ -455,7 +452,7 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		s.metrics.reset()
 		return dnsErr
 	}
-	s.tunnels.learn(plan)
+	s.tunnels.learn(plan, w.in.SelfHasEndpoint)
 	newlyActive := !s.role.running()
 	err = s.role.run(w, plan)
 	s.dns.publish(ctx, w, newlyActive)
@@ -470,7 +467,7 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 // and tried again on every sync.
 func (s *syncer) apply(plan agent.Plan) []dataplane.Refusal {
 	start := time.Now()
-	changes, err := s.applier.Apply(plan.State)
+	changes, err := s.tunnels.apply(plan, s.applier.Apply)
 	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
 	s.metrics.changes.Add(float64(len(changes)))
 	for _, c := range changes {

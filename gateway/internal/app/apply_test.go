@@ -26,6 +26,7 @@ func TestRefusalsLoggedOnceCountedEverySync(t *testing.T) {
 		applier: &dataplane.Applier{Kernel: k},
 		metrics: newMetrics(prometheus.NewRegistry()),
 	}
+	s.tunnels = newTunnels(s, func() bool { return true })
 	good := dataplane.Route{Dst: netip.MustParsePrefix("10.2.0.0/16"), Dev: "eth0"}
 	bad := dataplane.Route{Dst: netip.MustParsePrefix("10.3.0.0/16"), Dev: "nosuch0"}
 	plan := func(routes ...dataplane.Route) agent.Plan {

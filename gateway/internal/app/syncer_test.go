@@ -114,11 +114,11 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 			reader: informers, wake: func() {}, takeovers: newTakeoverCounter(prometheus.NewRegistry()), ask: askDNS},
 		reporter: &reporter{opts: opts, writer: c, metrics: m},
 		last:     &lastState{},
-		tunnels:  newTunnels(),
 		interfaceWith: func(netip.Addr) (string, int, []netip.Prefix, error) {
 			return "eth0", 1500, []netip.Prefix{netip.MustParsePrefix("172.28.1.0/24")}, nil
 		},
 	}
+	s.tunnels = newTunnels(s, elector.Confirmed)
 	t.Cleanup(func() { s.role.stop(); s.dns.stop() })
 	if !informers.WaitForCacheSync(ctx) {
 		t.Fatal("caches did not sync")
@@ -156,7 +156,7 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 	remoteKey := remote.PublicKey()
 	for i, tx := range []int64{1000, 1500, 2000} {
 		k.SetHandshake(opts.Agent.WireGuardName, remoteKey, wgtypes.Peer{LastHandshakeTime: now, ReceiveBytes: 500, TransmitBytes: tx})
-		s.checkTunnels()
+		s.tunnels.check()
 		now = now.Add(time.Second + time.Duration(i)*time.Millisecond)
 	}
 	dev, err := k.Device(opts.Agent.WireGuardName)
@@ -168,6 +168,40 @@ func TestSyncerFollowsTheLease(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.tunnelRestarts.WithLabelValues("sync-c2")); got != 1 {
 		t.Errorf("tunnel restarts of sync-c2 = %v, want 1", got)
+	}
+
+	// Cut off: the Lease cannot be renewed and no peer is heard for 2 s.
+	// The gateway turns passive (its peer loses endpoint and keepalive, and
+	// syncs keep it so); once confirmed again it dials again.
+	confirmed := false
+	s.tunnels.confirmed = func() bool { return confirmed }
+	for range 3 {
+		now = now.Add(time.Second)
+		s.tunnels.check()
+	}
+	if !s.tunnels.isPassive() {
+		t.Fatal("a gateway that can neither renew nor hear a peer is not passive")
+	}
+	peerState := func() wgtypes.Peer {
+		t.Helper()
+		dev, err := k.Device(opts.Agent.WireGuardName)
+		if err != nil || len(dev.Peers) != 1 {
+			t.Fatalf("device: %v %+v", err, dev)
+		}
+		return dev.Peers[0]
+	}
+	s.sync(ctx)
+	if p := peerState(); p.Endpoint != nil || p.PersistentKeepaliveInterval != 0 || len(p.AllowedIPs) == 0 {
+		t.Errorf("peer of a passive gateway after a sync: %+v; want no endpoint, no keepalive", p)
+	}
+	if got := testutil.ToFloat64(m.tunnelRestarts.WithLabelValues("sync-c2")); got != 1 {
+		t.Errorf("a passive gateway restarted sessions: %v restarts, want 1", got)
+	}
+	confirmed = true
+	s.tunnels.check()
+	s.sync(ctx)
+	if p := peerState(); s.tunnels.isPassive() || p.Endpoint == nil || p.PersistentKeepaliveInterval == 0 {
+		t.Errorf("peer once the role is confirmed again: %+v (passive %v); want its endpoint and keepalive back", p, s.tunnels.isPassive())
 	}
 
 	// The label goes while this node holds the Lease: it hands over, and

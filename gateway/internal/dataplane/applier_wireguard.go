@@ -200,33 +200,47 @@ func UnmapAddrPort(ep netip.AddrPort) netip.AddrPort {
 // (package tunnelwatch says when). A key the device does not hold is
 // skipped.
 func (a *Applier) RestartPeers(device string, keys []wgtypes.Key) error {
+	return a.readdPeers(device, func(p wgtypes.Peer) bool { return slices.Contains(keys, p.PublicKey) }, false)
+}
+
+// Silence adds every peer of the device named again without its endpoint
+// and keepalive, so that the device starts no handshake and only answers
+// peers that dial in (agent.Inputs.Passive says when). Its sessions go;
+// they went nowhere anyway.
+func (a *Applier) Silence(device string) error {
+	return a.readdPeers(device, func(p wgtypes.Peer) bool { return p.Endpoint != nil || p.PersistentKeepaliveInterval != 0 }, true)
+}
+
+// readdPeers removes the device's peers that match and adds each back in
+// the same call, without endpoint and keepalive when silent.
+func (a *Applier) readdPeers(device string, match func(wgtypes.Peer) bool, silent bool) error {
 	dev, err := a.Kernel.Device(device)
 	if err != nil {
 		return fmt.Errorf("read wireguard %s: %w", device, err)
 	}
 	var errs []error
-	for _, k := range keys {
-		i := slices.IndexFunc(dev.Peers, func(p wgtypes.Peer) bool { return p.PublicKey == k })
-		if i < 0 {
+	for _, p := range dev.Peers {
+		if !match(p) {
 			continue
 		}
-		if err := a.Kernel.ConfigureDevice(device, wgtypes.Config{Peers: restartConfig(dev.Peers[i])}); err != nil {
-			errs = append(errs, fmt.Errorf("restart peer %s on %s: %w", short(k), device, err))
+		if err := a.Kernel.ConfigureDevice(device, wgtypes.Config{Peers: readdConfig(p, silent)}); err != nil {
+			errs = append(errs, fmt.Errorf("add peer %s on %s again: %w", short(p.PublicKey), device, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// restartConfig removes p and adds it back as it is, in one change.
-func restartConfig(p wgtypes.Peer) []wgtypes.PeerConfig {
-	ka := p.PersistentKeepaliveInterval
+// readdConfig removes p and adds it back as it is, in one change; without
+// its endpoint and keepalive when silent.
+func readdConfig(p wgtypes.Peer, silent bool) []wgtypes.PeerConfig {
 	var psk *wgtypes.Key
 	if p.PresharedKey != (wgtypes.Key{}) {
 		psk = &p.PresharedKey
 	}
-	return []wgtypes.PeerConfig{
-		{PublicKey: p.PublicKey, Remove: true},
-		{PublicKey: p.PublicKey, Endpoint: p.Endpoint, PresharedKey: psk, PersistentKeepaliveInterval: &ka,
-			ReplaceAllowedIPs: true, AllowedIPs: p.AllowedIPs},
+	add := wgtypes.PeerConfig{PublicKey: p.PublicKey, PresharedKey: psk, ReplaceAllowedIPs: true, AllowedIPs: p.AllowedIPs}
+	if !silent {
+		ka := p.PersistentKeepaliveInterval
+		add.Endpoint, add.PersistentKeepaliveInterval = p.Endpoint, &ka
 	}
+	return []wgtypes.PeerConfig{{PublicKey: p.PublicKey, Remove: true}, add}
 }

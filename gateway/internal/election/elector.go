@@ -133,6 +133,16 @@ func (e *Elector) Observe(l *coordinationv1.Lease) {
 	}
 }
 
+// Confirmed says whether this node holds the Lease and renewed it within
+// Duration. A holder whose renewals fail keeps the role (see the package
+// comment) but cannot know whether a standby took it meanwhile: it is not
+// confirmed.
+func (e *Elector) Confirmed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leading && time.Since(e.lastRenew) < e.cfg.Duration
+}
+
 // Known says whether this node has learned who holds the Lease (or that
 // nobody does) since it started. Until then Active says nothing.
 func (e *Elector) Known() bool {

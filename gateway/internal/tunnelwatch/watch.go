@@ -15,7 +15,8 @@
 // in each direction. So a peer that this gateway keeps sending to while
 // nothing at all comes back (not even a handshake message) for Stall has a
 // session that is broken, and a peer that has not answered this device's
-// first initiation within FirstHandshake will not answer it.
+// first initiation within FirstHandshake will not answer it (2 s and 0.5 s
+// by default).
 //
 // The cure is to remove the peer and add it again in one configuration
 // call: that clears WireGuard's handshake state, including the 5 s limit
@@ -40,7 +41,10 @@ type Config struct {
 	// heartbeat interval (1 s) with room for jitter.
 	Stall time.Duration
 	// FirstHandshake is how long a peer has to answer the first
-	// initiation of a new device (or of a peer added again).
+	// initiation of a new device (or of a peer added again). An answer
+	// takes a round trip; one that comes after the restart is dropped,
+	// and the restart's own initiation is answered a round trip later,
+	// so a short wait costs little when it is wrong.
 	FirstHandshake time.Duration
 	// MaxBackoff bounds the interval between two restarts of a peer that
 	// stays silent.
@@ -48,7 +52,7 @@ type Config struct {
 }
 
 // Defaults are the timings the gateway uses.
-var Defaults = Config{Stall: 2 * time.Second, FirstHandshake: time.Second, MaxBackoff: 30 * time.Second}
+var Defaults = Config{Stall: 2 * time.Second, FirstHandshake: 500 * time.Millisecond, MaxBackoff: 30 * time.Second}
 
 // Watch remembers, for each peer, when it last heard from it.
 type Watch struct {
@@ -64,6 +68,9 @@ type peerState struct {
 	// restarted); txAtHeard is tx then: only traffic sent since counts.
 	heard     time.Time
 	txAtHeard int64
+	// received is when rx last moved, or the peer was first seen; unlike
+	// heard, a restart does not move it.
+	received time.Time
 	// restarts since the peer was last heard; notBefore is the earliest
 	// next restart.
 	restarts  int
@@ -78,6 +85,18 @@ func New(cfg Config) *Watch {
 // Reset forgets every peer: the next sample starts every clock afresh (a
 // new device, or this node no longer the active gateway).
 func (w *Watch) Reset() { clear(w.peers) }
+
+// Heard is the last time a sample found any peer's receive counter moved,
+// or a peer new; zero with no peers.
+func (w *Watch) Heard() time.Time {
+	var last time.Time
+	for _, st := range w.peers {
+		if st.received.After(last) {
+			last = st.received
+		}
+	}
+	return last
+}
 
 // Restart is a peer whose session should be started again.
 type Restart struct {
@@ -100,7 +119,7 @@ func (w *Watch) Stalled(peers []wgtypes.Peer, now time.Time) []Restart {
 		case !ok:
 			// A new peer entry counts from zero: all it sent, it sent
 			// since it was created, which is about now.
-			w.peers[p.PublicKey] = &peerState{rx: p.ReceiveBytes, tx: p.TransmitBytes, heard: now}
+			w.peers[p.PublicKey] = &peerState{rx: p.ReceiveBytes, tx: p.TransmitBytes, heard: now, received: now}
 			continue
 		case p.ReceiveBytes < st.rx || p.TransmitBytes < st.tx:
 			// Added again (by a restart, or the applier): new counters,
@@ -108,7 +127,7 @@ func (w *Watch) Stalled(peers []wgtypes.Peer, now time.Time) []Restart {
 			st.rx, st.tx, st.heard, st.txAtHeard = p.ReceiveBytes, p.TransmitBytes, now, 0
 			continue
 		case p.ReceiveBytes != st.rx:
-			st.heard, st.txAtHeard, st.restarts = now, p.TransmitBytes, 0
+			st.heard, st.received, st.txAtHeard, st.restarts = now, now, p.TransmitBytes, 0
 		}
 		st.rx, st.tx = p.ReceiveBytes, p.TransmitBytes
 		wait := w.cfg.Stall

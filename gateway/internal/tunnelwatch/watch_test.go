@@ -8,6 +8,9 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
+// testConfig is fixed here, so that tuning Defaults changes no case.
+var testConfig = Config{Stall: 2 * time.Second, FirstHandshake: time.Second, MaxBackoff: 30 * time.Second}
+
 var (
 	keyA = wgtypes.Key{1}
 	keyB = wgtypes.Key{2}
@@ -114,7 +117,7 @@ func TestStalled(t *testing.T) {
 		attempts: []int{1, 1},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := New(Defaults)
+			w := New(testConfig)
 			var attempts []int
 			for _, s := range tc.samples {
 				got := w.Stalled([]wgtypes.Peer{peer(s)}, t0.Add(s.at))
@@ -133,7 +136,7 @@ func TestStalled(t *testing.T) {
 }
 
 func TestStalledForgetsPeersGoneAndResets(t *testing.T) {
-	w := New(Defaults)
+	w := New(testConfig)
 	both := []wgtypes.Peer{{PublicKey: keyA, TransmitBytes: 148}, {PublicKey: keyB, TransmitBytes: 148}}
 	w.Stalled(both, t0)
 	if got := w.Stalled(both[1:], t0.Add(time.Second)); !slices.Equal(got, []Restart{{Key: keyB, Attempt: 1}}) {
@@ -146,5 +149,25 @@ func TestStalledForgetsPeersGoneAndResets(t *testing.T) {
 	// After a reset every clock starts again: nothing is due yet.
 	if got := w.Stalled(both, t0.Add(10*time.Second)); len(got) != 0 {
 		t.Fatalf("restarted %v right after a reset", got)
+	}
+}
+
+func TestHeard(t *testing.T) {
+	w := New(testConfig)
+	if !w.Heard().IsZero() {
+		t.Fatal("heard something with no peers")
+	}
+	w.Stalled([]wgtypes.Peer{{PublicKey: keyA, ReceiveBytes: 10, TransmitBytes: 10, LastHandshakeTime: t0}}, t0)
+	w.Stalled([]wgtypes.Peer{{PublicKey: keyA, ReceiveBytes: 20, TransmitBytes: 20, LastHandshakeTime: t0}}, t0.Add(time.Second))
+	// Silent while sending: restarted at 3 s, which is not hearing it,
+	// and added again, which is not either.
+	for _, at := range []time.Duration{2 * time.Second, 3 * time.Second} {
+		if got := w.Stalled([]wgtypes.Peer{{PublicKey: keyA, ReceiveBytes: 20, TransmitBytes: int64(at), LastHandshakeTime: t0}}, t0.Add(at)); len(got) != int(at/time.Second)-2 {
+			t.Fatalf("at %v: restarted %v", at, got)
+		}
+	}
+	w.Stalled([]wgtypes.Peer{{PublicKey: keyA, TransmitBytes: 148}}, t0.Add(4*time.Second))
+	if got := w.Heard(); !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("heard at %v, want %v", got, t0.Add(time.Second))
 	}
 }

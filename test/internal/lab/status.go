@@ -215,7 +215,9 @@ func (l *Lab) Apply(dir string) error {
 			l.printf("%s: %s", c.Name, line)
 		}
 		if err != nil {
-			failed = append(failed, c.Name)
+			// kubectl's own words are printed above; a kubectl that did
+			// not run printed none.
+			failed = append(failed, fmt.Sprintf("%s (%s: %v)", c.Name, l.Bins.Kubectl, err))
 		}
 	}
 	if len(failed) > 0 {

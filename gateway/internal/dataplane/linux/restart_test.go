@@ -17,13 +17,11 @@ import (
 // RestartPeers makes A initiate again at once, with the peer as it was.
 func TestRestartPeersHandshakesAtOnce(t *testing.T) {
 	requireRoot(t)
-	nsA, nsB := vethPair(t)
-	kA, kB := newKernel(t, nsA), newKernel(t, nsB)
-	devA, devB := devName(), devName()
-	keyA, keyB, stranger := mustKey(t), mustKey(t), mustKey(t)
+	tp := newTunnelPair(t)
+	nsA, kA, kB, endA, endB := tp.nsA, tp.kA, tp.kB, tp.endA, tp.endB
+	devA, devB, keyA, keyB, stranger := endA.Dev, endB.Dev, endA.Key, endB.Key, mustKey(t)
 	// B answers only the peers it knows: a stranger's key for now.
-	endB := tunnelEnd{Dev: devB, Key: keyB, PeerKey: stranger.PublicKey(), Addr: "10.99.0.2", PeerAddr: "10.99.0.1", PeerUnderlay: "192.168.77.1"}
-	endA := tunnelEnd{Dev: devA, Key: keyA, PeerKey: keyB.PublicKey(), Addr: "10.99.0.1", PeerAddr: "10.99.0.2", PeerUnderlay: "192.168.77.2"}
+	endB.PeerKey = stranger.PublicKey()
 	for _, e := range []struct {
 		k   *Kernel
 		end tunnelEnd
@@ -89,5 +87,48 @@ func TestRestartPeersHandshakesAtOnce(t *testing.T) {
 		len(after.AllowedIPs) != 1 || after.AllowedIPs[0].String() != "10.99.0.2/32" {
 		t.Errorf("peer after the restart = %+v, want it as it was: %+v", after, before)
 	}
+	pingThrough(t, nsA, "10.99.0.2")
+}
+
+// TestSilencedDeviceOnlyAnswers: a silenced device (a cut-off gateway's)
+// starts no handshake however much it has to send, and still completes
+// one that its peer starts, after which traffic flows both ways.
+func TestSilencedDeviceOnlyAnswers(t *testing.T) {
+	requireRoot(t)
+	tp := newTunnelPair(t)
+	nsA, nsB, kA, kB, endA, endB := tp.nsA, tp.nsB, tp.kA, tp.kB, tp.endA, tp.endB
+	devA, devB, keyB := endA.Dev, endB.Dev, endB.Key
+	if err := endA.setup(kA); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kA.DeleteLink(devA) })
+	keepalive := 25 * time.Second
+	if err := kA.ConfigureDevice(devA, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: keyB.PublicKey(), UpdateOnly: true, PersistentKeepaliveInterval: &keepalive}}}); err != nil {
+		t.Fatal(err)
+	}
+	a := &dataplane.Applier{Kernel: kA, WireGuardName: devA}
+	if err := a.Silence(devA); err != nil {
+		t.Fatal(err)
+	}
+	d, err := kA.Device(devA)
+	if err != nil || len(d.Peers) != 1 {
+		t.Fatalf("device A: %v %+v", err, d)
+	}
+	if p := d.Peers[0]; p.Endpoint != nil || p.PersistentKeepaliveInterval != 0 || len(p.AllowedIPs) != 1 {
+		t.Fatalf("silenced peer %+v, want no endpoint, no keepalive, its allowed IPs", p)
+	}
+	// B is up now: whatever A sends goes nowhere and starts nothing.
+	t.Cleanup(func() { _ = kB.DeleteLink(devB) })
+	if err := endB.setup(kB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runErr("ip", "netns", "exec", nsA, "ping", "-c3", "-i0.2", "-W1", "10.99.0.2"); err == nil {
+		t.Fatal("a silenced device reached its peer on its own")
+	}
+	if d, _ := kA.Device(devA); d.Peers[0].TransmitBytes != 0 || !d.Peers[0].LastHandshakeTime.IsZero() {
+		t.Fatalf("the silenced device sent %d bytes, handshake %v; want none", d.Peers[0].TransmitBytes, d.Peers[0].LastHandshakeTime)
+	}
+	// B dials in: A answers.
+	pingThrough(t, nsB, "10.99.0.1")
 	pingThrough(t, nsA, "10.99.0.2")
 }

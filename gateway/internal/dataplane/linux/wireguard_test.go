@@ -162,17 +162,34 @@ func TestTunnelPing(t *testing.T) {
 	}
 }
 
+// tunnelPair is two namespaces joined by a veth pair (vethPair), a Kernel
+// in each, and the two ends of a tunnel between them, not yet set up.
+type tunnelPair struct {
+	nsA, nsB   string
+	kA, kB     *Kernel
+	endA, endB tunnelEnd
+}
+
+func newTunnelPair(t *testing.T) tunnelPair {
+	t.Helper()
+	nsA, nsB := vethPair(t)
+	devA, devB := devName(), devName()
+	keyA, keyB := mustKey(t), mustKey(t)
+	return tunnelPair{
+		nsA: nsA, nsB: nsB, kA: newKernel(t, nsA), kB: newKernel(t, nsB),
+		endA: tunnelEnd{Dev: devA, Key: keyA, PeerKey: keyB.PublicKey(), Addr: "10.99.0.1", PeerAddr: "10.99.0.2", PeerUnderlay: "192.168.77.2"},
+		endB: tunnelEnd{Dev: devB, Key: keyB, PeerKey: keyA.PublicKey(), Addr: "10.99.0.2", PeerAddr: "10.99.0.1", PeerUnderlay: "192.168.77.1"},
+	}
+}
+
 // TestTunnelPingCurrentNamespace is TestTunnelPing with one end run as the
 // gateway runs: a process started in the namespace (`ip netns exec`) with
 // a Kernel for its own namespace.
 func TestTunnelPingCurrentNamespace(t *testing.T) {
 	requireRoot(t)
-	nsA, nsB := vethPair(t)
-	kA, kB := newKernel(t, nsA), newKernel(t, nsB)
-	devA, devB := devName(), devName()
-	keyA, keyB := mustKey(t), mustKey(t)
-	endA := tunnelEnd{Dev: devA, Key: keyA, PeerKey: keyB.PublicKey(), Addr: "10.99.0.1", PeerAddr: "10.99.0.2", PeerUnderlay: "192.168.77.2"}
-	endB := tunnelEnd{Dev: devB, Key: keyB, PeerKey: keyA.PublicKey(), Addr: "10.99.0.2", PeerAddr: "10.99.0.1", PeerUnderlay: "192.168.77.1"}
+	tp := newTunnelPair(t)
+	nsA, nsB, kA, kB, endA, endB := tp.nsA, tp.nsB, tp.kA, tp.kB, tp.endA, tp.endB
+	devA, devB := endA.Dev, endB.Dev
 	t.Cleanup(func() { _ = kA.DeleteLink(devA) })
 	if err := endA.setup(kA); err != nil {
 		t.Fatal(err)
