@@ -118,14 +118,14 @@ func hostileSpeakerMoves(t *testing.T) {
 		t.Errorf("c1 did not log the backdated export")
 	}
 	for _, c := range []string{c1.Name, c3.Name} {
-		for _, name := range []string{"hostile-ports", "hostile-many", "hostile-meta", "hostile-name", "hostile-json", "hostile-type", "flood-00"} {
-			if got := importClusters(t, c, "default", name); got != "" {
-				t.Errorf("%s imported the hostile default/%s from %s", c, name, got)
+		for _, base := range []string{"hostile-ports", "hostile-many", "hostile-meta", "hostile-name", "hostile-json", "hostile-type"} {
+			if got := importClusters(t, c, "default", hostile(base)); got != "" {
+				t.Errorf("%s imported the hostile default/%s from %s", c, hostile(base), got)
 			}
 		}
 	}
-	if got := importClusters(t, c1.Name, "kube-system", "hostile-gossip"); got != "" {
-		t.Errorf("c1 imported kube-system/hostile-gossip from %s, outside c2's exportNamespaces", got)
+	if got := importClusters(t, c1.Name, "kube-system", hostile("hostile-gossip")); got != "" {
+		t.Errorf("c1 imported kube-system/%s from %s, outside c2's exportNamespaces", hostile("hostile-gossip"), got)
 	}
 }
 
@@ -155,34 +155,36 @@ func hostileRecords(t *testing.T) string {
 		return out
 	}
 	records := map[string]any{}
+	put := func(ns, base string, r any) { records[ns+"/"+hostile(base)] = r }
 	backdated := rec("default", "echo")
 	backdated["created"], backdated["type"] = "2000-01-01T00:00:00Z", "Headless"
 	records["default/echo"] = backdated
-	ports := rec("default", "hostile-ports")
+	ports := rec("default", hostile("hostile-ports"))
 	var many []map[string]any
 	for i := range 101 {
 		many = append(many, map[string]any{"name": fmt.Sprintf("p%d", i), "port": 9000 + i, "protocol": "TCP"})
 	}
 	ports["ports"] = many
-	records["default/hostile-ports"] = ports
-	crowd := rec("default", "hostile-many")
+	put("default", "hostile-ports", ports)
+	crowd := rec("default", hostile("hostile-many"))
 	crowd["slices"] = slice(inRange(1001)...)
-	records["default/hostile-many"] = crowd
-	meta := rec("default", "hostile-meta")
+	put("default", "hostile-many", crowd)
+	meta := rec("default", hostile("hostile-meta"))
 	meta["slices"] = slice("169.254.169.254")
-	records["default/hostile-meta"] = meta
-	records["default/hostile-name"] = rec("default", "echo") // filed under another name
-	records["default/hostile-json"] = []string{"no", "export"}
-	typ := rec("default", "hostile-type")
+	put("default", "hostile-meta", meta)
+	put("default", "hostile-name", rec("default", "echo")) // filed under another name
+	put("default", "hostile-json", []string{"no", "export"})
+	typ := rec("default", hostile("hostile-type"))
 	typ["type"] = "LoadBalancer"
-	records["default/hostile-type"] = typ
-	records["kube-system/hostile-gossip"] = rec("kube-system", "hostile-gossip")
+	put("default", "hostile-type", typ)
+	put("kube-system", "hostile-gossip", rec("kube-system", hostile("hostile-gossip")))
 	// 80 records of about 233 KB (5,600 endpoints each, under the 256 KiB
 	// a record may have): 18 MB, over the 16 MiB c2 may make others hold.
 	for i := range 80 {
-		flood := rec("zz-flood", fmt.Sprintf("flood-%02d", i))
+		name := fmt.Sprintf("flood-%02d", i)
+		flood := rec("zz-flood", hostile(name))
 		flood["slices"] = slice(inRange(5600)...)
-		records[fmt.Sprintf("zz-flood/flood-%02d", i)] = flood
+		put("zz-flood", name, flood)
 	}
 	raw, err := json.Marshal(records)
 	if err != nil {
