@@ -13,10 +13,10 @@
 // It binds the cluster's tunnel address (derived from its key, as the
 // gateway's) on --port, which may differ from the gossip port the real
 // gateway holds; it sends to the peers' gossip port (--peer-port). It
-// publishes --pod-cidrs and --service-cidrs as the cluster's state and the
-// records of --records as its exports, then prints, every 500 ms, the
-// clusters that spoke to it authentically ("members c1,c3"), until
-// SIGTERM or SIGINT.
+// publishes --pod-cidrs and --service-cidrs as the cluster's state, prints
+// every 500 ms the clusters that spoke to it authentically ("members
+// c1,c3"), and once every peer has, publishes the records of --records as
+// its exports ("published N records"); until SIGTERM or SIGINT.
 package main
 
 import (
@@ -128,33 +128,46 @@ func run() error {
 	if err := g.SetLocal(state); err != nil {
 		return fmt.Errorf("publish the state: %w", err)
 	}
-	// The honest gateway's own checks are the point of the test only when
-	// they are skipped: a record SetExports refuses (over 256 KiB, not
-	// JSON) is reported, the others go out.
-	if err := g.SetExports(records); err != nil {
-		fmt.Println("refused by our own gossip:", err)
-	}
 	fmt.Printf("speaking for %s on %s, %d records\n", o.cluster, g.LocalAddr(), len(records))
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	published := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			var heard []string
-			for _, m := range g.Members() {
-				if m.Cluster != o.cluster {
-					heard = append(heard, m.Cluster)
-				}
-			}
-			slices.Sort(heard)
+			heard := heardFrom(g, o.cluster)
 			fmt.Println("members", strings.Join(heard, ","))
+			// The records go out once every peer is present: changes are
+			// sent to present peers only, and a set over 16 MiB has no
+			// snapshot to carry it to the others later.
+			if !published && len(heard) == len(peers) {
+				published = true
+				if err := g.SetExports(records); err != nil {
+					// What our own gossip refuses (over 256 KiB, not
+					// JSON) is left out; the rest goes.
+					fmt.Println("refused by our own gossip:", err)
+				}
+				fmt.Println("published", len(records), "records")
+			}
 		}
 	}
+}
+
+// heardFrom returns the clusters other than local that spoke to us
+// authentically, sorted.
+func heardFrom(g *gossip.Gossip, local string) []string {
+	var heard []string
+	for _, m := range g.Members() {
+		if m.Cluster != local {
+			heard = append(heard, m.Cluster)
+		}
+	}
+	slices.Sort(heard)
+	return heard
 }
 
 func prefixes(s string) ([]netip.Prefix, error) {
