@@ -58,6 +58,22 @@ func (c *Controller) boundCreated(key serviceKey, si *mcsv1beta1.ServiceImport, 
 	return out, seen
 }
 
+// withOwnExport records our own export in seen (as created, which our API
+// server vouches for), so that an import made by our export alone is
+// recorded: a remote export that arrives later is then first seen when it
+// arrives. Without it, the exporting cluster took a later, backdated
+// export at its word, and the export won over ours in our own import.
+func withOwnExport(seen map[string]time.Time, cluster string, created time.Time) map[string]time.Time {
+	if _, ok := seen[cluster]; ok {
+		return seen
+	}
+	if seen == nil {
+		seen = map[string]time.Time{}
+	}
+	seen[cluster] = created.UTC().Truncate(time.Second)
+	return seen
+}
+
 // firstSeen reads the FirstSeenAnnotation of one of our ServiceImports;
 // recorded is false when there is none to read.
 func firstSeen(si *mcsv1beta1.ServiceImport) (seen map[string]time.Time, recorded bool) {

@@ -457,3 +457,26 @@ func TestBackdatedExportDoesNotWinTheOldestRule(t *testing.T) {
 		return nil
 	})
 }
+
+// The exporting cluster's own import is held to first sightings too: on
+// main its ServiceImport carried no first-seen record while only its own
+// export made it, so a peer's backdated headless export, arriving later,
+// was taken at its word and turned the exporter's own import headless (its
+// VIP deleted), as the hostile-exports e2e test found.
+func TestBackdatedExportDoesNotWinOverOurOwnExport(t *testing.T) {
+	h := start(t)
+	h.create(newService(h.ns, "web", tcp("http", 80, 8080)))
+	h.create(newExport(h.ns, "web"))
+	h.waitImport(h.ns, "web", withIPs)
+	// First sightings count in seconds: in the second of our own export's
+	// creation, a tie would go to the earlier claim (internal/mcs).
+	time.Sleep(1100 * time.Millisecond)
+
+	north := remoteExport("north", h.ns, "web", time.Now().Add(-365*24*time.Hour), mport("http", 80))
+	north.Type = mcsv1beta1.Headless
+	h.setRemote("north", true, north)
+	si := h.waitImport(h.ns, "web", importClusters(localCluster, "north"))
+	if si.Spec.Type != mcsv1beta1.ClusterSetIP || len(si.Spec.IPs) == 0 {
+		t.Errorf("a backdated headless export won over our own: the import is %s with IPs %v", si.Spec.Type, si.Spec.IPs)
+	}
+}

@@ -43,6 +43,7 @@ func (c *Controller) reconcile(ctx context.Context, exch Exchange, key serviceKe
 	exports, seen := c.boundCreated(key, si, exports, time.Now())
 	if local != nil && local.exported() {
 		exports = append(exports, local.export)
+		seen = withOwnExport(seen, c.ClusterID, local.export.Created)
 	}
 	var imp mcs.Import
 	if len(exports) > 0 {
