@@ -113,7 +113,11 @@ func oldestFirst(exports []Export) []*Export {
 		order = append(order, &exports[i])
 	}
 	slices.SortStableFunc(order, func(a, b *Export) int {
-		return cmp.Or(a.age().Compare(b.age()), a.Created.Compare(b.Created), strings.Compare(a.Cluster, b.Cluster))
+		// On a tie, an export whose claim stands goes before one whose
+		// claim was pushed back to its first sighting: a backdated claim
+		// must not win a tie it only reached by backdating.
+		return cmp.Or(a.age().Compare(b.age()), cmpBool(a.pushedBack(), b.pushedBack()),
+			a.Created.Compare(b.Created), strings.Compare(a.Cluster, b.Cluster))
 	})
 	seen := map[string]bool{}
 	return slices.DeleteFunc(order, func(e *Export) bool {
@@ -123,10 +127,25 @@ func oldestFirst(exports []Export) []*Export {
 	})
 }
 
+// pushedBack says whether the export counts as created later than it
+// claims (age).
+func (e *Export) pushedBack() bool { return e.NotBefore.After(e.Created) }
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
 // age is when the export counts as created: Created, unless the importing
 // cluster first saw it later (NotBefore).
 func (e *Export) age() time.Time {
-	if e.NotBefore.After(e.Created) {
+	if e.pushedBack() {
 		return e.NotBefore
 	}
 	return e.Created

@@ -69,6 +69,10 @@ func TestMergeOldestWins(t *testing.T) {
 			exp("a", 100, props(mcsv1beta1.ClusterSetIP, "a")),
 			exp("b", 1, props(mcsv1beta1.Headless, "b"), func(e *Export) { e.NotBefore = at(200) }),
 		}, "a"},
+		{"a backdated export first seen as its rival was created loses the tie", []Export{
+			exp("b", 100, props(mcsv1beta1.ClusterSetIP, "b")),
+			exp("a", 1, props(mcsv1beta1.Headless, "a"), func(e *Export) { e.NotBefore = at(100) }),
+		}, "b"},
 		{"first seen together: creation decides", []Export{
 			exp("a", 100, props(mcsv1beta1.ClusterSetIP, "a"), func(e *Export) { e.NotBefore = at(500) }),
 			exp("b", 50, props(mcsv1beta1.Headless, "b"), func(e *Export) { e.NotBefore = at(500) }),

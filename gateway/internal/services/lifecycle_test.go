@@ -468,10 +468,9 @@ func TestBackdatedExportDoesNotWinOverOurOwnExport(t *testing.T) {
 	h.create(newService(h.ns, "web", tcp("http", 80, 8080)))
 	h.create(newExport(h.ns, "web"))
 	h.waitImport(h.ns, "web", withIPs)
-	// First sightings count in seconds: in the second of our own export's
-	// creation, a tie would go to the earlier claim (internal/mcs).
-	time.Sleep(1100 * time.Millisecond)
-
+	// Within the second of our own export's creation (first sightings
+	// count in seconds) the two tie, and a tie goes to the claim that
+	// was not pushed back (internal/mcs).
 	north := remoteExport("north", h.ns, "web", time.Now().Add(-365*24*time.Hour), mport("http", 80))
 	north.Type = mcsv1beta1.Headless
 	h.setRemote("north", true, north)
