@@ -215,20 +215,26 @@ func TestExportConflicts(t *testing.T) {
 			return nil
 		},
 	}}
+	// West's exports are here first: a remote export first seen after
+	// ours counts as created no earlier than it was seen (firstseen.go),
+	// so it could not be the older one.
 	var remote []mcs.Export
+	now := time.Now()
 	for _, c := range cases {
-		h.create(newService(h.ns, c.name, tcp("http", 80, 80)))
-		se := newExport(h.ns, c.name)
-		h.create(se)
-		created := se.CreationTimestamp.Add(time.Hour)
+		created := now.Add(time.Hour)
 		if c.older {
-			created = se.CreationTimestamp.Add(-time.Hour)
+			created = now.Add(-time.Hour)
 		}
 		e := remoteExport("west", h.ns, c.name, created, mport("http", 80))
 		c.remote(&e)
 		remote = append(remote, e)
 	}
 	h.setRemote("west", true, remote...)
+	for _, c := range cases {
+		h.waitImport(h.ns, c.name, importClusters("west"))
+		h.create(newService(h.ns, c.name, tcp("http", 80, 80)))
+		h.create(newExport(h.ns, c.name))
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h.waitConditions(h.ns, c.name,
