@@ -237,20 +237,23 @@ func TestCLIDiagnosePassesOnAHealthyLab(t *testing.T) {
 		}
 		// The lab runs the binaries outside pods: versions passes on what
 		// the operator and the active gateway report themselves, no image.
-		return versionsPass(results)
+		return versionsPass(results, t.Logf)
 	})
 }
 
 // versionsPass checks that the versions check passed in every lab cluster
 // on the operator's and the active gateway's own version, the one TestMain
 // stamped.
-func versionsPass(results []diagnoseResult) error {
+func versionsPass(results []diagnoseResult, logf func(string, ...any)) error {
 	seen := 0
 	for _, r := range results {
 		if r.Check != "versions" {
 			continue
 		}
 		seen++
+		if r.Status == "PASS" {
+			logf("diagnose: %s versions %s %s", r.Status, r.Cluster, r.Summary)
+		}
 		if r.Status != "PASS" || !strings.Contains(r.Summary, "operator "+builtVersion) || !strings.Contains(r.Summary, "-n0 "+builtVersion) {
 			return fmt.Errorf("versions on %s: %s %q, want PASS naming the operator and the gateway at %s", r.Cluster, r.Status, r.Summary, builtVersion)
 		}
