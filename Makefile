@@ -54,26 +54,31 @@ verify: ## Check generated files are current, then gofmt, go vet and golangci-li
 	cd hack/tools && $(GO) mod verify >/dev/null
 	cd test/promql && $(GO) vet ./... && $(GO) mod verify >/dev/null
 
-# The plugin's --version: the commit it was built from (the operator and the
-# gateway have no version variable yet).
-PLUGIN_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-PLUGIN_LDFLAGS := -X github.com/wirespan/wirespan/kubectl-wirespan/internal/version.Version=$(PLUGIN_VERSION)
+# The version all the binaries report (the plugin's --version; the
+# operator's and gateway's log at start, wirespan_build_info metric, the
+# self ClusterPeer's status.operatorVersion and the gateway Lease's
+# wirespan.io/version, which `kubectl wirespan diagnose` compares across
+# clusters): the commit as `git describe` gives it. A build without it
+# falls back to the Go build info (internal/version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_LDFLAGS := -X github.com/wirespan/wirespan/internal/version.Version=$(VERSION)
 
 .PHONY: build
 build: ## Build wirespan-operator, wirespan-gateway, wirespan-lab and kubectl-wirespan (the kubectl plugin) into bin/.
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-operator ./operator
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-gateway ./gateway
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/wirespan-operator ./operator
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/wirespan-gateway ./gateway
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wirespan-lab ./test/lab
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(PLUGIN_LDFLAGS)' -o $(BIN)/kubectl-wirespan ./kubectl-wirespan
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/kubectl-wirespan ./kubectl-wirespan
 
 # Release binaries (the images build the same way, see build/*.Dockerfile):
-# static (no cgo), no build paths (-trimpath), stripped (-s -w). The binaries
-# have no version variable to stamp yet. Linux only: the gateway is netlink.
+# static (no cgo), no build paths (-trimpath), stripped (-s -w), stamped
+# with VERSION (the images take it as a build argument: --build-arg
+# VERSION=...). Linux only: the gateway is netlink.
 GOOS        ?= linux
 GOARCH      ?= $(shell $(GO) env GOARCH)
 STATIC_DIR  ?= $(BIN)/$(GOOS)_$(GOARCH)
 STATIC_CMDS ?= operator gateway
-STATIC_LDFLAGS := -s -w
+STATIC_LDFLAGS := -s -w $(VERSION_LDFLAGS)
 
 .PHONY: build-static
 build-static: ## Build static release binaries wirespan-{operator,gateway} for GOOS/GOARCH (default linux, this machine's arch) into bin/<os>_<arch>/.

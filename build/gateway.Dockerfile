@@ -1,7 +1,8 @@
 # Release image of wirespan-gateway (the gateway and the node agent). Build
 # from the repository root:
 #
-#   docker buildx build -f build/gateway.Dockerfile --platform linux/amd64,linux/arm64 .
+#   docker buildx build -f build/gateway.Dockerfile --platform linux/amd64,linux/arm64 \
+#     --build-arg VERSION=$(git describe --tags --always --dirty) .
 #
 # Built like build/operator.Dockerfile; see there.
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
@@ -13,8 +14,11 @@ RUN go mod download
 COPY apis/ apis/
 COPY internal/ internal/
 COPY gateway/ gateway/
+# The version the binary reports (make's VERSION, `git describe`): the
+# build context has no .git to take it from.
+ARG VERSION=dev
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags '-s -w' -o /out/wirespan-gateway ./gateway
+    go build -trimpath -ldflags "-s -w -X github.com/wirespan/wirespan/internal/version.Version=$VERSION" -o /out/wirespan-gateway ./gateway
 
 # The same distroless base as the operator; no shell is needed either: the
 # gateway speaks netlink, WireGuard's UAPI and nftables from Go, and writes

@@ -18,6 +18,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/wirespan/wirespan/gateway/internal/agent"
 	"github.com/wirespan/wirespan/gateway/internal/app"
@@ -25,6 +26,7 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/gateway/internal/services"
 	"github.com/wirespan/wirespan/internal/kubeflag"
+	"github.com/wirespan/wirespan/internal/version"
 )
 
 func main() {
@@ -139,6 +141,12 @@ func run() error {
 		}
 	}
 	if err := opts.Validate(); err != nil {
+		return err
+	}
+	// First thing in the log, so a log shows which build wrote it (not
+	// for teardown, whose output is the list of what it removed).
+	ctrl.Log.Info("wirespan-gateway starting", "version", version.Get())
+	if err := version.Register(crmetrics.Registry, "gateway"); err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig()

@@ -12,9 +12,11 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/wirespan/wirespan/internal/cidr"
 	"github.com/wirespan/wirespan/internal/kubeflag"
+	"github.com/wirespan/wirespan/internal/version"
 	"github.com/wirespan/wirespan/operator/internal/app"
 	"github.com/wirespan/wirespan/operator/internal/coredns"
 )
@@ -52,6 +54,11 @@ func run() error {
 		return fmt.Errorf("unexpected arguments %q (all settings are flags; see --help)", flag.Args())
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	// First thing in the log, so a log shows which build wrote it.
+	ctrl.Log.Info("wirespan-operator starting", "version", version.Get())
+	if err := version.Register(crmetrics.Registry, "operator"); err != nil {
+		return err
+	}
 
 	var err error
 	if opts.PodCIDRs, err = cidr.ParseList(podCIDRs); err != nil {

@@ -31,6 +31,9 @@ var (
 	bin string
 )
 
+// stampedVersion is the version the test binary is built with.
+const stampedVersion = "v0.0.0-operator-test"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "wirespan-operator-test-")
 	if err != nil {
@@ -40,7 +43,10 @@ func TestMain(m *testing.M) {
 	code := testenv.Main(m, testenv.Options{ExtraCRDPaths: []string{"testdata/clusterproperty-crd.yaml"}}, func(e *testenv.Env) error {
 		env = e
 		bin = filepath.Join(dir, "wirespan-operator")
-		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		// Stamped as `make build` stamps it, so the tests see the version
+		// reach the log, the metric and the status.
+		ldflags := "-X github.com/wirespan/wirespan/internal/version.Version=" + stampedVersion
+		if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, ".").CombinedOutput(); err != nil {
 			return fmt.Errorf("build operator: %w\n%s", err, out)
 		}
 		return env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "wirespan-system"}})
@@ -173,6 +179,19 @@ func TestOperatorPublishesSelf(t *testing.T) {
 		t.Error("the operator's log mentions the private key")
 	}
 	eventually(t, "metric says self present", func() error { return metricHas(o.metric, "wirespan_operator_self_clusterpeer_present 1") })
+
+	// The version it was stamped with: in its log at start, its metrics,
+	// and the self ClusterPeer's status, where kubectl wirespan reads it.
+	if !strings.Contains(o.out.String(), `"msg":"wirespan-operator starting","version":"`+stampedVersion+`"`) &&
+		!strings.Contains(o.out.String(), `wirespan-operator starting	{"version": "`+stampedVersion+`"}`) {
+		t.Errorf("the log does not start with the version %s:\n%.500s", stampedVersion, o.out.String())
+	}
+	if err := metricHas(o.metric, `wirespan_build_info{component="operator",version="`+stampedVersion+`"} 1`); err != nil {
+		t.Error(err)
+	}
+	if v, err := env.Kubectl("", "get", "clusterpeer", "north", "-o", "jsonpath={.status.operatorVersion}"); err != nil || v != stampedVersion {
+		t.Errorf("status.operatorVersion %q (%v), want %s", v, err, stampedVersion)
+	}
 
 	// SIGTERM: a clean exit that hands the Lease back.
 	if err := o.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -115,6 +115,15 @@ type ClusterPeerStatus struct {
 	// +kubebuilder:validation:MaxLength=44
 	PublicKey string `json:"publicKey,omitempty"`
 
+	// operatorVersion is the version of the operator that last wrote this
+	// status, as its binary reports it (also in its log at start and in the
+	// wirespan_build_info metric). Set on the self ClusterPeer only;
+	// `kubectl wirespan diagnose` compares it across clusters, with the
+	// active gateway's, to find a rolling upgrade left half done.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	OperatorVersion string `json:"operatorVersion,omitempty"`
+
 	// podCIDRs are the cluster's pod address ranges: on the self ClusterPeer,
 	// discovered from Node.spec.podCIDRs (or set by flag) and summarised
 	// without claiming space no node holds; on a remote one, as learned from

@@ -13,6 +13,13 @@ const (
 	// always derived again from the private key, never trusted.
 	KeySecretPublicKey = "publicKey"
 
+	// AnnotationVersion is the annotation in which the active gateway
+	// writes its version on the Lease that fences its role, on every
+	// renewal: a reader of the Lease learns which gateway is active and
+	// what it runs, as `kubectl wirespan diagnose` does. A handover removes
+	// it until the successor writes its own.
+	AnnotationVersion = "wirespan.io/version"
+
 	// LabelManagedBy is set on objects Wirespan creates, with value
 	// ManagedByValue.
 	LabelManagedBy = "app.kubernetes.io/managed-by"

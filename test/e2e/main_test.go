@@ -43,9 +43,11 @@ var (
 	repo string
 	// labBin and binDir are built by TestMain into a temporary folder.
 	labBin, binDir string
-	kubectl        string
-	shared         *labStatus
-	sharedDir      string
+	// builtVersion is the version the binaries are stamped with.
+	builtVersion string
+	kubectl      string
+	shared       *labStatus
+	sharedDir    string
 )
 
 func TestMain(m *testing.M) {
@@ -83,9 +85,13 @@ func runMain(m *testing.M) (code int) {
 	defer os.RemoveAll(tmp)
 	binDir = tmp
 	labBin = filepath.Join(tmp, "wirespan-lab")
+	// Stamped as `make build` stamps them, so diagnose's versions check
+	// sees the version reach every cluster's operator and gateway.
+	builtVersion = labVersion()
+	ldflags := "-X github.com/wirespan/wirespan/internal/version.Version=" + builtVersion
 	for pkg, out := range map[string]string{"./test/lab": labBin, "./operator": filepath.Join(tmp, "wirespan-operator"),
 		"./gateway": filepath.Join(tmp, "wirespan-gateway"), "./kubectl-wirespan": filepath.Join(tmp, "kubectl-wirespan")} {
-		build := exec.Command("go", "build", "-o", out, pkg)
+		build := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
 		build.Dir, build.Stderr = repo, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", pkg, err)
@@ -271,3 +277,16 @@ func kubectlIn(t *testing.T, cluster string, args ...string) string {
 }
 
 var eventually = poll.Until
+
+// labVersion is the Makefile's VERSION: the commit as `git describe`
+// gives it, with a suffix of its own so that it cannot be taken for what
+// an unstamped build reports.
+func labVersion() string {
+	cmd := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+	cmd.Dir = repo
+	out, err := cmd.Output()
+	if err != nil {
+		return "e2e"
+	}
+	return strings.TrimSpace(string(out)) + "-e2e"
+}

@@ -170,7 +170,7 @@ func TestCLIStatusAndGraphShowTheLab(t *testing.T) {
 	}
 	table, _ := runCLI(t, kc, "status", "--contexts", "c1,c3", "-o", "wide")
 	t.Logf("kubectl wirespan status --contexts c1,c3 -o wide:\n%s", table)
-	for _, want := range []string{"Context c1, cluster c1", "Context c3, cluster c3", "HANDSHAKE", "ROUTED"} {
+	for _, want := range []string{"Context c1, cluster c1", "Context c3, cluster c3", "HANDSHAKE", "ROUTED", "versions: operator " + builtVersion + ", gateway c1-n0 " + builtVersion} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status -o wide lacks %q:\n%s", want, table)
 		}
@@ -235,8 +235,33 @@ func TestCLIDiagnosePassesOnAHealthyLab(t *testing.T) {
 		if len(failed) > 0 || len(warned) > 0 || code != 0 {
 			return fmt.Errorf("exit %d, failed %v, warned %v: %+v", code, failed, warned, notPassing(results))
 		}
-		return nil
+		// The lab runs the binaries outside pods: versions passes on what
+		// the operator and the active gateway report themselves, no image.
+		return versionsPass(results, t.Logf)
 	})
+}
+
+// versionsPass checks that the versions check passed in every lab cluster
+// on the operator's and the active gateway's own version, the one TestMain
+// stamped.
+func versionsPass(results []diagnoseResult, logf func(string, ...any)) error {
+	seen := 0
+	for _, r := range results {
+		if r.Check != "versions" {
+			continue
+		}
+		seen++
+		if r.Status == "PASS" {
+			logf("diagnose: %s versions %s %s", r.Status, r.Cluster, r.Summary)
+		}
+		if r.Status != "PASS" || !strings.Contains(r.Summary, "operator "+builtVersion) || !strings.Contains(r.Summary, "-n0 "+builtVersion) {
+			return fmt.Errorf("versions on %s: %s %q, want PASS naming the operator and the gateway at %s", r.Cluster, r.Status, r.Summary, builtVersion)
+		}
+	}
+	if seen != len(shared.Clusters) {
+		return fmt.Errorf("versions judged %d clusters, want %d", seen, len(shared.Clusters))
+	}
+	return nil
 }
 
 func notPassing(results []diagnoseResult) []diagnoseResult {

@@ -229,7 +229,9 @@ func shellWords(line string) ([]string, error) {
 // it is, not with a copy of its flags.
 func makeStaticBuild(t *testing.T, root, component string) goBuild {
 	t.Helper()
-	cmd := exec.Command("make", "--no-print-directory", "-n", "build-static", "GOOS=linux", "GOARCH=arm64", "STATIC_DIR=/out", "STATIC_CMDS="+component)
+	// VERSION=$VERSION: make prints the Dockerfile's build argument where
+	// it would put its own `git describe`, so the flags compare equal.
+	cmd := exec.Command("make", "--no-print-directory", "-n", "build-static", "GOOS=linux", "GOARCH=arm64", "STATIC_DIR=/out", "STATIC_CMDS="+component, "VERSION=$$VERSION")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/internal/version"
 )
 
 // Config configures an Elector.
@@ -41,6 +44,12 @@ type Config struct {
 	AfterOutage time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
+	// Version is this gateway's version, which the holder writes in the
+	// Lease's wirespan.io/version annotation on every write, so that a
+	// reader of the Lease (kubectl wirespan diagnose) learns what the
+	// active gateway runs without a port of its own. Empty: the binary's
+	// (version.Get).
+	Version string
 }
 
 // Elector runs one node's candidacy. Create it with New, feed it the
@@ -79,6 +88,9 @@ type Elector struct {
 
 // New returns an Elector that is not yet a candidate.
 func New(cfg Config) *Elector {
+	if cfg.Version == "" {
+		cfg.Version = version.Get()
+	}
 	return &Elector{cfg: cfg, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
 
@@ -345,9 +357,17 @@ func (e *Elector) write(ctx context.Context, action Action, now time.Time) {
 		// itself, which they all get from the same flag.
 		spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(e.cfg.Duration.Seconds())))
 		spec.RenewTime = &stamp
+		metav1.SetMetaDataAnnotation(&l.ObjectMeta, wirespanv1alpha1.AnnotationVersion, e.cfg.Version)
 	case Renew:
 		spec.RenewTime = &stamp
+		// Set on renewals too: a Lease taken over from a gateway that
+		// wrote no version (an older release) gets one without a new
+		// holder, and the annotation costs no extra write.
+		metav1.SetMetaDataAnnotation(&l.ObjectMeta, wirespanv1alpha1.AnnotationVersion, e.cfg.Version)
 	case Release:
+		// The Lease names the successor from now on, whose version this
+		// node does not know: it writes its own when it takes the Lease.
+		delete(l.Annotations, wirespanv1alpha1.AnnotationVersion)
 		// Handing over names the successor, which takes the Lease at once
 		// (a holder that finds itself named renews without waiting); a
 		// successor that is not there leaves it silent, and another

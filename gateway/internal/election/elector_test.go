@@ -18,10 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/internal/poll"
 	"github.com/wirespan/wirespan/internal/testenv"
 )
@@ -130,7 +132,7 @@ func startPair(t *testing.T, afterOutage time.Duration) (types.NamespacedName, *
 	for _, name := range []string{"n0", "n1"} {
 		api := &flaky{Client: k8s}
 		e := New(Config{Lease: lease, Identity: name, Duration: testDuration, RenewPeriod: testRenew, AfterOutage: afterOutage,
-			Reader: api, Writer: api, Log: testr.New(t).WithName(name)})
+			Reader: api, Writer: api, Log: testr.New(t).WithName(name), Version: versionOf(name)})
 		e.SetCandidate(true)
 		ctx, cancel := context.WithCancel(context.Background())
 		c := &candidate{name: name, e: e, api: api, cancel: cancel, done: make(chan struct{})}
@@ -160,6 +162,60 @@ func active(t *testing.T, a, b *candidate) (leader, standby *candidate) {
 		return nil
 	})
 	return leader, standby
+}
+
+// versionOf is the version each test candidate runs: a different one per
+// node, as in a rolling upgrade, so the Lease shows whose it carries.
+func versionOf(node string) string { return "v0.0.0-" + node }
+
+// leaseVersion is the holder and the version annotation of the Lease.
+func leaseVersion(t *testing.T, lease types.NamespacedName) (holder, version string) {
+	t.Helper()
+	var l coordinationv1.Lease
+	if err := k8s.Get(context.Background(), lease, &l); err != nil {
+		t.Fatal(err)
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, ""), l.Annotations[wirespanv1alpha1.AnnotationVersion]
+}
+
+// TestLeaseCarriesTheHoldersVersion: the active gateway's version is on
+// the Lease for as long as it holds it, and follows the role to the next
+// holder, with no version of the old holder left under the new one's name.
+func TestLeaseCarriesTheHoldersVersion(t *testing.T) {
+	lease, a, b := startPair(t, 0)
+	leader, standby := active(t, a, b)
+	if h, v := leaseVersion(t, lease); h != leader.name || v != versionOf(leader.name) {
+		t.Fatalf("Lease holder %q version %q, want %s and %s", h, v, leader.name, versionOf(leader.name))
+	}
+	// Renewals keep it, even when something else removed it meanwhile
+	// (a Lease taken over from a release that wrote none).
+	var l coordinationv1.Lease
+	if err := k8s.Get(context.Background(), lease, &l); err != nil {
+		t.Fatal(err)
+	}
+	delete(l.Annotations, wirespanv1alpha1.AnnotationVersion)
+	if err := k8s.Update(context.Background(), &l); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "a renewal writes the version back", func() error {
+		if h, v := leaseVersion(t, lease); h != leader.name || v != versionOf(leader.name) {
+			return fmt.Errorf("holder %q version %q", h, v)
+		}
+		return nil
+	})
+	// A handover: the successor's version comes with its name.
+	leader.cancel()
+	takeover(t, standby, time.Now(), testDuration)
+	poll.Until(t, 5*time.Second, "the successor's version on the Lease", func() error {
+		h, v := leaseVersion(t, lease)
+		switch {
+		case h == standby.name && v == versionOf(standby.name):
+			return nil
+		case h == standby.name && v != "":
+			t.Fatalf("Lease names %s with version %q, another node's", h, v)
+		}
+		return fmt.Errorf("holder %q version %q", h, v)
+	})
 }
 
 func holder(t *testing.T, lease types.NamespacedName) string {

@@ -9,15 +9,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wirespan/wirespan/internal/kubeflag"
+	"github.com/wirespan/wirespan/internal/version"
 	"github.com/wirespan/wirespan/kubectl-wirespan/internal/kube"
 	"github.com/wirespan/wirespan/kubectl-wirespan/internal/model"
-	"github.com/wirespan/wirespan/kubectl-wirespan/internal/version"
 )
 
 // errFailed is returned when diagnose found a failing check: the report
@@ -36,6 +35,7 @@ type globals struct {
 	sel       kube.Selection
 	namespace string
 	dnsSvc    string
+	lease     string
 	coredns   string
 	timeout   time.Duration
 }
@@ -73,7 +73,7 @@ from several sides and compare them.`,
   kubectl wirespan status --contexts east,west,north -o wide
   kubectl wirespan diagnose --all-contexts
   kubectl wirespan graph --all-contexts -o svg > clusterset.svg`,
-		Version:       versionString(),
+		Version:       version.Get(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -88,6 +88,7 @@ from several sides and compare them.`,
 	f.BoolVar(&g.sel.AllContexts, "all-contexts", false, "read every context of the kubeconfig")
 	f.StringVarP(&g.namespace, "namespace", "n", "wirespan-system", "namespace Wirespan is installed in (the Helm release's)")
 	f.StringVar(&g.dnsSvc, "dns-service", "wirespan-dns", "name of Wirespan's DNS Service in --namespace (the chart's <fullname>-dns)")
+	f.StringVar(&g.lease, "gateway-lease", "wirespan-gateway", "name of the Lease the gateways hold in turn, in --namespace (the chart's <fullname>-gateway): its holder is the active gateway, which writes its version on it")
 	f.StringVar(&g.coredns, "coredns-configmap", "kube-system/coredns", "namespace/name of the CoreDNS ConfigMap")
 	f.DurationVar(&g.timeout, "request-timeout", 15*time.Second, "timeout of each request to an API server")
 	completeContexts(root, g)
@@ -109,7 +110,7 @@ func (g *globals) read(ctx context.Context) (model.Clusterset, error) {
 	for _, t := range targets {
 		t.Config.Timeout = g.timeout
 	}
-	where := kube.Where{Namespace: g.namespace, DNSService: g.dnsSvc, CoreDNS: coredns}
+	where := kube.Where{Namespace: g.namespace, DNSService: g.dnsSvc, GatewayLease: g.lease, CoreDNS: coredns}
 	return kube.ReadAll(ctx, targets, where)
 }
 
@@ -123,14 +124,4 @@ func completeContexts(root *cobra.Command, g *globals) {
 	}
 	_ = root.RegisterFlagCompletionFunc("context", names)
 	_ = root.RegisterFlagCompletionFunc("contexts", names)
-}
-
-func versionString() string {
-	if version.Version != "dev" {
-		return version.Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return version.Version
 }

@@ -105,7 +105,7 @@ var scenarios = []struct {
 		c.Peers = slices.DeleteFunc(c.Peers, func(p wirespanv1alpha1.ClusterPeer) bool { return p.Name == "c1" })
 	}},
 	{name: "mixed versions", warned: []string{"versions"}, breakIt: func(s *model.Clusterset) {
-		s.Clusters[1].Pods[1].Spec.Containers[0].Image = "ghcr.io/wirespan/gateway:v0.2.0"
+		s.Clusters[1].GatewayLease.Annotations[wirespanv1alpha1.AnnotationVersion] = "v0.2.0"
 	}},
 	{name: "operator not running", fail: []string{"self-clusterpeer"}, breakIt: func(s *model.Clusterset) {
 		for i := range s.Clusters[0].Peers {

@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -79,67 +78,4 @@ func checkDrift(in *input) []Result {
 		out = append(out, Result{Cluster: c.Name(), Status: Pass, Summary: fmt.Sprintf("the same %d ClusterPeer specs as the other contexts", len(c.Peers))})
 	}
 	return out
-}
-
-// checkVersions compares the images of Wirespan's pods across clusters.
-// The binaries expose no version of their own yet, so an install that
-// runs them outside pods cannot be checked.
-func checkVersions(in *input) []Result {
-	images := map[*model.Cluster]string{}
-	count := map[string]int{}
-	for i := range in.set.Clusters {
-		c := &in.set.Clusters[i]
-		if len(c.Pods) == 0 {
-			continue
-		}
-		v := podImages(c)
-		images[c] = v
-		count[v]++
-	}
-	if len(images) == 0 {
-		return []Result{{Cluster: "*", Status: Skip,
-			Summary: "no Wirespan pods found in --namespace: the binaries run outside pods, and expose no version of their own yet"}}
-	}
-	var ref string
-	for _, v := range slices.Sorted(maps.Keys(count)) {
-		if count[v] > count[ref] {
-			ref = v
-		}
-	}
-	var out []Result
-	for i := range in.set.Clusters {
-		c := &in.set.Clusters[i]
-		v, ok := images[c]
-		switch {
-		case !ok:
-			out = append(out, Result{Cluster: c.Name(), Status: Skip, Summary: "no Wirespan pods in --namespace"})
-		case v != ref:
-			out = append(out, Result{Cluster: c.Name(), Status: Warn, Summary: "runs other images than most clusters",
-				Evidence: []string{c.Context + ": " + v, fmt.Sprintf("%d other clusters: %s", count[ref], ref)},
-				Hint:     "finish the upgrade: mixed versions are supported only during a rolling upgrade"})
-		default:
-			out = append(out, Result{Cluster: c.Name(), Status: Pass, Summary: v})
-		}
-	}
-	return out
-}
-
-// podImages is "operator=<image> gateway=<image>", each component's
-// distinct images sorted.
-func podImages(c *model.Cluster) string {
-	byComp := map[string][]string{}
-	for _, p := range c.Pods {
-		comp := cmp.Or(p.Labels["app.kubernetes.io/component"], p.Name)
-		for _, ctr := range p.Spec.Containers {
-			if !slices.Contains(byComp[comp], ctr.Image) {
-				byComp[comp] = append(byComp[comp], ctr.Image)
-			}
-		}
-	}
-	var parts []string
-	for _, comp := range slices.Sorted(maps.Keys(byComp)) {
-		slices.Sort(byComp[comp])
-		parts = append(parts, comp+"="+strings.Join(byComp[comp], ","))
-	}
-	return strings.Join(parts, " ")
 }

@@ -64,7 +64,7 @@ var Checks = []Check{
 	{"exports-imported", "every valid ServiceExport is imported, with an address, in every cluster that was read", checkImported},
 	{"export-conflicts", "no ServiceExport reports a conflict with another cluster's export", checkConflicts},
 	{"git-drift", "every context holds the same ClusterPeer folder (names and specs)", checkDrift},
-	{"versions", "the operator and gateway images are the same in every cluster", checkVersions},
+	{"versions", "every cluster's operator and active gateway report the same version (their images where they report none)", checkVersions},
 }
 
 // Names lists the checks' names.

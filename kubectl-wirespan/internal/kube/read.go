@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +31,9 @@ type Where struct {
 	Namespace string
 	// DNSService is the name of the chart's DNS Service.
 	DNSService string
+	// GatewayLease is the name of the Lease the gateways hold in turn (in
+	// Namespace).
+	GatewayLease string
 	// CoreDNS is the CoreDNS ConfigMap.
 	CoreDNS types.NamespacedName
 }
@@ -37,7 +41,7 @@ type Where struct {
 // DefaultWhere is the chart installed as docs/helm.md says: release
 // wirespan in wirespan-system.
 func DefaultWhere() Where {
-	return Where{Namespace: "wirespan-system", DNSService: "wirespan-dns",
+	return Where{Namespace: "wirespan-system", DNSService: "wirespan-dns", GatewayLease: "wirespan-gateway",
 		CoreDNS: types.NamespacedName{Namespace: "kube-system", Name: "coredns"}}
 }
 
@@ -103,6 +107,7 @@ func read(ctx context.Context, t Target, where Where, scheme *runtime.Scheme) mo
 		c.Errors[model.ReadPods] = err.Error()
 	}
 	c.Pods = pods.Items
+	c.GatewayLease = readLease(ctx, cl, types.NamespacedName{Namespace: where.Namespace, Name: where.GatewayLease}, c.Errors)
 	if len(c.Errors) == 0 {
 		c.Errors = nil
 	}
@@ -142,4 +147,18 @@ func readDNS(ctx context.Context, cl client.Client, where Where, errs map[string
 		errs[model.ReadDNS] = err.Error()
 	}
 	return &svc, slices.Items
+}
+
+// readLease gets the gateway Lease: the active gateway and its version.
+func readLease(ctx context.Context, cl client.Client, name types.NamespacedName, errs map[string]string) *coordinationv1.Lease {
+	var l coordinationv1.Lease
+	err := cl.Get(ctx, name, &l)
+	if apierrors.IsNotFound(err) {
+		return nil // no gateway has been active: a finding, not a read error
+	}
+	if err != nil {
+		errs[model.ReadLease] = fmt.Sprintf("Lease %s: %v", name, err)
+		return nil
+	}
+	return &l
 }

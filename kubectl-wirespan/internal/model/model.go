@@ -7,6 +7,7 @@ package model
 import (
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -39,6 +40,10 @@ type Cluster struct {
 	DNSSlices  []discoveryv1.EndpointSlice `json:"dnsSlices,omitempty"`
 	// Pods are Wirespan's pods in its namespace (for their images).
 	Pods []corev1.Pod `json:"pods,omitempty"`
+	// GatewayLease is the Lease that fences the active gateway role, nil
+	// when absent: its holder is the active gateway, which writes its
+	// version in the annotation wirespan.io/version.
+	GatewayLease *coordinationv1.Lease `json:"gatewayLease,omitempty"`
 	// Errors says what could not be read, by what: a check that needs it
 	// says so instead of judging on missing data.
 	Errors map[string]string `json:"errors,omitempty"`
@@ -52,6 +57,7 @@ const (
 	ReadCorefile = "corefile"
 	ReadDNS      = "dns-service"
 	ReadPods     = "pods"
+	ReadLease    = "gateway-lease"
 )
 
 // Self returns the ClusterPeer whose status says Self, or nil: the
@@ -82,4 +88,34 @@ func (c *Cluster) Peer(name string) *wirespanv1alpha1.ClusterPeer {
 		}
 	}
 	return nil
+}
+
+// Versions is what a cluster's binaries report of themselves; empty where
+// they report nothing (a release from before they did, or none running).
+type Versions struct {
+	// Operator is the self ClusterPeer's status.operatorVersion.
+	Operator string `json:"operator,omitempty"`
+	// Gateway is the version the active gateway, GatewayNode (the gateway
+	// Lease's holder), wrote on the Lease.
+	Gateway     string `json:"gateway,omitempty"`
+	GatewayNode string `json:"gatewayNode,omitempty"`
+}
+
+// Versions returns what the cluster's operator and active gateway report.
+func (c *Cluster) Versions() Versions {
+	var v Versions
+	if s := c.Self(); s != nil {
+		v.Operator = s.Status.OperatorVersion
+	}
+	if l := c.GatewayLease; l != nil {
+		if l.Spec.HolderIdentity != nil {
+			v.GatewayNode = *l.Spec.HolderIdentity
+		}
+		// A handover removes the annotation until the successor writes
+		// its own, so it is never another node's version.
+		if v.GatewayNode != "" {
+			v.Gateway = l.Annotations[wirespanv1alpha1.AnnotationVersion]
+		}
+	}
+	return v
 }

@@ -57,6 +57,9 @@ func writeTable(out io.Writer, r Report, wide bool) error {
 			name = "? (no ClusterPeer has role Self: is the operator running and the self ClusterPeer applied?)"
 		}
 		fmt.Fprintf(w, "Context %s, cluster %s: %d exports, %d imports, %d conflicts\n", c.Context, name, c.Exports, c.Imports, c.Conflicts)
+		if wide && c.Versions != nil {
+			fmt.Fprintf(w, "  versions: operator %s, gateway %s %s\n", dash(c.Versions.Operator), dash(c.Versions.GatewayNode), dash(c.Versions.Gateway))
+		}
 		for _, what := range sortedKeys(c.Errors) {
 			fmt.Fprintf(w, "  cannot read %s: %s\n", what, c.Errors[what])
 		}

@@ -27,12 +27,15 @@ type Cluster struct {
 	// Cluster is the cluster's ID, its self ClusterPeer's name; empty when
 	// no ClusterPeer says Self (the operator is not running, or the self
 	// ClusterPeer is not applied).
-	Cluster   string            `json:"cluster,omitempty"`
-	Peers     []Peer            `json:"peers"`
-	Exports   int               `json:"exports"`
-	Imports   int               `json:"imports"`
-	Conflicts int               `json:"conflicts"`
-	Errors    map[string]string `json:"errors,omitempty"`
+	Cluster   string `json:"cluster,omitempty"`
+	Peers     []Peer `json:"peers"`
+	Exports   int    `json:"exports"`
+	Imports   int    `json:"imports"`
+	Conflicts int    `json:"conflicts"`
+	// Versions are what the operator and the active gateway report; nil
+	// when neither reports one.
+	Versions *model.Versions   `json:"versions,omitempty"`
+	Errors   map[string]string `json:"errors,omitempty"`
 }
 
 // Peer is one ClusterPeer as one cluster sees it.
@@ -85,6 +88,9 @@ func buildCluster(c *model.Cluster, now time.Time) Cluster {
 			}
 			out.Errors[what] = msg
 		}
+	}
+	if v := c.Versions(); v != (model.Versions{}) {
+		out.Versions = &v
 	}
 	self := c.Self()
 	var selfRanges []netip.Prefix

@@ -25,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
+	"github.com/wirespan/wirespan/internal/version"
 	"github.com/wirespan/wirespan/operator/internal/clusterid"
 	"github.com/wirespan/wirespan/operator/internal/controller/clusterpeer"
 	"github.com/wirespan/wirespan/operator/internal/controller/corefile"
@@ -111,6 +112,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		KeySecret:    opts.KeySecret,
 		PodCIDRs:     opts.PodCIDRs,
 		ServiceCIDRs: opts.ServiceCIDRs,
+		Version:      version.Get(),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up ClusterPeer controller: %w", err)

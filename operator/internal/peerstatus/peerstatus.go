@@ -59,6 +59,9 @@ type Inputs struct {
 	Key       Key
 	// Now stamps conditions whose status changes.
 	Now metav1.Time
+	// OperatorVersion is this operator's version, published on the self
+	// ClusterPeer.
+	OperatorVersion string
 }
 
 // Result is the computed status of every peer, by name, the number of
@@ -106,6 +109,7 @@ func selfStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, overlaps []cidr.Over
 	st := p.Status.DeepCopy()
 	st.Role = wirespanv1alpha1.RoleSelf
 	st.PublicKey = in.Key.PublicKey
+	st.OperatorVersion = in.OperatorVersion
 	st.PodCIDRs = cidr.Strings(in.Discovery.PodCIDRs)
 	st.ServiceCIDRs = cidr.Strings(in.Discovery.ServiceCIDRs)
 	st.Tunnel = nil
@@ -135,7 +139,10 @@ func remoteStatus(p *wirespanv1alpha1.ClusterPeer, in Inputs, d claims.Decision)
 		st.PodCIDRs, st.ServiceCIDRs = nil, nil
 	}
 	st.Role = wirespanv1alpha1.RoleRemote
+	// Like the key: what this cluster's operator runs says nothing of
+	// the remote cluster (it was the self ClusterPeer before an ID change).
 	st.PublicKey = ""
+	st.OperatorVersion = ""
 	st.ObservedGeneration = p.Generation
 	meta.RemoveStatusCondition(&st.Conditions, wirespanv1alpha1.ConditionKeyMatches)
 	meta.RemoveStatusCondition(&st.Conditions, wirespanv1alpha1.ConditionCIDRsDiscovered)

@@ -64,7 +64,7 @@ func TestCompute(t *testing.T) {
 		check     func(t *testing.T, st v1.ClusterPeerStatus)
 	}{{
 		name: "self all good",
-		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, Peers: []v1.ClusterPeer{
+		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, OperatorVersion: "v0.3.0", Peers: []v1.ClusterPeer{
 			peer("east", v1.ClusterPeerSpec{PublicKey: keyA, AllowedCIDRs: eastAllowed}, v1.ClusterPeerStatus{})}},
 		peer: "east",
 		want: map[string]string{v1.ConditionReady: "True/Ready", v1.ConditionKeyMatches: "True/Matches",
@@ -76,6 +76,22 @@ func TestCompute(t *testing.T) {
 			}
 			if strings.Join(st.PodCIDRs, ",") != "10.1.0.0/16,fd00:1::/56" || strings.Join(st.ServiceCIDRs, ",") != "10.96.0.0/16" {
 				t.Errorf("CIDRs %v %v", st.PodCIDRs, st.ServiceCIDRs)
+			}
+			if st.OperatorVersion != "v0.3.0" {
+				t.Errorf("operatorVersion %q, want the operator's v0.3.0", st.OperatorVersion)
+			}
+		},
+	}, {
+		// The cluster ID changed: the old self ClusterPeer is a remote now,
+		// and this operator's version says nothing about that cluster.
+		name: "former self keeps no operator version",
+		in: Inputs{ClusterID: "east", Discovery: discovered, Key: goodKey, OperatorVersion: "v0.3.0", Peers: []v1.ClusterPeer{
+			peer("east", v1.ClusterPeerSpec{PublicKey: keyA}, v1.ClusterPeerStatus{}),
+			peer("west", v1.ClusterPeerSpec{PublicKey: keyB}, v1.ClusterPeerStatus{Role: v1.RoleSelf, PublicKey: keyB, OperatorVersion: "v0.2.0"})}},
+		peer: "west",
+		check: func(t *testing.T, st v1.ClusterPeerStatus) {
+			if st.Role != v1.RoleRemote || st.PublicKey != "" || st.OperatorVersion != "" {
+				t.Errorf("role %q key %q operatorVersion %q, want Remote with neither", st.Role, st.PublicKey, st.OperatorVersion)
 			}
 		},
 	}, {

@@ -45,6 +45,9 @@ type Reconciler struct {
 	// range (for CNIs that leave Node.spec.podCIDRs empty).
 	PodCIDRs     []netip.Prefix
 	ServiceCIDRs []netip.Prefix
+	// Version is this operator's version, published in the self
+	// ClusterPeer's status.operatorVersion.
+	Version string
 	// Now defaults to time.Now.
 	Now func() time.Time
 
@@ -105,6 +108,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		Discovery: discovery,
 		Key:       key,
 		Now:       metav1.NewTime(r.Now().Truncate(time.Second)),
+
+		OperatorVersion: r.Version,
 	})
 	cidrOverlaps.Set(float64(res.Overlaps))
 	setRefused(res.Refused)

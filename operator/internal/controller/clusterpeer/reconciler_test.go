@@ -140,6 +140,36 @@ func TestSelfDiscoveryFollowsNodesAndServiceCIDRs(t *testing.T) {
 	waitCIDRs(t, "serviceCIDRs", serviceCIDRsOf, want...)
 }
 
+// TestSelfStatusNamesTheOperatorVersion: the self ClusterPeer carries the
+// operator's version, which kubectl wirespan compares across clusters; a
+// remote one does not.
+func TestSelfStatusNamesTheOperatorVersion(t *testing.T) {
+	createPeer(t, clusterID, v1.ClusterPeerSpec{})
+	createPeer(t, "version-remote", v1.ClusterPeerSpec{PublicKey: otherKey})
+	eventually(t, 10*time.Second, "status.operatorVersion on the self ClusterPeer", func() error {
+		p, err := getPeer(clusterID)
+		if err != nil {
+			return err
+		}
+		if p.Status.Role != v1.RoleSelf || p.Status.OperatorVersion != operatorVersion {
+			return fmt.Errorf("role %q operatorVersion %q, want Self and %q", p.Status.Role, p.Status.OperatorVersion, operatorVersion)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "the remote ClusterPeer reconciled", func() error {
+		p, err := getPeer("version-remote")
+		switch {
+		case err != nil:
+			return err
+		case p.Status.Role != v1.RoleRemote:
+			return fmt.Errorf("role %q", p.Status.Role)
+		case p.Status.OperatorVersion != "":
+			t.Errorf("remote ClusterPeer has operatorVersion %q, want none", p.Status.OperatorVersion)
+		}
+		return nil
+	})
+}
+
 func TestKeySecretAndKeyMatches(t *testing.T) {
 	ctx := context.Background()
 	createPeer(t, clusterID, v1.ClusterPeerSpec{})

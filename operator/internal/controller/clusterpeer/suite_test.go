@@ -20,7 +20,11 @@ import (
 	"github.com/wirespan/wirespan/internal/testenv"
 )
 
-const clusterID = "east"
+const (
+	clusterID = "east"
+	// operatorVersion is what the controller under test publishes.
+	operatorVersion = "v0.0.0-clusterpeer-test"
+)
 
 var (
 	env       *testenv.Env
@@ -48,7 +52,7 @@ func startController(e *testenv.Env) error {
 	if err != nil {
 		return err
 	}
-	r := &Reconciler{Client: mgr.GetClient(), ClusterID: clusterID, KeySecret: keySecret}
+	r := &Reconciler{Client: mgr.GetClient(), ClusterID: clusterID, KeySecret: keySecret, Version: operatorVersion}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
 	}
