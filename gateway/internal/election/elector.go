@@ -42,6 +42,16 @@ type Config struct {
 	// caches), and taking the role from a holder that is alive moves
 	// traffic for nothing.
 	AfterOutage time.Duration
+	// StaleWatch is how long a node that is not a candidate trusts a watch
+	// that shows nothing. A live holder renews every RenewPeriod, so such
+	// a watch may be broken: client-go re-establishes a watch with a
+	// backoff of up to 30 s after a long API server outage, and a role
+	// that moved meanwhile would reach the node agent that late. The node
+	// then reads the Lease itself: every StaleWatch while the Lease
+	// changes, less and less often (up to a minute) while it does not,
+	// and not at all once the watch shows an event again. Zero: 5 s, or 5
+	// RenewPeriods if longer.
+	StaleWatch time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
 	// Version is this gateway's version, which the holder writes in the
@@ -84,12 +94,23 @@ type Elector struct {
 	lastRenew     time.Time
 	apiDown       bool
 	lastErr       string
+	// lastEvent is when the watch last showed the Lease, readAt when this
+	// node last read it; the newer says who holds it (observedHolder).
+	// A node agent whose watch showed nothing for StaleWatch reads the
+	// Lease itself (staleWatch): at nextFallback, every fallbackEvery.
+	lastEvent, readAt   time.Time
+	nextFallback        time.Time
+	fallbackEvery       time.Duration
+	fallbackReadVersion string
 }
 
 // New returns an Elector that is not yet a candidate.
 func New(cfg Config) *Elector {
 	if cfg.Version == "" {
 		cfg.Version = version.Get()
+	}
+	if cfg.StaleWatch == 0 {
+		cfg.StaleWatch = max(5*time.Second, 5*cfg.RenewPeriod)
 	}
 	return &Elector{cfg: cfg, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
@@ -135,6 +156,8 @@ func (e *Elector) Observe(l *coordinationv1.Lease) {
 	e.mu.Lock()
 	changed := e.watched != holder || !e.watchSeen
 	e.watched, e.watchSeen = holder, true
+	e.lastEvent = time.Now()
+	e.fallbackEvery, e.nextFallback = 0, time.Time{}
 	e.mu.Unlock()
 	// A renewal alone changes nothing a candidate acts on at once (it
 	// reads every RenewPeriod anyway); a new holder, such as a successor
@@ -186,9 +209,10 @@ func (e *Elector) handingOver(now time.Time) bool {
 
 // observedHolder is the holder from this node's own reads while it is a
 // candidate (or draining), from the watch otherwise (and from the first
-// read until the watch has shown the Lease).
+// read until the watch has shown the Lease, and from a read of a node
+// agent whose watch went quiet until the watch shows the Lease again).
 func (e *Elector) observedHolder() string {
-	fromReads := e.candidate || !e.drainUntil.IsZero() || !e.watchSeen
+	fromReads := e.candidate || !e.drainUntil.IsZero() || !e.watchSeen || e.readAt.After(e.lastEvent)
 	if fromReads && e.obs.Known {
 		if !e.obs.Record.Exists {
 			return ""
@@ -244,10 +268,15 @@ func (e *Elector) draining(now time.Time) bool {
 // step reads the Lease when needed and carries out one decision.
 func (e *Elector) step(ctx context.Context) {
 	e.mu.Lock()
-	needRead := (e.candidate && !e.leading) || !e.obs.Known || (e.leading && e.lease == nil) || (!e.drainUntil.IsZero() && time.Now().Before(e.drainUntil))
+	stale := e.staleWatch(time.Now())
+	needRead := (e.candidate && !e.leading) || !e.obs.Known || (e.leading && e.lease == nil) || (!e.drainUntil.IsZero() && time.Now().Before(e.drainUntil)) || stale
+	holder := e.observedHolder()
 	e.mu.Unlock()
 	if needRead {
 		e.read(ctx)
+	}
+	if stale {
+		e.afterFallbackRead(holder)
 	}
 	e.mu.Lock()
 	if !e.candidateSet || (e.apiDown && !e.leading) {
@@ -273,6 +302,37 @@ func (e *Elector) step(ctx context.Context) {
 	}
 }
 
+// staleWatch says whether this node agent should read the Lease itself
+// now: its watch has shown nothing for StaleWatch (see Config.StaleWatch).
+func (e *Elector) staleWatch(now time.Time) bool {
+	return !e.candidate && !e.leading && e.watchSeen && e.drainUntil.IsZero() &&
+		now.Sub(e.lastEvent) >= e.cfg.StaleWatch && !now.Before(e.nextFallback)
+}
+
+// afterFallbackRead schedules the next read of a node agent whose watch is
+// quiet, and tells the syncer when the read found another holder than it
+// knew. A Lease that changed since the last such read is alive while the
+// watch shows nothing: read again in StaleWatch. One that did not change
+// (nobody renews it) is read less and less often; a failed read is tried
+// again in StaleWatch.
+func (e *Elector) afterFallbackRead(before string) {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.apiDown || e.fallbackEvery == 0 || e.obs.Record.Version != e.fallbackReadVersion:
+		e.fallbackEvery = e.cfg.StaleWatch
+	default:
+		e.fallbackEvery = min(2*e.fallbackEvery, time.Minute)
+	}
+	e.fallbackReadVersion = e.obs.Record.Version
+	e.nextFallback = now.Add(e.fallbackEvery)
+	if after := e.observedHolder(); after != before {
+		e.cfg.Log.Info("the Lease's watch showed nothing for a while; read the Lease instead", "holder", after, "was", before)
+		poke(e.changed)
+	}
+}
+
 // read gets the Lease from the API server and updates the observation.
 func (e *Elector) read(ctx context.Context) {
 	var l coordinationv1.Lease
@@ -293,6 +353,7 @@ func (e *Elector) read(ctx context.Context) {
 		rec = recordOf(&l)
 	}
 	e.lastErr = ""
+	e.readAt = now
 	if !e.obs.Known {
 		poke(e.changed)
 	}
