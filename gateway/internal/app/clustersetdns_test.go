@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func answers(addr string) error {
 // node's address is nodeIP, from the documentation range; the probes ask
 // 127.0.0.1 at the port published. Its wake serves again, as the
 // syncer's sync would.
-func testGatewayDNS(t *testing.T, node, nodeIP string, key types.NamespacedName) (*clustersetDNS, *world) {
+func testGatewayDNS(t *testing.T, node, nodeIP string, key types.NamespacedName) (*testGateway, *world) {
 	t.Helper()
 	opts := Options{ClusterID: "c1", NodeName: node, DNSAddr: fmt.Sprintf(":%d", freePort(t)), DNSZone: "clusterset.local", DNSService: key}
 	d := &clustersetDNS{
@@ -77,15 +78,51 @@ func testGatewayDNS(t *testing.T, node, nodeIP string, key types.NamespacedName)
 		},
 	}
 	w := &world{in: agent.Inputs{Node: agent.Node{IP: netip.MustParseAddr(nodeIP)}}}
+	g := &testGateway{clustersetDNS: d}
 	d.wake = func() {
 		go func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.retired {
+				return
+			}
 			if err := d.serve(context.Background(), w); err != nil {
 				t.Errorf("%s: serve: %v", node, err)
 			}
 		}()
 	}
 	t.Cleanup(d.stop)
-	return d, w
+	return g, w
+}
+
+// testGateway is a gateway's clusterset DNS whose calls are serialized, as
+// the syncer's one loop serializes them: the test's own and those its
+// wake makes (serve, on another goroutine). Once retired, as a node that
+// stopped being a gateway, its wake serves no more.
+type testGateway struct {
+	*clustersetDNS
+	mu      sync.Mutex
+	retired bool
+}
+
+func (g *testGateway) serve(ctx context.Context, w *world) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.retired = false
+	return g.clustersetDNS.serve(ctx, w)
+}
+
+func (g *testGateway) retire(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.retired = true
+	return g.clustersetDNS.retire(ctx)
+}
+
+func (g *testGateway) publish(ctx context.Context, w *world, force bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.clustersetDNS.publish(ctx, w, force)
 }
 
 // A gateway's DNS server runs while it serves, lingers when it retires,
@@ -166,7 +203,7 @@ func TestStandbyTakesTheDNSServiceOverFromASilentServer(t *testing.T) {
 	active, aw := testGatewayDNS(t, "n0", "192.0.2.10", key)
 	standby, sw := testGatewayDNS(t, "n1", "192.0.2.11", key)
 	for _, g := range []struct {
-		d *clustersetDNS
+		d *testGateway
 		w *world
 	}{{active, aw}, {standby, sw}} {
 		if err := g.d.serve(ctx, g.w); err != nil {
