@@ -50,9 +50,11 @@ type tunnels struct {
 	names map[wgtypes.Key]string
 	// passive: this gateway is cut off and starts no handshake.
 	passive bool
-	// natted: this cluster is behind NAT (no endpoint in its ClusterPeer).
-	// Nobody can dial in to it, so it never turns passive: a passive
-	// gateway behind NAT would stay silent until its API server answers.
+	// natted: this cluster is behind NAT (no endpoint in its ClusterPeer),
+	// or no plan has said yet that it is not (a gateway that put its kept
+	// state back during an API server outage). Nobody can dial in to such
+	// a cluster, so it never turns passive: a passive gateway behind NAT
+	// would stay silent until its API server answers.
 	natted bool
 }
 
@@ -162,7 +164,7 @@ func (t *tunnels) check() {
 func newTunnels(s *syncer, confirmed func() bool) *tunnels {
 	return &tunnels{
 		device: s.opts.Agent.WireGuardName, applier: s.applier, kernel: s.kernel, log: s.log, metrics: s.metrics,
-		wake: s.wake, confirmed: confirmed, now: time.Now,
+		wake: s.wake, confirmed: confirmed, now: time.Now, natted: true,
 		watch: tunnelwatch.New(tunnelwatch.Defaults), names: map[wgtypes.Key]string{},
 	}
 }

@@ -205,7 +205,7 @@ func (a *Applier) RestartPeers(device string, keys []wgtypes.Key) error {
 
 // Silence adds every peer of the device named again without its endpoint
 // and keepalive, so that the device starts no handshake and only answers
-// peers that dial in (agent.Inputs.Passive says when). Its sessions go;
+// peers that dial in (see agent.Passive). Its sessions go;
 // they went nowhere anyway.
 func (a *Applier) Silence(device string) error {
 	return a.readdPeers(device, func(p wgtypes.Peer) bool { return p.Endpoint != nil || p.PersistentKeepaliveInterval != 0 }, true)
