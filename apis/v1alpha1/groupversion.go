@@ -20,7 +20,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &ClusterPeer{}, &ClusterPeerList{})
+	s.AddKnownTypes(GroupVersion, &ClusterPeer{}, &ClusterPeerList{}, &ProbeRequest{}, &ProbeRequestList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
