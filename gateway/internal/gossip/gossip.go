@@ -347,6 +347,36 @@ func (g *Gossip) Members() []Member {
 	return out
 }
 
+// PeerHeard is what this gateway has heard from one peer cluster's
+// gossip: Node is its active gateway as its last authenticated state names
+// it, Heard when its last authenticated new message came (zero: never),
+// and Present whether that is recent enough to count it a member.
+type PeerHeard struct {
+	Cluster, Node string
+	Present       bool
+	Heard         time.Time
+}
+
+// Heard returns, for every peer of SetPeers sorted by cluster, what this
+// gateway has heard from it: what `kubectl wirespan diagnose` shows of the
+// gossip pool.
+func (g *Gossip) Heard() []PeerHeard {
+	now := time.Now()
+	g.mu.Lock()
+	out := make([]PeerHeard, 0, len(g.peers))
+	for cluster := range g.peers {
+		h := PeerHeard{Cluster: cluster, Node: g.remote.states[cluster].ActiveGateway}
+		if s := g.sessions[cluster]; s != nil {
+			h.Heard = s.heard
+			h.Present = s.present(now, g.cfg.presence())
+		}
+		out = append(out, h)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(out, func(a, b PeerHeard) int { return strings.Compare(a.Cluster, b.Cluster) })
+	return out
+}
+
 // RTT returns the round trip of the last successful ping of cluster's
 // gateway.
 func (g *Gossip) RTT(cluster string) (time.Duration, bool) {

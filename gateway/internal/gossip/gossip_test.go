@@ -174,6 +174,15 @@ func TestGossipSeesShutdown(t *testing.T) {
 		if got := gauge(t, n.reg, "wirespan_gossip_members"); got != 2 {
 			t.Errorf("%s: wirespan_gossip_members = %v, want 2", n.cluster, got)
 		}
+		// Heard keeps the silent cluster, absent, with its last message.
+		heard := n.Heard()
+		i := slices.IndexFunc(heard, func(h PeerHeard) bool { return h.Cluster == "c" })
+		if len(heard) != 2 || i < 0 || heard[i].Present || heard[i].Heard.IsZero() || heard[i].Node != "gw-c" {
+			t.Errorf("%s: Heard() = %+v, want the other live member and c absent, heard before, node gw-c", n.cluster, heard)
+		}
+		if j := 1 - i; i >= 0 && (!heard[j].Present || time.Since(heard[j].Heard) > 5*time.Second) {
+			t.Errorf("%s: Heard() = %+v, want the live member present and heard recently", n.cluster, heard)
+		}
 	}
 }
 
