@@ -194,7 +194,7 @@ func TestRunSilentPeerAndUnknownName(t *testing.T) {
 func TestNodeAgentProbesOnlyItsNode(t *testing.T) {
 	env := &fakeEnv{handshakes: map[string]time.Time{}}
 	in := Inputs{Node: "c1-n1", Role: wirespanv1alpha1.ProbeRoleNodeAgent, Peers: gatewayInputs().Peers,
-		Paths: []Path{{Link: "wirespan-vx", Range: netip.MustParsePrefix("10.2.0.0/16")}, {Link: "strict0", Range: netip.MustParsePrefix("10.3.0.0/16")}},
+		Paths:    []Path{{Link: "wirespan-vx", Range: netip.MustParsePrefix("10.2.0.0/16")}, {Link: "strict0", Range: netip.MustParsePrefix("10.3.0.0/16")}},
 		DNSError: "kube-system/kube-dns has no ClusterIP"}
 	st := Run(context.Background(), wirespanv1alpha1.ProbeRequestSpec{DNSNames: []string{"a.b.svc.clusterset.local"}}, in, env, time.Now)
 	if len(st.Peers) != 0 || len(st.Gossip) != 0 || len(env.rehandled) != 0 {
