@@ -40,7 +40,7 @@ func run() error {
 	opts := app.Options{Agent: app.DefaultAgentConfig()}
 	var (
 		keySecret, mode, wgMode, tunnelCIDR, tunnelCIDR6 string
-		dnsService, lease                                string
+		dnsService, lease, clusterDNS                    string
 		zapOpts                                          = zap.Options{}
 	)
 	a := &opts.Agent
@@ -79,6 +79,7 @@ func run() error {
 	fs.StringVar(&opts.DNSAddr, "dns-bind-address", ":5353", "address (UDP and TCP) of the clusterset DNS server on the active gateway; the cluster DNS forwards the zone here; empty disables it")
 	fs.StringVar(&opts.DNSZone, "dns-zone", "clusterset.local", "DNS zone of multi-cluster services (KEP-1645 names clusterset.local)")
 	fs.StringVar(&dnsService, "dns-service", "", "namespace/name of a Service without selector in front of the clusterset DNS server: the active gateway writes its own address into the Service's EndpointSlice while it serves DNS (the chart's DNS Service); empty: none")
+	fs.StringVar(&clusterDNS, "cluster-dns-service", "kube-system/kube-dns", "namespace/name of the cluster DNS Service, whose ClusterIP pods ask: a ProbeRequest (kubectl wirespan diagnose) looks names up there, as a pod would; empty: not probed")
 	fs.StringVar(&opts.SysctlDir, "sysctl-dir", "/proc/sys", "where the kernel's /proc/sys is: a container's /proc/sys is read-only, so the chart mounts the host's /proc/sys/net writable at /host/proc/sys/net")
 	fs.DurationVar(&opts.ExportTTL, "export-ttl", 30e9, "how long a cluster's exported endpoints stay imported after its last gateway left the gossip pool")
 	fs.DurationVar(&opts.ImportGrace, "import-grace", services.DefaultImportGrace, "how long the ServiceImports and clusterset IPs of a silent cluster's exports stay after its last gateway left the gossip pool (its endpoints go at --export-ttl), so that a partition does not renumber them; at least --export-ttl")
@@ -138,6 +139,11 @@ func run() error {
 	if dnsService != "" {
 		if opts.DNSService, err = kubeflag.NamespacedName(dnsService); err != nil {
 			return fmt.Errorf("--dns-service: %w", err)
+		}
+	}
+	if clusterDNS != "" {
+		if opts.ClusterDNSService, err = kubeflag.NamespacedName(clusterDNS); err != nil {
+			return fmt.Errorf("--cluster-dns-service: %w", err)
 		}
 	}
 	if err := opts.Validate(); err != nil {

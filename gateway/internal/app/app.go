@@ -89,6 +89,8 @@ func managerOptions(opts Options, scheme *runtime.Scheme) ctrl.Options {
 				Namespaces: map[string]cache.Config{opts.Lease.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", opts.Lease.Name),
 			},
+			// The release namespace's, where the gateway may read them.
+			&wirespanv1alpha1.ProbeRequest{}: {Namespaces: map[string]cache.Config{opts.Lease.Namespace: {}}},
 		}},
 	}
 }
@@ -173,13 +175,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		last:          last,
 	}
 	s.tunnels = newTunnels(s, elector.Confirmed)
+	s.probes = newProbes(s, mgr.GetClient(), kernel)
 	s.dns = &clustersetDNS{
 		opts: opts, log: logger, services: mcsController, registry: crmetrics.Registry, linger: dnsLinger,
 		endpoint: &dnsEndpoint{service: opts.DNSService, reader: mgr.GetAPIReader(), writer: mgr.GetClient(),
 			log: logger.WithName("dns-endpoint")},
 		reader: mgr.GetCache(), wake: s.wake, takeovers: newTakeoverCounter(crmetrics.Registry), ask: askDNS,
 	}
-	for _, r := range []manager.Runnable{elector, s, mcsController} {
+	for _, r := range []manager.Runnable{elector, s, mcsController, s.probes} {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}
@@ -222,6 +225,8 @@ type syncer struct {
 	reporter *reporter
 	// tunnels restarts WireGuard sessions that stopped answering.
 	tunnels *tunnels
+	// probes answers ProbeRequests from what the last sync applied.
+	probes *probes
 	// refusals remembers what the kernel refused at the last apply, so each
 	// refusal is logged once, not once per sync.
 	refusals dataplane.RefusalLog
@@ -421,6 +426,9 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 		s.role.stop()
 	}
 	refused := s.apply(plan)
+	if plan.Role != agent.RoleGateway {
+		s.probes.learn(plan, w.self, nil)
+	}
 	s.healthMu.Lock()
 	s.synced = true
 	s.healthMu.Unlock()
@@ -455,6 +463,7 @@ func (s *syncer) syncOnce(ctx context.Context) error {
 	s.tunnels.learn(plan, w.in.SelfHasEndpoint)
 	newlyActive := !s.role.running()
 	err = s.role.run(w, plan)
+	s.probes.learn(plan, w.self, s.role.gossip)
 	s.dns.publish(ctx, w, newlyActive)
 	dev, devErr := s.kernel.Device(s.opts.Agent.WireGuardName)
 	return errors.Join(err, dnsErr, s.reporter.report(ctx, w, plan, dev, devErr, refused, s.role))

@@ -40,6 +40,9 @@ type Options struct {
 	// DNSService is a selector-less Service whose EndpointSlice the active
 	// gateway points at itself while it serves DNS; zero: none.
 	DNSService types.NamespacedName
+	// ClusterDNSService is the cluster DNS Service (kube-dns) whose
+	// ClusterIP pods ask; ProbeRequests look names up there. Zero: none.
+	ClusterDNSService types.NamespacedName
 	// SysctlDir is where the kernel's /proc/sys is (linux.Options).
 	SysctlDir string
 	// ExportTTL: see gossip.Config.ExportTTL.

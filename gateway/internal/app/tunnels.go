@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -167,4 +169,41 @@ func newTunnels(s *syncer, confirmed func() bool) *tunnels {
 		wake: s.wake, confirmed: confirmed, now: time.Now, natted: true,
 		watch: tunnelwatch.New(tunnelwatch.Defaults), names: map[wgtypes.Key]string{},
 	}
+}
+
+// handshakes returns the device's last handshake with each peer, by
+// cluster (a ProbeRequest's view of the tunnels).
+func (t *tunnels) handshakes() (map[string]time.Time, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	dev, err := t.kernel.Device(t.device)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(dev.Peers))
+	for _, p := range dev.Peers {
+		if name, ok := t.names[p.PublicKey]; ok {
+			out[name] = p.LastHandshakeTime
+		}
+	}
+	return out, nil
+}
+
+// rehandshake restarts the session with the named peer at once, for a
+// ProbeRequest that asks whether its endpoint answers. It needs what
+// check's restarts need, a confirmed role and a gateway that is not
+// passive, for the same reason.
+func (t *tunnels) rehandshake(cluster string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.passive || !t.confirmed() {
+		return errors.New("this gateway cannot renew the Lease now, so it starts no handshake (it could take the peers' traffic from a successor)")
+	}
+	for key, name := range t.names {
+		if name == cluster {
+			t.metrics.tunnelRestarts.WithLabelValues(name).Inc()
+			return t.applier.RestartPeers(t.device, []wgtypes.Key{key})
+		}
+	}
+	return fmt.Errorf("no tunnel to %s", cluster)
 }
