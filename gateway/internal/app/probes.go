@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
 	"github.com/wirespan/wirespan/gateway/internal/agent"
+	"github.com/wirespan/wirespan/gateway/internal/dataplane"
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
 	"github.com/wirespan/wirespan/gateway/internal/probe"
 	"github.com/wirespan/wirespan/internal/version"
@@ -195,14 +198,14 @@ func (p *probes) inputs(ctx context.Context, role string) probe.Inputs {
 	plan, pods, g := p.plan, p.pods, p.gossip
 	p.mu.Unlock()
 	in := probe.Inputs{Node: p.opts.NodeName, Role: role, Version: version.Get(), Device: p.opts.Agent.WireGuardName,
-		Paths: probe.Paths(plan.State, pods)}
+		Paths: probe.Paths(plan.State, pods, p.otherNodesPods(ctx))}
 	if role == wirespanv1alpha1.ProbeRoleGateway {
 		var endpoints map[wgtypes.Key]netip.AddrPort
 		if dev, err := p.tunnels.kernel.Device(p.opts.Agent.WireGuardName); err == nil {
 			endpoints = map[wgtypes.Key]netip.AddrPort{}
 			for _, dp := range dev.Peers {
 				if dp.Endpoint != nil {
-					endpoints[dp.PublicKey] = dp.Endpoint.AddrPort()
+					endpoints[dp.PublicKey] = dataplane.UnmapAddrPort(dp.Endpoint.AddrPort())
 				}
 			}
 		}
@@ -221,6 +224,31 @@ func (p *probes) inputs(ctx context.Context, role string) probe.Inputs {
 	}
 	in.DNSServer, in.DNSError = p.clusterDNS(ctx)
 	return in
+}
+
+// maxAgentNodes bounds the nodes whose pods' reverse path one request
+// checks: every node agent's pods take the same path.
+const maxAgentNodes = 8
+
+// otherNodesPods are the pod ranges of other nodes (sorted by node name,
+// at most maxAgentNodes nodes): the sources of what node agents send the
+// gateway over VXLAN.
+func (p *probes) otherNodesPods(ctx context.Context) []netip.Prefix {
+	var nodes corev1.NodeList
+	if err := p.cache.List(ctx, &nodes); err != nil {
+		return nil
+	}
+	slices.SortFunc(nodes.Items, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	var out []netip.Prefix
+	n := 0
+	for _, node := range nodes.Items {
+		if node.Name == p.opts.NodeName || n == maxAgentNodes {
+			continue
+		}
+		n++
+		out = append(out, parseLoose(node.Spec.PodCIDRs)...)
+	}
+	return out
 }
 
 // clusterDNS is the address pods ask: the cluster DNS Service's
@@ -284,9 +312,9 @@ type probeEnv struct {
 	mark int
 }
 
-func (e probeEnv) Handshakes() (map[string]time.Time, error) { return e.p.tunnels.handshakes() }
-func (e probeEnv) Rehandshake(cluster string) error          { return e.p.tunnels.rehandshake(cluster) }
-func (e probeEnv) LinkMTU(link string) (int, error)          { return e.p.link(link) }
+func (e probeEnv) Peers() (map[string]probe.PeerStats, error) { return e.p.tunnels.peerStats() }
+func (e probeEnv) Rehandshake(cluster string) error           { return e.p.tunnels.rehandshake(cluster) }
+func (e probeEnv) LinkMTU(link string) (int, error)           { return e.p.link(link) }
 func (e probeEnv) Echo(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error) {
 	return e.p.net.Echo(ctx, dst, size, wait)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wirespan/wirespan/gateway/internal/agent"
 	"github.com/wirespan/wirespan/gateway/internal/dataplane"
+	"github.com/wirespan/wirespan/gateway/internal/probe"
 	"github.com/wirespan/wirespan/gateway/internal/tunnelwatch"
 )
 
@@ -171,19 +172,19 @@ func newTunnels(s *syncer, confirmed func() bool) *tunnels {
 	}
 }
 
-// handshakes returns the device's last handshake with each peer, by
-// cluster (a ProbeRequest's view of the tunnels).
-func (t *tunnels) handshakes() (map[string]time.Time, error) {
+// peerStats returns the device's figures of each peer, by cluster (a
+// ProbeRequest's view of the tunnels).
+func (t *tunnels) peerStats() (map[string]probe.PeerStats, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	dev, err := t.kernel.Device(t.device)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]time.Time, len(dev.Peers))
+	out := make(map[string]probe.PeerStats, len(dev.Peers))
 	for _, p := range dev.Peers {
 		if name, ok := t.names[p.PublicKey]; ok {
-			out[name] = p.LastHandshakeTime
+			out[name] = probe.PeerStats{LastHandshake: p.LastHandshakeTime, Received: p.ReceiveBytes}
 		}
 	}
 	return out, nil

@@ -26,15 +26,13 @@ import (
 	"github.com/wirespan/wirespan/gateway/internal/gossip"
 )
 
-// StaleHandshake is how old a last handshake may be before the probe
-// starts a new one: WireGuard renews a session every two minutes while
-// it carries traffic, and the gateways' gossip always does.
-const StaleHandshake = 3 * time.Minute
-
 // Waits of the probes. Each peer is probed on its own goroutine, so a
-// request costs about the slowest peer: at most HandshakeWait, then
-// UDPWait, then the MTU search, in which a lost echo costs EchoWait.
+// request costs about the slowest peer: at most ReceiveWait, then
+// HandshakeWait, then UDPWait, then the MTU search, in which a lost echo
+// costs EchoWait. ReceiveWait covers a gossip heartbeat, which every
+// peer's gateway sends every second through a working tunnel.
 const (
+	ReceiveWait   = 1500 * time.Millisecond
 	HandshakeWait = 2 * time.Second
 	UDPWait       = time.Second
 	EchoWait      = 300 * time.Millisecond
@@ -86,10 +84,16 @@ type Inputs struct {
 	DNSError  string
 }
 
+// PeerStats is what the WireGuard device shows of one peer.
+type PeerStats struct {
+	LastHandshake time.Time
+	Received      int64
+}
+
 // Env is the network and the kernel, as the probes use them.
 type Env interface {
-	// Handshakes reads the last handshake time of every peer, by cluster.
-	Handshakes() (map[string]time.Time, error)
+	// Peers reads the device's figures of every peer, by cluster.
+	Peers() (map[string]PeerStats, error)
 	// Rehandshake makes the device start a new handshake with the peer.
 	Rehandshake(cluster string) error
 	// LinkMTU is a link's MTU.
@@ -120,11 +124,11 @@ func Run(ctx context.Context, spec wirespanv1alpha1.ProbeRequestSpec, in Inputs,
 	if in.Role == wirespanv1alpha1.ProbeRoleGateway {
 		peers := selectPeers(spec.Peers, in.Peers)
 		st.Peers = make([]wirespanv1alpha1.PeerProbe, len(peers))
-		handshakes, hsErr := env.Handshakes()
+		stats, statsErr := env.Peers()
 		mtu, mtuErr := env.LinkMTU(in.Device)
 		for i, p := range peers {
 			wg.Go(func() {
-				st.Peers[i] = probePeer(ctx, p, peerEnv{Env: env, handshakes: handshakes, hsErr: hsErr, mtu: mtu, mtuErr: mtuErr}, now)
+				st.Peers[i] = probePeer(ctx, p, peerEnv{Env: env, stats: stats, statsErr: statsErr, mtu: mtu, mtuErr: mtuErr}, now)
 			})
 		}
 		st.Gossip = gossipMembers(in.Gossip)
@@ -167,10 +171,10 @@ func selectPeers(names []string, known []Peer) []Peer {
 // peerEnv is Env with what every peer's probe shares, read once.
 type peerEnv struct {
 	Env
-	handshakes map[string]time.Time
-	hsErr      error
-	mtu        int
-	mtuErr     error
+	stats    map[string]PeerStats
+	statsErr error
+	mtu      int
+	mtuErr   error
 }
 
 func probePeer(ctx context.Context, p Peer, env peerEnv, now func() time.Time) wirespanv1alpha1.PeerProbe {
@@ -192,65 +196,69 @@ func probePeer(ctx context.Context, p Peer, env peerEnv, now func() time.Time) w
 	return out
 }
 
-// probeUDP fills the UDP result: a recent handshake answers it; else a
-// new handshake is started and awaited; else one empty datagram tells a
-// closed port (refused) from a silent path. It returns whether a
-// handshake has completed.
+// probeUDP fills the UDP result: traffic from the peer answers it; else
+// a new handshake is started and awaited; else one empty datagram tells a
+// closed port (refused) from a silent path. It returns whether the tunnel
+// has a working session.
 func probeUDP(ctx context.Context, p Peer, env peerEnv, now func() time.Time, out *wirespanv1alpha1.PeerProbe) bool {
-	if env.hsErr != nil {
-		out.UDPMessage = fmt.Sprintf("read the WireGuard device: %v", env.hsErr)
+	if env.statsErr != nil {
+		out.UDPMessage = fmt.Sprintf("read the WireGuard device: %v", env.statsErr)
 		return false
 	}
-	last := env.handshakes[p.Cluster]
+	before, start := env.stats[p.Cluster], now()
 	setLast := func(t time.Time) {
 		if !t.IsZero() {
 			mt := metav1.NewTime(t)
 			out.LastHandshakeTime = &mt
 		}
 	}
-	setLast(last)
-	if !last.IsZero() && now().Sub(last) < StaleHandshake {
+	setLast(before.LastHandshake)
+	if got, ok := await(ctx, env, p.Cluster, ReceiveWait, func(s PeerStats) bool { return s.Received > before.Received }); ok {
+		setLast(got.LastHandshake)
 		out.UDP = wirespanv1alpha1.UDPAnswered
-		out.UDPMessage = fmt.Sprintf("last handshake %s ago", now().Sub(last).Round(time.Second))
+		out.UDPMessage = "traffic from the peer arrives; " + lastHandshake(got.LastHandshake, now())
 		return true
 	}
 	if !p.Endpoint.IsValid() {
 		out.UDPMessage = "no endpoint to send to: the peer lists none and has not dialed in (a cluster behind NAT must dial first)"
 		return false
 	}
+	silent := fmt.Sprintf("nothing came from the peer for %s (%s)", ReceiveWait, lastHandshake(before.LastHandshake, start))
 	asked := now()
 	if err := env.Rehandshake(p.Cluster); err != nil {
-		out.UDPMessage = fmt.Sprintf("start a handshake: %v", err)
-	} else if t, ok := awaitHandshake(ctx, env, p.Cluster, last, HandshakeWait); ok {
-		setLast(t)
+		silent += fmt.Sprintf("; no new handshake started: %v", err)
+	} else if got, ok := await(ctx, env, p.Cluster, HandshakeWait, func(s PeerStats) bool { return s.LastHandshake.After(before.LastHandshake) }); ok {
+		setLast(got.LastHandshake)
 		out.UDP = wirespanv1alpha1.UDPAnswered
-		out.UDPMessage = fmt.Sprintf("no handshake for %s; a new one completed %s after the probe asked", staleness(last, asked), t.Sub(asked).Round(time.Millisecond))
+		out.UDPMessage = fmt.Sprintf("%s; a new handshake completed %s after the probe started it", silent, got.LastHandshake.Sub(asked).Round(time.Millisecond))
 		return true
+	} else {
+		silent += fmt.Sprintf("; a new handshake did not complete within %s", HandshakeWait)
 	}
 	refused, err := env.UDPRefused(ctx, p.Endpoint, UDPWait)
 	switch {
 	case err != nil:
-		out.UDPMessage = fmt.Sprintf("no handshake completed within %s; sending to %s: %v", HandshakeWait, p.Endpoint, err)
+		out.UDPMessage = fmt.Sprintf("%s; sending to %s: %v", silent, p.Endpoint, err)
 	case refused:
 		out.UDP = wirespanv1alpha1.UDPRefused
-		out.UDPMessage = fmt.Sprintf("no handshake completed within %s, and %s answered ICMP port unreachable: nothing listens on UDP port %d there", HandshakeWait, p.Endpoint.Addr(), p.Endpoint.Port())
+		out.UDPMessage = fmt.Sprintf("%s; %s answered ICMP port unreachable: nothing listens on UDP port %d there", silent, p.Endpoint.Addr(), p.Endpoint.Port())
 	default:
 		out.UDP = wirespanv1alpha1.UDPNoAnswer
-		out.UDPMessage = fmt.Sprintf("no handshake completed within %s, and a datagram to %s drew no answer within %s: UDP is dropped on the way, the host is down, or the peer does not take this cluster's key", HandshakeWait, p.Endpoint, UDPWait)
+		out.UDPMessage = fmt.Sprintf("%s; a datagram to %s drew no answer within %s: UDP is dropped on the way, the host is down, or the peer does not take this cluster's key", silent, p.Endpoint, UDPWait)
 	}
 	return false
 }
 
-func staleness(last, now time.Time) string {
+func lastHandshake(last, now time.Time) string {
 	if last.IsZero() {
-		return "ever"
+		return "no handshake yet"
 	}
-	return now.Sub(last).Round(time.Second).String()
+	return fmt.Sprintf("last handshake %s ago", now.Sub(last).Round(time.Second))
 }
 
-// awaitHandshake polls the device until the peer's last handshake is
-// after last, for at most wait.
-func awaitHandshake(ctx context.Context, env peerEnv, cluster string, last time.Time, wait time.Duration) (time.Time, bool) {
+// await polls the device until the peer's figures satisfy cond, for at
+// most wait.
+func await(ctx context.Context, env peerEnv, cluster string, wait time.Duration, cond func(PeerStats) bool) (PeerStats, bool) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -258,17 +266,17 @@ func awaitHandshake(ctx context.Context, env peerEnv, cluster string, last time.
 	for {
 		select {
 		case <-ctx.Done():
-			return time.Time{}, false
+			return PeerStats{}, false
 		case <-deadline.C:
-			return time.Time{}, false
+			return PeerStats{}, false
 		case <-tick.C:
 		}
-		hs, err := env.Handshakes()
+		stats, err := env.Peers()
 		if err != nil {
 			continue
 		}
-		if t := hs[cluster]; t.After(last) {
-			return t, true
+		if s := stats[cluster]; cond(s) {
+			return s, true
 		}
 	}
 }
@@ -412,10 +420,11 @@ const maxPaths = 64
 // Paths are the reverse-path questions for the node's kernel state st:
 // packets from each remote IPv4 range Wirespan routes, arriving on the
 // link the route leaves by (the tunnel on the gateway, VXLAN on a node
-// agent), for an address of this cluster's pods; and on a gateway that
-// node agents reach over VXLAN, packets from this cluster's pods arriving
-// on that link for a remote address. IPv6 has no rp_filter to ask about.
-func Paths(st dataplane.State, pods []netip.Prefix) []Path {
+// agent), for an address of this cluster's pods (pods); and on a gateway
+// that node agents reach over VXLAN, packets from the other nodes' pods
+// (agentPods: their Node.spec.podCIDRs) arriving on that link for a
+// remote address. IPv6 has no rp_filter to ask about.
+func Paths(st dataplane.State, pods, agentPods []netip.Prefix) []Path {
 	var local netip.Addr
 	if i := slices.IndexFunc(pods, func(p netip.Prefix) bool { return p.Addr().Is4() }); i >= 0 {
 		local = hostIn(pods[i])
@@ -434,7 +443,7 @@ func Paths(st dataplane.State, pods []netip.Prefix) []Path {
 		}
 	}
 	if st.WireGuard != nil && st.VXLAN != nil && remote.IsValid() {
-		for _, p := range pods {
+		for _, p := range agentPods {
 			if p.Addr().Is4() {
 				out = append(out, Path{Link: st.VXLAN.Name, Range: p, Source: hostIn(p), Destination: remote})
 			}

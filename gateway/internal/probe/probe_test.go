@@ -20,8 +20,11 @@ import (
 type fakeEnv struct {
 	mu         sync.Mutex
 	handshakes map[string]time.Time
-	// answers: a rehandshake with the peer completes.
-	answers map[string]bool
+	// alive: the peer sends (gossip heartbeats); answers: a rehandshake
+	// with it completes.
+	alive    map[string]bool
+	received map[string]int64
+	answers  map[string]bool
 	// refused: the endpoint's port is closed.
 	refused   map[netip.AddrPort]bool
 	pathMTU   map[netip.Addr]int
@@ -31,12 +34,18 @@ type fakeEnv struct {
 	rpErr     error
 }
 
-func (f *fakeEnv) Handshakes() (map[string]time.Time, error) {
+func (f *fakeEnv) Peers() (map[string]PeerStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]time.Time{}
+	if f.received == nil {
+		f.received = map[string]int64{}
+	}
+	out := map[string]PeerStats{}
 	for k, v := range f.handshakes {
-		out[k] = v
+		if f.alive[k] {
+			f.received[k] += 100
+		}
+		out[k] = PeerStats{LastHandshake: v, Received: f.received[k]}
 	}
 	return out, nil
 }
@@ -123,7 +132,8 @@ func peerResult(t *testing.T, st wirespanv1alpha1.ProbeRequestStatus, name strin
 func TestRunProbesEveryPeer(t *testing.T) {
 	now := time.Now()
 	env := &fakeEnv{
-		handshakes: map[string]time.Time{"b": now.Add(-30 * time.Second), "c": now.Add(-10 * time.Minute)},
+		handshakes: map[string]time.Time{"b": now.Add(-30 * time.Second), "c": now.Add(-10 * time.Minute), "d": {}},
+		alive:      map[string]bool{"b": true},
 		answers:    map[string]bool{"c": true},
 		refused:    map[netip.AddrPort]bool{epD: true},
 		pathMTU:    map[netip.Addr]int{tB: 1420, tC: 1300},
@@ -138,15 +148,15 @@ func TestRunProbesEveryPeer(t *testing.T) {
 	if names := []string{st.Peers[0].Name, st.Peers[1].Name, st.Peers[2].Name, st.Peers[3].Name}; !slices.Equal(names, []string{"b", "c", "d", "e"}) {
 		t.Errorf("peers in order %v, want sorted by name", names)
 	}
-	// b: a recent handshake answers; no new handshake, a full-size echo.
+	// b: traffic arrives; no new handshake, a full-size echo.
 	b := peerResult(t, st, "b")
 	if b.UDP != wirespanv1alpha1.UDPAnswered || b.PathMTU != 1420 || b.TunnelMTU != 1420 || b.UnderlayMTU != 1500 || b.Overhead != 60 {
 		t.Errorf("b = %+v, want answered, path MTU 1420 of 1420, underlay 1500", b)
 	}
-	// c: stale, a new handshake completes; the tunnel loses echoes above
+	// c: silent, a new handshake completes; the tunnel loses echoes above
 	// 1300, and the underlay carries 1400 where 1480 is needed.
 	c := peerResult(t, st, "c")
-	if c.UDP != wirespanv1alpha1.UDPAnswered || !strings.Contains(c.UDPMessage, "a new one completed") || c.PathMTU != 1300 || c.UnderlayMTU != 1400 {
+	if c.UDP != wirespanv1alpha1.UDPAnswered || !strings.Contains(c.UDPMessage, "a new handshake completed") || c.PathMTU != 1300 || c.UnderlayMTU != 1400 {
 		t.Errorf("c = %+v, want answered by a new handshake, path MTU 1300, underlay 1400", c)
 	}
 	if !strings.Contains(c.MTUMessage, "up to 1300 bytes") || !strings.Contains(c.MTUMessage, "takes 1480") {
@@ -163,7 +173,7 @@ func TestRunProbesEveryPeer(t *testing.T) {
 		t.Errorf("e = %+v, want not probed, with the reason", e)
 	}
 	if slices.Contains(env.rehandled, "b") || !slices.Contains(env.rehandled, "c") || !slices.Contains(env.rehandled, "d") {
-		t.Errorf("new handshakes with %v, want c and d only (b's is recent)", env.rehandled)
+		t.Errorf("new handshakes with %v, want c and d only (b sends)", env.rehandled)
 	}
 	if len(st.Gossip) != 2 || !st.Gossip[0].Present || st.Gossip[0].LastAuthenticatedTime == nil || st.Gossip[1].Present || st.Gossip[1].LastAuthenticatedTime != nil {
 		t.Errorf("gossip = %+v", st.Gossip)
@@ -174,13 +184,13 @@ func TestRunProbesEveryPeer(t *testing.T) {
 }
 
 func TestRunSilentPeerAndUnknownName(t *testing.T) {
-	env := &fakeEnv{handshakes: map[string]time.Time{}, pathMTU: map[netip.Addr]int{}}
+	env := &fakeEnv{handshakes: map[string]time.Time{"b": time.Now().Add(-time.Minute)}, pathMTU: map[netip.Addr]int{}}
 	spec := wirespanv1alpha1.ProbeRequestSpec{Peers: []string{"b", "zz"}}
 	st := Run(context.Background(), spec, gatewayInputs(), env, time.Now)
 	if len(st.Peers) != 2 {
 		t.Fatalf("peers = %+v, want b and zz as asked", st.Peers)
 	}
-	if b := st.Peers[0]; b.Name != "b" || b.UDP != wirespanv1alpha1.UDPNoAnswer || !strings.Contains(b.UDPMessage, "no answer") {
+	if b := st.Peers[0]; b.Name != "b" || b.UDP != wirespanv1alpha1.UDPNoAnswer || !strings.Contains(b.UDPMessage, "no answer") || !strings.Contains(b.UDPMessage, "last handshake 1m0s ago") {
 		t.Errorf("b = %+v, want no answer", b)
 	}
 	if zz := st.Peers[1]; zz.Name != "zz" || zz.UDP != wirespanv1alpha1.UDPNotProbed || !strings.Contains(zz.UDPMessage, "does not peer") {
@@ -252,21 +262,22 @@ func TestPaths(t *testing.T) {
 		},
 	}
 	pods := []netip.Prefix{netip.MustParsePrefix("fd00:1::/48"), netip.MustParsePrefix("10.1.0.0/16")}
-	got := Paths(st, pods)
+	agentPods := []netip.Prefix{netip.MustParsePrefix("fd00:1:0:1::/64"), netip.MustParsePrefix("10.1.1.0/24")}
+	got := Paths(st, pods, agentPods)
 	want := []Path{
 		{Link: "wirespan0", Range: netip.MustParsePrefix("10.2.0.0/16"), Source: netip.MustParseAddr("10.2.0.1"), Destination: netip.MustParseAddr("10.1.0.1")},
 		{Link: "wirespan0", Range: netip.MustParsePrefix("100.64.0.2/32"), Source: netip.MustParseAddr("100.64.0.2"), Destination: netip.MustParseAddr("10.1.0.1")},
-		{Link: "wirespan-vx", Range: netip.MustParsePrefix("10.1.0.0/16"), Source: netip.MustParseAddr("10.1.0.1"), Destination: netip.MustParseAddr("10.2.0.1")},
+		{Link: "wirespan-vx", Range: netip.MustParsePrefix("10.1.1.0/24"), Source: netip.MustParseAddr("10.1.1.1"), Destination: netip.MustParseAddr("10.2.0.1")},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Paths on a gateway =\n%+v\nwant\n%+v", got, want)
 	}
 	// A node agent: remote ranges over VXLAN, nothing about pods.
 	agent := dataplane.State{VXLAN: &dataplane.VXLAN{Name: "wirespan-vx"}, Routes: []dataplane.Route{{Dst: netip.MustParsePrefix("10.2.0.0/16"), Dev: "wirespan-vx"}}}
-	if got := Paths(agent, pods); len(got) != 1 || got[0].Link != "wirespan-vx" || got[0].Destination != netip.MustParseAddr("10.1.0.1") {
+	if got := Paths(agent, pods, agentPods); len(got) != 1 || got[0].Link != "wirespan-vx" || got[0].Destination != netip.MustParseAddr("10.1.0.1") {
 		t.Errorf("Paths on a node agent = %+v", got)
 	}
-	if got := Paths(st, nil); len(got) != 0 {
+	if got := Paths(st, nil, nil); len(got) != 0 {
 		t.Errorf("Paths without a pod range = %+v, want none", got)
 	}
 }
