@@ -27,12 +27,12 @@ import (
 )
 
 // Waits of the probes. Each peer is probed on its own goroutine, so a
-// request costs about the slowest peer: at most ReceiveWait, then
-// HandshakeWait, then UDPWait, then the MTU search, in which a lost echo
-// costs EchoWait. ReceiveWait covers a gossip heartbeat, which every
-// peer's gateway sends every second through a working tunnel.
+// request costs about the slowest peer: at most RoundTrips echoes of
+// RoundTripWait, then HandshakeWait, then UDPWait, then the MTU search,
+// in which a lost echo costs EchoWait.
 const (
-	ReceiveWait   = 1500 * time.Millisecond
+	RoundTrips    = 2
+	RoundTripWait = time.Second
 	HandshakeWait = 2 * time.Second
 	UDPWait       = time.Second
 	EchoWait      = 300 * time.Millisecond
@@ -196,10 +196,12 @@ func probePeer(ctx context.Context, p Peer, env peerEnv, now func() time.Time) w
 	return out
 }
 
-// probeUDP fills the UDP result: traffic from the peer answers it; else
-// a new handshake is started and awaited; else one empty datagram tells a
-// closed port (refused) from a silent path. It returns whether the tunnel
-// has a working session.
+// probeUDP fills the UDP result: a small echo through the tunnel that
+// comes back answers it (traffic arriving from the peer would not: it
+// keeps arriving when only our packets are dropped); else a new handshake
+// is started and awaited; else one empty datagram tells a closed port
+// (refused) from a silent path. It returns whether the tunnel carries
+// traffic both ways.
 func probeUDP(ctx context.Context, p Peer, env peerEnv, now func() time.Time, out *wirespanv1alpha1.PeerProbe) bool {
 	if env.statsErr != nil {
 		out.UDPMessage = fmt.Sprintf("read the WireGuard device: %v", env.statsErr)
@@ -213,17 +215,20 @@ func probeUDP(ctx context.Context, p Peer, env peerEnv, now func() time.Time, ou
 		}
 	}
 	setLast(before.LastHandshake)
-	if got, ok := await(ctx, env, p.Cluster, ReceiveWait, func(s PeerStats) bool { return s.Received > before.Received }); ok {
-		setLast(got.LastHandshake)
-		out.UDP = wirespanv1alpha1.UDPAnswered
-		out.UDPMessage = "traffic from the peer arrives; " + lastHandshake(got.LastHandshake, now())
-		return true
+	if p.TunnelAddr.IsValid() {
+		for range RoundTrips {
+			if ok, _ := env.Echo(ctx, p.TunnelAddr, smallEcho, RoundTripWait); ok {
+				out.UDP = wirespanv1alpha1.UDPAnswered
+				out.UDPMessage = fmt.Sprintf("an echo through the tunnel to %s came back; %s", p.TunnelAddr, lastHandshake(before.LastHandshake, start))
+				return true
+			}
+		}
 	}
 	if !p.Endpoint.IsValid() {
 		out.UDPMessage = "no endpoint to send to: the peer lists none and has not dialed in (a cluster behind NAT must dial first)"
 		return false
 	}
-	silent := fmt.Sprintf("nothing came from the peer for %s (%s)", ReceiveWait, lastHandshake(before.LastHandshake, start))
+	silent := fmt.Sprintf("%d echoes through the tunnel to %s did not come back (%s)", RoundTrips, p.TunnelAddr, lastHandshake(before.LastHandshake, start))
 	asked := now()
 	if err := env.Rehandshake(p.Cluster); err != nil {
 		silent += fmt.Sprintf("; no new handshake started: %v", err)
@@ -244,10 +249,14 @@ func probeUDP(ctx context.Context, p Peer, env peerEnv, now func() time.Time, ou
 		out.UDPMessage = fmt.Sprintf("%s; %s answered ICMP port unreachable: nothing listens on UDP port %d there", silent, p.Endpoint.Addr(), p.Endpoint.Port())
 	default:
 		out.UDP = wirespanv1alpha1.UDPNoAnswer
-		out.UDPMessage = fmt.Sprintf("%s; a datagram to %s drew no answer within %s: UDP is dropped on the way, the host is down, or the peer does not take this cluster's key", silent, p.Endpoint, UDPWait)
+		out.UDPMessage = fmt.Sprintf("%s; a datagram to %s drew no answer within %s: UDP is dropped on the way (either way), the host is down, or the peer does not take this cluster's key", silent, p.Endpoint, UDPWait)
 	}
 	return false
 }
+
+// smallEcho is the size of the round-trip echo: any working path carries
+// it.
+const smallEcho = 84
 
 func lastHandshake(last, now time.Time) string {
 	if last.IsZero() {

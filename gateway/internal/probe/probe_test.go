@@ -20,11 +20,12 @@ import (
 type fakeEnv struct {
 	mu         sync.Mutex
 	handshakes map[string]time.Time
-	// alive: the peer sends (gossip heartbeats); answers: a rehandshake
-	// with it completes.
-	alive    map[string]bool
-	received map[string]int64
-	answers  map[string]bool
+	// alive: the tunnel carries traffic both ways; answers: a rehandshake
+	// with the peer completes (and makes it alive).
+	alive       map[string]bool
+	tunnelAddrs map[netip.Addr]string
+	received    map[string]int64
+	answers     map[string]bool
 	// refused: the endpoint's port is closed.
 	refused   map[netip.AddrPort]bool
 	pathMTU   map[netip.Addr]int
@@ -56,6 +57,7 @@ func (f *fakeEnv) Rehandshake(cluster string) error {
 	f.rehandled = append(f.rehandled, cluster)
 	if f.answers[cluster] {
 		f.handshakes[cluster] = time.Now()
+		f.alive[cluster] = true
 	}
 	return nil
 }
@@ -66,6 +68,9 @@ func (f *fakeEnv) Echo(_ context.Context, dst netip.Addr, size int, _ time.Durat
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.echoes++
+	if f.tunnelAddrs[dst] != "" && !f.alive[f.tunnelAddrs[dst]] {
+		return false, nil // no session, or our packets are dropped
+	}
 	return size <= f.pathMTU[dst], nil
 }
 
@@ -132,12 +137,13 @@ func peerResult(t *testing.T, st wirespanv1alpha1.ProbeRequestStatus, name strin
 func TestRunProbesEveryPeer(t *testing.T) {
 	now := time.Now()
 	env := &fakeEnv{
-		handshakes: map[string]time.Time{"b": now.Add(-30 * time.Second), "c": now.Add(-10 * time.Minute), "d": {}},
-		alive:      map[string]bool{"b": true},
-		answers:    map[string]bool{"c": true},
-		refused:    map[netip.AddrPort]bool{epD: true},
-		pathMTU:    map[netip.Addr]int{tB: 1420, tC: 1300},
-		underlay:   map[netip.AddrPort]int{epC: 1400},
+		handshakes:  map[string]time.Time{"b": now.Add(-30 * time.Second), "c": now.Add(-10 * time.Minute), "d": {}},
+		alive:       map[string]bool{"b": true},
+		tunnelAddrs: map[netip.Addr]string{tB: "b", tC: "c", tD: "d"},
+		answers:     map[string]bool{"c": true},
+		refused:     map[netip.AddrPort]bool{epD: true},
+		pathMTU:     map[netip.Addr]int{tB: 1420, tC: 1300},
+		underlay:    map[netip.AddrPort]int{epC: 1400},
 	}
 	spec := wirespanv1alpha1.ProbeRequestSpec{DNSNames: []string{"echo.demo.svc.clusterset.local", "nosuch.demo.svc.clusterset.local"}}
 	st := Run(context.Background(), spec, gatewayInputs(), env, time.Now)
@@ -184,7 +190,8 @@ func TestRunProbesEveryPeer(t *testing.T) {
 }
 
 func TestRunSilentPeerAndUnknownName(t *testing.T) {
-	env := &fakeEnv{handshakes: map[string]time.Time{"b": time.Now().Add(-time.Minute)}, pathMTU: map[netip.Addr]int{}}
+	env := &fakeEnv{handshakes: map[string]time.Time{"b": time.Now().Add(-time.Minute)}, pathMTU: map[netip.Addr]int{},
+		alive: map[string]bool{}, tunnelAddrs: map[netip.Addr]string{tB: "b"}}
 	spec := wirespanv1alpha1.ProbeRequestSpec{Peers: []string{"b", "zz"}}
 	st := Run(context.Background(), spec, gatewayInputs(), env, time.Now)
 	if len(st.Peers) != 2 {
@@ -196,13 +203,13 @@ func TestRunSilentPeerAndUnknownName(t *testing.T) {
 	if zz := st.Peers[1]; zz.Name != "zz" || zz.UDP != wirespanv1alpha1.UDPNotProbed || !strings.Contains(zz.UDPMessage, "does not peer") {
 		t.Errorf("zz = %+v, want not probed: unknown", zz)
 	}
-	if env.echoes != 0 {
-		t.Errorf("%d echoes through tunnels without a session", env.echoes)
+	if env.echoes != RoundTrips {
+		t.Errorf("%d echoes, want the %d round trips and no MTU search through a tunnel that carries nothing", env.echoes, RoundTrips)
 	}
 }
 
 func TestNodeAgentProbesOnlyItsNode(t *testing.T) {
-	env := &fakeEnv{handshakes: map[string]time.Time{}}
+	env := &fakeEnv{handshakes: map[string]time.Time{}, alive: map[string]bool{}}
 	in := Inputs{Node: "c1-n1", Role: wirespanv1alpha1.ProbeRoleNodeAgent, Peers: gatewayInputs().Peers,
 		Paths:    []Path{{Link: "wirespan-vx", Range: netip.MustParsePrefix("10.2.0.0/16")}, {Link: "strict0", Range: netip.MustParsePrefix("10.3.0.0/16")}},
 		DNSError: "kube-system/kube-dns has no ClusterIP"}
