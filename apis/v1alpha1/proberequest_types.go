@@ -86,6 +86,11 @@ type ProbeRequestStatus struct {
 	// peer is reported in peers instead).
 	// +optional
 	Error string `json:"error,omitempty"`
+	// warnings name what could not be probed (a reverse-path question
+	// the kernel could not be asked); the rest of the answer stands.
+	// +optional
+	// +listType=atomic
+	Warnings []string `json:"warnings,omitempty"`
 
 	// peers has a result per peer probed.
 	// +optional

@@ -44,7 +44,7 @@ const probeSweep = 10 * time.Second
 // probeNetwork is the network side of the probes: dataplane/linux's
 // Kernel.
 type probeNetwork interface {
-	Echo(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error)
+	Echo(ctx context.Context, dst netip.Addr, mark, size int, wait time.Duration) (bool, error)
 	UDPRefused(ctx context.Context, ep netip.AddrPort, mark int, wait time.Duration) (bool, error)
 	UnderlayMTU(ctx context.Context, ep netip.AddrPort, mark, size int) (int, error)
 	ReversePath(link string, src, dst netip.Addr) (int, bool, string, error)
@@ -316,7 +316,10 @@ func (e probeEnv) Peers() (map[string]probe.PeerStats, error) { return e.p.tunne
 func (e probeEnv) Rehandshake(cluster string) error           { return e.p.tunnels.rehandshake(cluster) }
 func (e probeEnv) LinkMTU(link string) (int, error)           { return e.p.link(link) }
 func (e probeEnv) Echo(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error) {
-	return e.p.net.Echo(ctx, dst, size, wait)
+	return e.p.net.Echo(ctx, dst, 0, size, wait)
+}
+func (e probeEnv) UnderlayEcho(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error) {
+	return e.p.net.Echo(ctx, dst, e.mark, size, wait)
 }
 func (e probeEnv) UDPRefused(ctx context.Context, ep netip.AddrPort, wait time.Duration) (bool, error) {
 	return e.p.net.UDPRefused(ctx, ep, e.mark, wait)

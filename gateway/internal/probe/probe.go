@@ -105,6 +105,9 @@ type Env interface {
 	// UDPRefused sends one empty datagram to ep and says whether its host
 	// answered port unreachable within wait.
 	UDPRefused(ctx context.Context, ep netip.AddrPort, wait time.Duration) (bool, error)
+	// UnderlayEcho is Echo on the node network, with the WireGuard
+	// device's fwmark, so it takes the route WireGuard's packets take.
+	UnderlayEcho(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error)
 	// UnderlayMTU sends a datagram of size bytes (IP header included) to
 	// ep with don't-fragment set and returns the path MTU the kernel
 	// knows towards it afterwards.
@@ -140,8 +143,8 @@ func Run(ctx context.Context, spec wirespanv1alpha1.ProbeRequestSpec, in Inputs,
 	var rpErrs []string
 	st.ReversePath, rpErrs = reversePaths(in.Paths, env)
 	wg.Wait()
-	if len(rpErrs) > 0 {
-		st.Error = "reverse-path filter not checked: " + joinNotes(rpErrs)
+	for _, e := range rpErrs {
+		st.Warnings = append(st.Warnings, "reverse-path filter not checked: "+e)
 	}
 	done := metav1.NewTime(now())
 	st.CompletionTime = &done
@@ -305,19 +308,11 @@ func probeMTU(ctx context.Context, p Peer, env peerEnv, answered bool, out *wire
 	var notes []string
 	if p.Endpoint.IsValid() {
 		out.Overhead = int32(overhead(p.Endpoint))
-		need := env.mtu + overhead(p.Endpoint)
-		if got, err := env.UnderlayMTU(ctx, p.Endpoint, need); err != nil {
-			notes = append(notes, fmt.Sprintf("underlay path MTU to %s: %v", p.Endpoint.Addr(), err))
-		} else {
-			out.UnderlayMTU = int32(got)
-			if got < need {
-				notes = append(notes, fmt.Sprintf("the underlay carries %d bytes to %s, and a full tunnel packet takes %d (%d + %d)", got, p.Endpoint.Addr(), need, env.mtu, overhead(p.Endpoint)))
-			}
-		}
+		notes = append(notes, underlayMTU(ctx, p, env, out)...)
 	}
 	switch {
 	case !answered:
-		notes = append(notes, "no echo through the tunnel: it has no session")
+		notes = append(notes, "no echo through the tunnel: it does not carry traffic both ways")
 	case !p.TunnelAddr.IsValid():
 		notes = append(notes, "no tunnel address to send echoes to")
 	default:
@@ -340,6 +335,34 @@ func probeMTU(ctx context.Context, p Peer, env peerEnv, answered bool, out *wire
 }
 
 func joinNotes(notes []string) string { return strings.Join(notes, "; ") }
+
+// underlayMTU fills the underlay's path MTU towards the endpoint: the
+// largest don't-fragment echo its address answers, when it answers
+// echoes over IPv4 (that also finds a path that drops large packets
+// without saying so); else the path MTU the kernel knows after a
+// don't-fragment datagram of a full tunnel packet's size, which a router
+// on the way answers with its MTU. It returns the notes for the message.
+func underlayMTU(ctx context.Context, p Peer, env peerEnv, out *wirespanv1alpha1.PeerProbe) []string {
+	need := env.mtu + overhead(p.Endpoint)
+	addr := p.Endpoint.Addr().Unmap()
+	how := "by echoes to its address"
+	got := 0
+	var err error
+	if ok, _ := env.UnderlayEcho(ctx, addr, smallEcho, RoundTripWait); ok && addr.Is4() {
+		got, err = Largest(MinMTU, need, func(size int) (bool, error) { return env.UnderlayEcho(ctx, addr, size, EchoWait) })
+	} else {
+		how = "by the kernel, after a datagram of that size"
+		got, err = env.UnderlayMTU(ctx, p.Endpoint, need)
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("underlay path MTU to %s: %v", addr, err)}
+	}
+	out.UnderlayMTU = int32(got)
+	if got < need {
+		return []string{fmt.Sprintf("the underlay carries %d bytes to %s (%s), and a full tunnel packet takes %d (%d + %d)", got, addr, how, need, env.mtu, overhead(p.Endpoint))}
+	}
+	return []string{fmt.Sprintf("the underlay carries full tunnel packets of %d bytes to %s (%s)", need, addr, how)}
+}
 
 // Largest returns the largest size in [lo, hi] for which pass is true,
 // assuming a size passes when a larger one does (a path MTU); 0 when

@@ -26,8 +26,9 @@ import (
 // included) to dst with don't-fragment set, and reports whether the reply
 // came within wait. The path MTU the kernel has cached is ignored
 // (IP_PMTUDISC_PROBE), so the packet really tries the path; a packet
-// larger than the outgoing link's MTU does not pass.
-func (k *Kernel) Echo(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error) {
+// larger than the outgoing link's MTU does not pass. mark is the fwmark
+// of the request (0: none), which decides its route.
+func (k *Kernel) Echo(ctx context.Context, dst netip.Addr, mark, size int, wait time.Duration) (bool, error) {
 	if !dst.Is4() {
 		return false, fmt.Errorf("echo to %s: only IPv4 is probed", dst)
 	}
@@ -37,18 +38,23 @@ func (k *Kernel) Echo(ctx context.Context, dst netip.Addr, size int, wait time.D
 	var passed bool
 	err := k.ns.do(func() error {
 		var err error
-		passed, err = echo4(ctx, dst, size, wait)
+		passed, err = echo4(ctx, dst, mark, size, wait)
 		return err
 	})
 	return passed, err
 }
 
-func echo4(ctx context.Context, dst netip.Addr, size int, wait time.Duration) (bool, error) {
+func echo4(ctx context.Context, dst netip.Addr, mark, size int, wait time.Duration) (bool, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
 	if err != nil {
 		return false, fmt.Errorf("open ICMP socket: %w", err)
 	}
 	defer func() { _ = unix.Close(fd) }()
+	if mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, mark); err != nil {
+			return false, fmt.Errorf("set fwmark: %w", err)
+		}
+	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE); err != nil {
 		return false, fmt.Errorf("set don't-fragment: %w", err)
 	}

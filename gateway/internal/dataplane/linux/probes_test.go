@@ -47,17 +47,17 @@ func TestEchoFindsThePathMTU(t *testing.T) {
 	k := newKernel(t, a)
 	ctx := context.Background()
 	for size, want := range map[int]bool{1300: true, 1301: false, 1500: false, 576: true} {
-		got, err := k.Echo(ctx, dst, size, 300*time.Millisecond)
+		got, err := k.Echo(ctx, dst, 0, size, 300*time.Millisecond)
 		if err != nil || got != want {
 			t.Errorf("Echo(%d bytes) = %v, %v; want %v", size, got, err, want)
 		}
 	}
 	// Larger than a's own link: refused locally, not sent.
-	if got, err := k.Echo(ctx, dst, 1501, 300*time.Millisecond); err != nil || got {
+	if got, err := k.Echo(ctx, dst, 0x5a, 1501, 300*time.Millisecond); err != nil || got {
 		t.Errorf("Echo(1501 bytes over a 1500 link) = %v, %v; want false, nil", got, err)
 	}
 	largest, err := probe.Largest(probe.MinMTU, 1500, func(size int) (bool, error) {
-		return k.Echo(ctx, dst, size, 300*time.Millisecond)
+		return k.Echo(ctx, dst, 0, size, 300*time.Millisecond)
 	})
 	if err != nil || largest != 1300 {
 		t.Errorf("the path MTU search found %d, %v; want 1300", largest, err)
