@@ -106,6 +106,21 @@ func noProbeRequests(t *testing.T, seen []string) {
 	}
 }
 
+// clientFor is an admin client of the test API server for the types add
+// registers (env.Client knows Wirespan's and Kubernetes' own).
+func clientFor(t *testing.T, add func(*runtime.Scheme) error) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := add(scheme); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 type result struct{ Check, Cluster, Status, Summary, Hint string }
 
 func diagnoseJSON(t *testing.T, out string) map[string]result {
@@ -126,14 +141,7 @@ func TestDiagnoseAsksTheGatewayAndDeletesTheRequest(t *testing.T) {
 	si := &mcsv1beta1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "echo"},
 		Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ClusterSetIP, IPs: []string{"10.96.200.1"},
 			Ports: []mcsv1beta1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}}}
-	mcs := runtime.NewScheme()
-	if err := mcsv1beta1.Install(mcs); err != nil {
-		t.Fatal(err)
-	}
-	mcsClient, err := client.New(env.Config, client.Options{Scheme: mcs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mcsClient := clientFor(t, mcsv1beta1.Install)
 	if err := mcsClient.Create(context.Background(), si); err != nil {
 		t.Fatal(err)
 	}
@@ -263,14 +271,7 @@ func TestDiagnoseWithoutPermission(t *testing.T) {
 func TestDiagnoseAgainstAnOlderRelease(t *testing.T) {
 	kc := probeSetup(t)
 	ctx := context.Background()
-	scheme := runtime.NewScheme()
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := clientFor(t, apiextensionsv1.AddToScheme)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +283,7 @@ func TestDiagnoseAgainstAnOlderRelease(t *testing.T) {
 	t.Cleanup(func() {
 		poll.Until(t, 30*time.Second, "the CRD is gone before it is put back", func() error {
 			if err := cl.Get(ctx, client.ObjectKeyFromObject(crd), crd); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("still there: %v", err)
+				return fmt.Errorf("still there: %w", err)
 			}
 			return nil
 		})

@@ -120,6 +120,8 @@ var scenarios = []scenario{
 			staleHandshake(s, wirespanv1alpha1.UDPNoAnswer, nil)
 			s.Clusters[0].Probe = nil
 		}},
+	{name: "stale handshake, nothing to send to", fail: []string{"handshake"}, warned: []string{"gossip-members", "path-mtu"}, hint: "check that the peer's endpoint in Git is right",
+		breakIt: func(s *model.Clusterset) { staleHandshake(s, wirespanv1alpha1.UDPNotProbed, nil) }},
 	{name: "handshake during the probe", warned: []string{"handshake"}, hint: "the peer answered during the probe",
 		breakIt: func(s *model.Clusterset) {
 			staleHandshake(s, wirespanv1alpha1.UDPAnswered, ptr.To(fixture.Now.Add(2*time.Second)))
@@ -142,6 +144,9 @@ var scenarios = []scenario{
 	{name: "DNS answers NXDOMAIN", fail: []string{"dns-answer"}, hint: "see that gateway's log", breakIt: func(s *model.Clusterset) {
 		d := &s.Clusters[0].Probe.Answer.DNS[0]
 		d.RCode, d.Addresses = "NXDOMAIN", nil
+	}},
+	{name: "DNS name not reported by the gateway", warned: []string{"dns-answer"}, hint: "older than this plugin", breakIt: func(s *model.Clusterset) {
+		s.Clusters[1].Probe.Answer.DNS = nil
 	}},
 	{name: "DNS answers another address", fail: []string{"dns-answer"}, breakIt: func(s *model.Clusterset) {
 		s.Clusters[2].Probe.Answer.DNS[0].Addresses = []string{"10.103.200.9"}

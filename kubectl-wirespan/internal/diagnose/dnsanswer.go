@@ -43,7 +43,7 @@ func checkDNSAnswer(in *input) []Result {
 			return *res
 		}
 		zone := in.opts.Zone
-		var bad, caused, good []string
+		var bad, caused, unanswered, good []string
 		for _, name := range c.Probe.Spec.DNSNames {
 			i := slices.IndexFunc(c.Imports, func(si mcsv1beta1.ServiceImport) bool { return model.ProbeDNSName(&si, zone) == name })
 			j := slices.IndexFunc(a.DNS, func(d wirespanv1alpha1.DNSProbe) bool { return d.Name == name })
@@ -52,7 +52,7 @@ func checkDNSAnswer(in *input) []Result {
 			}
 			si := &c.Imports[i]
 			if j < 0 {
-				bad = append(bad, fmt.Sprintf("%s: %s: gateway %s reported no answer for it", c.Context, name, a.Node))
+				unanswered = append(unanswered, fmt.Sprintf("%s: %s: gateway %s reported nothing for it", c.Context, name, a.Node))
 				continue
 			}
 			line, wrong := judgeDNS(c.Context, si, &a.DNS[j])
@@ -77,12 +77,16 @@ func checkDNSAnswer(in *input) []Result {
 		switch {
 		case len(bad) > 0:
 			return Result{Status: Fail, Summary: "the cluster DNS does not answer some clusterset names as their ServiceImports say",
-				Evidence: slices.Concat(bad, caused, good),
+				Evidence: slices.Concat(bad, caused, unanswered, good),
 				Hint: "pods ask CoreDNS, which forwards " + zone + " to Wirespan's DNS Service, whose active gateway answers from the ServiceImports: " +
 					"see that gateway's log and its wirespan_dns_queries_total by rcode, and ask from a pod (kubectl run -it --rm dnstest --image=busybox -- nslookup <name>)"}
 		case len(caused) > 0:
-			return Result{Status: Warn, Summary: "some clusterset names do not resolve, for a cause another check reports", Evidence: slices.Concat(caused, good),
+			return Result{Status: Warn, Summary: "some clusterset names do not resolve, for a cause another check reports", Evidence: slices.Concat(caused, unanswered, good),
 				Hint: "fix what the named check reports"}
+		case len(unanswered) > 0:
+			// No answer says nothing about the DNS: never a failure.
+			return Result{Status: Warn, Summary: "gateway " + a.Node + " reported no DNS answer for some names asked", Evidence: slices.Concat(unanswered, good),
+				Hint: "a gateway older than this plugin may not look names up (see versions); else see its log"}
 		}
 		return Result{Status: Pass, Summary: fmt.Sprintf("the cluster DNS answers all %d clusterset names asked, as their ServiceImports say", len(c.Probe.Spec.DNSNames)),
 			Evidence: good}

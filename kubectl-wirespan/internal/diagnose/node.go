@@ -13,6 +13,19 @@ import (
 // The checks below judge what the active gateway saw from its node, in
 // its answer to the ProbeRequest diagnose made (model.Probe).
 
+// eachProbed runs judge on every cluster that has a self ClusterPeer and
+// an answer from its active gateway; the others get what eachSelf and
+// probed give them.
+func (in *input) eachProbed(judge func(c *model.Cluster, a *wirespanv1alpha1.ProbeRequestStatus, r status.Cluster) Result) []Result {
+	return in.eachSelf(func(c *model.Cluster, _ *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result {
+		a, res := probed(c)
+		if res != nil {
+			return *res
+		}
+		return judge(c, a, r)
+	})
+}
+
 // wireGuardOverhead is what the gateway takes off its node's interface
 // MTU for the tunnel's (gateway/internal/agent.WireGuardOverhead: the
 // IPv6 encapsulation, so that the tunnel fits either way). Lowering the
@@ -23,11 +36,7 @@ const wireGuardOverhead = 80
 // MTU: the largest don't-fragment echo that crossed it is smaller, or a
 // full tunnel packet is larger than the underlay path to the endpoint.
 func checkPathMTU(in *input) []Result {
-	return in.eachSelf(func(c *model.Cluster, _ *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result {
-		a, res := probed(c)
-		if res != nil {
-			return *res
-		}
+	return in.eachProbed(func(c *model.Cluster, a *wirespanv1alpha1.ProbeRequestStatus, r status.Cluster) Result {
 		if len(a.Peers) == 0 {
 			return Result{Status: Skip, Summary: "gateway " + a.Node + " probed no peer"}
 		}
@@ -90,11 +99,7 @@ var rpFilterWords = map[int32]string{0: "off", 1: "strict", 2: "loose"}
 // checkRPFilter fails where the kernel's reverse-path filter drops
 // packets from a peer's ranges on one of Wirespan's links.
 func checkRPFilter(in *input) []Result {
-	return in.eachSelf(func(c *model.Cluster, _ *wirespanv1alpha1.ClusterPeer, _ status.Cluster) Result {
-		a, res := probed(c)
-		if res != nil {
-			return *res
-		}
+	return in.eachProbed(func(c *model.Cluster, a *wirespanv1alpha1.ProbeRequestStatus, _ status.Cluster) Result {
 		if len(a.ReversePath) == 0 {
 			return Result{Status: Skip, Summary: "gateway " + a.Node + " checked no link (no peer range to check)"}
 		}
@@ -128,11 +133,7 @@ func checkRPFilter(in *input) []Result {
 // authenticated message while the tunnel to it is up: gossip runs inside
 // the tunnel, so a down tunnel is the handshake check's subject.
 func checkGossip(in *input) []Result {
-	return in.eachSelf(func(c *model.Cluster, _ *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result {
-		a, res := probed(c)
-		if res != nil {
-			return *res
-		}
+	return in.eachProbed(func(c *model.Cluster, a *wirespanv1alpha1.ProbeRequestStatus, r status.Cluster) Result {
 		if len(a.Gossip) == 0 {
 			return Result{Status: Skip, Summary: "gateway " + a.Node + " expects no gossip member (no peer with a key)"}
 		}

@@ -174,12 +174,9 @@ func checkHandshakes(in *input) []Result {
 					recovered = append(recovered, fmt.Sprintf("%s, last handshake %s", line, age(timeOf(pp.LastHandshakeTime), probedAt(a, in.set.Now))))
 					continue
 				}
-				if h := udpHint(p.Name, pp); h != "" {
-					hints = append(hints, h)
-				}
+				hints = append(hints, udpHint(p.Name, pp))
 			} else {
-				hints = append(hints, "check that the peer's endpoint in Git is right and that UDP reaches it (its listen port, through firewalls and NAT); "+
-					"a cluster behind NAT needs the other side to have an endpoint")
+				hints = append(hints, udpHint(p.Name, nil))
 			}
 			fails = append(fails, line)
 		}

@@ -100,20 +100,21 @@ func tunnelUp(a *wirespanv1alpha1.ProbeRequestStatus, r status.Cluster, name str
 }
 
 // udpHint says what to do about a peer whose endpoint did not complete a
-// handshake, by what the UDP probe saw; "" when it says nothing.
+// handshake, by what the UDP probe saw (pp nil: no probe).
 func udpHint(peer string, pp *wirespanv1alpha1.PeerProbe) string {
+	if pp == nil || (pp.UDP != wirespanv1alpha1.UDPRefused && pp.UDP != wirespanv1alpha1.UDPNoAnswer) {
+		return "check that the peer's endpoint in Git is right and that UDP reaches it (its listen port, through firewalls and NAT); " +
+			"a cluster behind NAT needs the other side to have an endpoint"
+	}
 	host, port, err := net.SplitHostPort(pp.Endpoint)
 	if err != nil {
 		host, port = pp.Endpoint, "(its port)"
 	}
-	switch pp.UDP {
-	case wirespanv1alpha1.UDPRefused:
+	if pp.UDP == wirespanv1alpha1.UDPRefused {
 		return fmt.Sprintf("nothing listens on %s: is %s's gateway running on that node, and is %s its --listen-port?", pp.Endpoint, peer, port)
-	case wirespanv1alpha1.UDPNoAnswer:
-		return fmt.Sprintf("open UDP %s from this cluster's gateways to %s (firewall, security group), or check that %s has this cluster's key (key-matches, read from %s's context)",
-			port, host, peer, peer)
 	}
-	return ""
+	return fmt.Sprintf("open UDP %s from this cluster's gateways to %s (firewall, security group), or check that %s has this cluster's key (key-matches, read from %s's context)",
+		port, host, peer, peer)
 }
 
 // timeOf is a metav1.Time's time, or nil.
