@@ -1,7 +1,8 @@
 // Command kubectl-wirespan is the kubectl plugin for Wirespan: `kubectl
 // wirespan status`, `graph` and `diagnose` show a clusterset as one or
-// more of its clusters see it, through the usual kubeconfig flags. It only
-// reads, through the Kubernetes API and its authorization.
+// more of its clusters see it, through the usual kubeconfig flags. It goes
+// through the Kubernetes API and its authorization only: it reads, and
+// diagnose creates (then deletes) ProbeRequests that the gateways answer.
 package main
 
 import (

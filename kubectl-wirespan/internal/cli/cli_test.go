@@ -128,7 +128,7 @@ func TestStatusAndDiagnoseReadARealAPIServer(t *testing.T) {
 	// west claims 10.9.0.0/16 outside its allowedCIDRs, and has no key:
 	// allowed-cidrs fails (exit 1); the tunnel is down for no cause
 	// another check reports, so handshake fails too.
-	out, _, code = run(t, "--kubeconfig", kc, "diagnose", "--check", "allowed-cidrs,handshake,dns-endpoint,coredns-forward", "-o", "json")
+	out, _, code = run(t, "--kubeconfig", kc, "diagnose", "--probe=false", "--check", "allowed-cidrs,handshake,dns-endpoint,coredns-forward", "-o", "json")
 	if code != exitFailed {
 		t.Errorf("diagnose exit %d, want %d:\n%s", code, exitFailed, out)
 	}

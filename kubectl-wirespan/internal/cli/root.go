@@ -40,10 +40,16 @@ type globals struct {
 	timeout   time.Duration
 }
 
-// Main runs the plugin and returns its exit status.
+// Main runs the plugin and returns its exit status; Ctrl-C cancels it
+// (diagnose still deletes the ProbeRequests it made).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	return Run(ctx, args, stdout, stderr)
+}
+
+// Run runs the plugin until ctx is done and returns its exit status.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -66,8 +72,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Long: `kubectl wirespan shows a Wirespan clusterset as one or more of its clusters see it:
 tunnels, routed and refused ranges, Multi-Cluster Services, DNS.
 
-It reads through the Kubernetes API with your kubeconfig and never writes.
-Give several contexts (--contexts or --all-contexts) to see the clusterset
+It reads through the Kubernetes API with your kubeconfig. It writes nothing
+but diagnose's ProbeRequests, which it deletes (diagnose --probe=false only
+reads). Give several contexts (--contexts or --all-contexts) to see the clusterset
 from several sides and compare them.`,
 		Example: `  kubectl wirespan status
   kubectl wirespan status --contexts east,west,north -o wide
@@ -97,21 +104,53 @@ from several sides and compare them.`,
 	return root
 }
 
-// read resolves the flags to contexts and reads each cluster.
-func (g *globals) read(ctx context.Context) (model.Clusterset, error) {
+// resolve turns the flags into contexts and where Wirespan's objects are.
+func (g *globals) resolve() ([]kube.Target, kube.Where, error) {
 	coredns, err := kubeflag.NamespacedName(g.coredns)
 	if err != nil {
-		return model.Clusterset{}, fmt.Errorf("--coredns-configmap: %w", err)
+		return nil, kube.Where{}, fmt.Errorf("--coredns-configmap: %w", err)
 	}
 	targets, err := g.sel.Targets()
 	if err != nil {
-		return model.Clusterset{}, err
+		return nil, kube.Where{}, err
 	}
 	for _, t := range targets {
 		t.Config.Timeout = g.timeout
 	}
-	where := kube.Where{Namespace: g.namespace, DNSService: g.dnsSvc, GatewayLease: g.lease, CoreDNS: coredns}
+	return targets, kube.Where{Namespace: g.namespace, DNSService: g.dnsSvc, GatewayLease: g.lease, CoreDNS: coredns}, nil
+}
+
+// read resolves the flags to contexts and reads each cluster.
+func (g *globals) read(ctx context.Context) (model.Clusterset, error) {
+	targets, where, err := g.resolve()
+	if err != nil {
+		return model.Clusterset{}, err
+	}
 	return kube.ReadAll(ctx, targets, where)
+}
+
+// probe asks each cluster read for its active gateway's answer. A
+// request it could not delete is said on stderr, with the command to
+// delete it; an interrupted command prints no report.
+func (g *globals) probe(cmd *cobra.Command, set *model.Clusterset, opts kube.ProbeOptions) error {
+	targets, where, err := g.resolve()
+	if err != nil {
+		return err
+	}
+	if err := kube.ProbeAll(cmd.Context(), targets, where, set, opts); err != nil {
+		return err
+	}
+	for _, c := range set.Clusters {
+		if p := c.Probe; p != nil && p.DeleteError != "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "kubectl-wirespan: could not delete ProbeRequest %s/%s through context %s: %s\n"+
+				"  delete it: kubectl --context %s -n %s delete proberequest %s\n",
+				where.Namespace, p.Request, c.Context, p.DeleteError, c.Context, where.Namespace, p.Request)
+		}
+	}
+	if err := cmd.Context().Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	return nil
 }
 
 func completeContexts(root *cobra.Command, g *globals) {

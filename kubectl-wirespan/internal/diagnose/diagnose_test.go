@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	wirespanv1alpha1 "github.com/wirespan/wirespan/apis/v1alpha1"
@@ -29,11 +30,44 @@ func everyCopy(set *model.Clusterset, name string, change func(c *model.Cluster,
 	}
 }
 
+// probeSees makes c's gateway answer that peer's endpoint udp, its last
+// handshake at last: with no handshake since three minutes, nothing
+// crosses the tunnel and no gossip comes from the peer.
+func probeSees(c *model.Cluster, peer, udp string, last *time.Time) {
+	a := c.Probe.Answer
+	for i := range a.Peers {
+		pp := &a.Peers[i]
+		if pp.Name != peer {
+			continue
+		}
+		pp.UDP, pp.UDPMessage, pp.LastHandshakeTime = udp, "probe: "+udp, nil
+		if last != nil {
+			pp.LastHandshakeTime = &metav1.Time{Time: *last}
+		}
+		if udp != wirespanv1alpha1.UDPAnswered {
+			pp.PathMTU, pp.MTUMessage = 0, "no echo answered"
+		}
+	}
+	for i := range a.Gossip {
+		if m := &a.Gossip[i]; m.Cluster == peer && udp != wirespanv1alpha1.UDPAnswered {
+			m.Present, m.LastAuthenticatedTime = false, &metav1.Time{Time: fixture.Now.Add(-10 * time.Minute)}
+		}
+	}
+}
+
+// peerProbeOf is c's gateway's answer about peer.
+func peerProbeOf(c *model.Cluster, peer string) *wirespanv1alpha1.PeerProbe {
+	return peerProbe(c.Probe.Answer, peer)
+}
+
 func setCond(p *wirespanv1alpha1.ClusterPeer, typ string, st metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg})
 }
 
-func tunnelDown(p *wirespanv1alpha1.ClusterPeer, reason string) {
+// tunnelDown takes the tunnel from c to p down, as c's ClusterPeer status
+// and its gateway's probe then show it.
+func tunnelDown(c *model.Cluster, p *wirespanv1alpha1.ClusterPeer, reason string) {
+	probeSees(c, p.Name, wirespanv1alpha1.UDPNoAnswer, nil)
 	p.Status.Tunnel = nil
 	setCond(p, wirespanv1alpha1.ConditionConnected, metav1.ConditionFalse, reason, "no handshake")
 	setCond(p, wirespanv1alpha1.ConditionReady, metav1.ConditionFalse, wirespanv1alpha1.ReasonNotReady, "Connected is False")
@@ -41,23 +75,27 @@ func tunnelDown(p *wirespanv1alpha1.ClusterPeer, reason string) {
 
 // scenarios each break one thing, as the end-to-end tests do in the lab,
 // and say which checks must then fail and which must warn.
-var scenarios = []struct {
+type scenario struct {
 	name         string
 	breakIt      func(*model.Clusterset)
 	fail, warned []string
-}{
+	// hint is in the hint of every result that fails (else warns).
+	hint string
+}
+
+var scenarios = []scenario{
 	{name: "healthy", breakIt: func(*model.Clusterset) {}},
-	{name: "wrong key in Git", fail: []string{"key-matches"}, warned: []string{"handshake"}, breakIt: func(s *model.Clusterset) {
+	{name: "wrong key in Git", fail: []string{"key-matches"}, warned: []string{"gossip-members", "handshake", "path-mtu"}, breakIt: func(s *model.Clusterset) {
 		everyCopy(s, "c2", func(c *model.Cluster, p *wirespanv1alpha1.ClusterPeer) {
 			p.Spec.PublicKey = wrongKey
 			if c.Name() == "c2" {
 				setCond(p, wirespanv1alpha1.ConditionKeyMatches, metav1.ConditionFalse, wirespanv1alpha1.ReasonKeyMismatch, "put "+fixture.Keys["c2"])
 				for _, other := range []string{"c1", "c3"} {
-					tunnelDown(c.Peer(other), wirespanv1alpha1.ReasonSelfKeyMismatch)
+					tunnelDown(c, c.Peer(other), wirespanv1alpha1.ReasonSelfKeyMismatch)
 				}
 				return
 			}
-			tunnelDown(p, wirespanv1alpha1.ReasonNoHandshake)
+			tunnelDown(c, p, wirespanv1alpha1.ReasonNoHandshake)
 		})
 	}},
 	{name: "missing allowed range", fail: []string{"allowed-cidrs"}, breakIt: func(s *model.Clusterset) {
@@ -73,20 +111,64 @@ var scenarios = []struct {
 			setCond(p, wirespanv1alpha1.ConditionCIDRConflict, metav1.ConditionTrue, wirespanv1alpha1.ReasonOverlap, "10.2.0.0/24 overlaps c2's 10.2.0.0/16")
 		})
 	}},
-	{name: "stale handshake", fail: []string{"handshake"}, breakIt: func(s *model.Clusterset) {
-		p := s.Clusters[0].Peer("c3")
-		p.Status.Tunnel.LastHandshakeTime = &metav1.Time{Time: fixture.Now.Add(-10 * time.Minute)}
-		setCond(p, wirespanv1alpha1.ConditionConnected, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoHandshake, "last handshake 10m ago")
+	{name: "stale handshake, endpoint silent", fail: []string{"handshake"}, warned: []string{"gossip-members", "path-mtu"}, hint: "open UDP 40123 from this cluster's gateways to 192.168.30.1",
+		breakIt: func(s *model.Clusterset) { staleHandshake(s, wirespanv1alpha1.UDPNoAnswer, nil) }},
+	{name: "stale handshake, endpoint port closed", fail: []string{"handshake"}, warned: []string{"gossip-members", "path-mtu"}, hint: "nothing listens on 192.168.30.1:40123",
+		breakIt: func(s *model.Clusterset) { staleHandshake(s, wirespanv1alpha1.UDPRefused, nil) }},
+	{name: "stale handshake, not probed", fail: []string{"handshake"}, hint: "check that the peer's endpoint in Git is right",
+		breakIt: func(s *model.Clusterset) {
+			staleHandshake(s, wirespanv1alpha1.UDPNoAnswer, nil)
+			s.Clusters[0].Probe = nil
+		}},
+	{name: "stale handshake, nothing to send to", fail: []string{"handshake"}, warned: []string{"gossip-members", "path-mtu"}, hint: "check that the peer's endpoint in Git is right",
+		breakIt: func(s *model.Clusterset) { staleHandshake(s, wirespanv1alpha1.UDPNotProbed, nil) }},
+	{name: "handshake during the probe", warned: []string{"handshake"}, hint: "the peer answered during the probe",
+		breakIt: func(s *model.Clusterset) {
+			staleHandshake(s, wirespanv1alpha1.UDPAnswered, ptr.To(fixture.Now.Add(2*time.Second)))
+		}},
+	{name: "path MTU below the tunnel's", fail: []string{"path-mtu"}, hint: "lower the gateway nodes' interface MTU to 1480", breakIt: func(s *model.Clusterset) {
+		peerProbeOf(&s.Clusters[0], "c2").PathMTU = 1400
 	}},
-	{name: "CoreDNS block removed", fail: []string{"coredns-forward"}, breakIt: func(s *model.Clusterset) {
+	{name: "underlay path too small for full tunnel packets", fail: []string{"path-mtu"}, hint: "raise the underlay path MTU towards c1 to at least 1480",
+		breakIt: func(s *model.Clusterset) {
+			peerProbeOf(&s.Clusters[1], "c1").UnderlayMTU = 1450
+		}},
+	{name: "strict rp_filter on a link", fail: []string{"rp-filter"}, hint: "net.ipv4.conf.wirespan-vx.rp_filter=2", breakIt: func(s *model.Clusterset) {
+		rp := &s.Clusters[1].Probe.Answer.ReversePath[1]
+		rp.RPFilter, rp.Accepted, rp.Message = 1, false, "invalid source"
+	}},
+	{name: "gossip member absent over a live tunnel", fail: []string{"gossip-members"}, hint: "not gossip from c1", breakIt: func(s *model.Clusterset) {
+		m := &s.Clusters[2].Probe.Answer.Gossip[0]
+		m.Present, m.LastAuthenticatedTime = false, nil
+	}},
+	{name: "DNS answers NXDOMAIN", fail: []string{"dns-answer"}, hint: "see that gateway's log", breakIt: func(s *model.Clusterset) {
+		d := &s.Clusters[0].Probe.Answer.DNS[0]
+		d.RCode, d.Addresses = "NXDOMAIN", nil
+	}},
+	{name: "DNS name not reported by the gateway", warned: []string{"dns-answer"}, hint: "older than this plugin", breakIt: func(s *model.Clusterset) {
+		s.Clusters[1].Probe.Answer.DNS = nil
+	}},
+	{name: "DNS answers another address", fail: []string{"dns-answer"}, breakIt: func(s *model.Clusterset) {
+		s.Clusters[2].Probe.Answer.DNS[0].Addresses = []string{"10.103.200.9"}
+	}},
+	{name: "headless import answered without address", fail: []string{"dns-answer"}, breakIt: func(s *model.Clusterset) {
+		c := &s.Clusters[1]
+		c.Imports[0].Spec.Type, c.Imports[0].Spec.IPs = mcsv1beta1.Headless, nil
+		c.Probe.Answer.DNS[0].Addresses = nil
+	}},
+	{name: "CoreDNS block removed", fail: []string{"coredns-forward"}, warned: []string{"dns-answer"}, breakIt: func(s *model.Clusterset) {
 		c := &s.Clusters[1]
 		c.Corefile, _, _ = strings.Cut(c.Corefile, "# wirespan: begin")
+		d := &c.Probe.Answer.DNS[0]
+		d.RCode, d.Addresses = "NXDOMAIN", nil
 	}},
 	{name: "CoreDNS forwards elsewhere", warned: []string{"coredns-forward"}, breakIt: func(s *model.Clusterset) {
 		s.Clusters[1].Corefile = strings.ReplaceAll(s.Clusters[1].Corefile, "10.102.0.53", "192.168.2.10:5353")
 	}},
-	{name: "DNS endpoint missing", fail: []string{"dns-endpoint"}, breakIt: func(s *model.Clusterset) {
+	{name: "DNS endpoint missing", fail: []string{"dns-endpoint"}, warned: []string{"dns-answer"}, breakIt: func(s *model.Clusterset) {
 		s.Clusters[2].DNSSlices[0].Endpoints = nil
+		d := &s.Clusters[2].Probe.Answer.DNS[0]
+		d.RCode, d.Addresses, d.Message = "SERVFAIL", nil, "forward: no healthy upstream"
 	}},
 	{name: "export not imported", fail: []string{"exports-imported"}, breakIt: func(s *model.Clusterset) {
 		s.Clusters[0].Imports = nil
@@ -112,9 +194,19 @@ var scenarios = []struct {
 			s.Clusters[0].Peers[i].Status = wirespanv1alpha1.ClusterPeerStatus{}
 		}
 	}},
-	{name: "imports unreadable", warned: []string{"exports-imported"}, breakIt: func(s *model.Clusterset) {
+	{name: "imports unreadable", warned: []string{"dns-answer", "exports-imported"}, breakIt: func(s *model.Clusterset) {
 		s.Clusters[0].Errors = map[string]string{model.ReadImports: "forbidden"}
 	}},
+}
+
+// staleHandshake makes c1's tunnel to c3 look down in its ClusterPeer
+// status, and its gateway's probe answer udp with that last handshake.
+func staleHandshake(s *model.Clusterset, udp string, last *time.Time) {
+	c := &s.Clusters[0]
+	p := c.Peer("c3")
+	p.Status.Tunnel.LastHandshakeTime = &metav1.Time{Time: fixture.Now.Add(-10 * time.Minute)}
+	setCond(p, wirespanv1alpha1.ConditionConnected, metav1.ConditionFalse, wirespanv1alpha1.ReasonNoHandshake, "last handshake 10m ago")
+	probeSees(c, "c3", udp, last)
 }
 
 func TestEachBreakFailsOnlyItsCheck(t *testing.T) {
@@ -141,6 +233,11 @@ func TestEachBreakFailsOnlyItsCheck(t *testing.T) {
 			if got := slices.Sorted(maps.Keys(warned)); !slices.Equal(got, sc.warned) {
 				t.Errorf("warned checks = %v, want %v", got, sc.warned)
 			}
+			for _, r := range results {
+				if r.Status == Worst(results) && r.Status != Pass && !strings.Contains(r.Hint, sc.hint) {
+					t.Errorf("%s on %s hints %q, want it to say %q", r.Check, r.Cluster, r.Hint, sc.hint)
+				}
+			}
 			if (Worst(results) == Fail) != (len(sc.fail) > 0) {
 				t.Errorf("Worst = %s", Worst(results))
 			}
@@ -156,6 +253,21 @@ func TestWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden.Check(t, "wrong-key.txt", out.String())
+}
+
+// TestWriteNodeChecks shows the node's checks failing, one break each in
+// c1's answer, with -v: every evidence line and hint.
+func TestWriteNodeChecks(t *testing.T) {
+	set := fixture.Lab()
+	for _, name := range []string{"stale handshake, endpoint port closed", "path MTU below the tunnel's", "DNS answers NXDOMAIN"} {
+		i := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == name })
+		scenarios[i].breakIt(&set)
+	}
+	var out bytes.Buffer
+	if err := Write(&out, Run(set, Options{}, []string{"handshake", "path-mtu", "rp-filter", "gossip-members", "dns-answer"}), true); err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "node-checks.txt", out.String())
 }
 
 func TestOnlyNamedChecksRun(t *testing.T) {

@@ -9,8 +9,9 @@
 // it says WARN and names that check, so a broken thing fails exactly one
 // check and the report points at the cause, not at every consequence.
 //
-// Checks that need a node (UDP reachability of a peer's endpoint, the path
-// MTU through a tunnel, reverse-path filtering, gossip membership) are not
-// here: they need the gateway to answer a request through the API, which
-// is not built yet (docs/cli.md).
+// Checks that need a node's point of view (path-mtu, rp-filter,
+// gossip-members, dns-answer, and handshake's UDP evidence) judge the
+// active gateway's answer to the ProbeRequest that package kube made
+// (model.Probe). Without an answer they SKIP or WARN, with why and what
+// to do; they never FAIL for want of one.
 package diagnose

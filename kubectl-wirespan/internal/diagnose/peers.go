@@ -148,7 +148,8 @@ func checkHandshakes(in *input) []Result {
 		}
 	}
 	return in.eachSelf(func(c *model.Cluster, self *wirespanv1alpha1.ClusterPeer, r status.Cluster) Result {
-		var fails, caused []string
+		var fails, caused, recovered, hints []string
+		a := answer(c)
 		for _, p := range r.Peers {
 			if p.Role == string(wirespanv1alpha1.RoleSelf) {
 				continue
@@ -163,13 +164,30 @@ func checkHandshakes(in *input) []Result {
 				continue
 			}
 			conn := model.Condition(peer, wirespanv1alpha1.ConditionConnected)
-			fails = append(fails, line+" ("+conn.Reason+") "+oneLine(conn.Message))
+			line += " (" + conn.Reason + ") " + oneLine(conn.Message)
+			// The gateway's probe, when there is one, tells a closed port
+			// from a silent one, and sees a handshake the status has not
+			// caught up with.
+			if pp := peerProbe(a, p.Name); pp != nil && pp.UDP != "" {
+				line += fmt.Sprintf("; probe from %s to %s: udp %s: %s", a.Node, pp.Endpoint, pp.UDP, oneLine(pp.UDPMessage))
+				if pp.UDP == wirespanv1alpha1.UDPAnswered {
+					recovered = append(recovered, fmt.Sprintf("%s, last handshake %s", line, age(timeOf(pp.LastHandshakeTime), probedAt(a, in.set.Now))))
+					continue
+				}
+				hints = append(hints, udpHint(p.Name, pp))
+			} else {
+				hints = append(hints, udpHint(p.Name, nil))
+			}
+			fails = append(fails, line)
 		}
 		switch {
 		case len(fails) > 0:
-			return Result{Status: Fail, Summary: "no recent handshake with some peers", Evidence: append(fails, caused...),
-				Hint: "check that the peer's endpoint in Git is right and that UDP reaches it (its listen port, through firewalls and NAT); " +
-					"a cluster behind NAT needs the other side to have an endpoint"}
+			return Result{Status: Fail, Summary: "no recent handshake with some peers", Evidence: slices.Concat(fails, recovered, caused),
+				Hint: strings.Join(dedupe(hints), "; ")}
+		case len(recovered) > 0:
+			return Result{Status: Warn, Summary: "some tunnels had no recent handshake until the gateway's probe completed one", Evidence: slices.Concat(recovered, caused),
+				Hint: "the peer answered during the probe, so the tunnel works now: the ClusterPeer's status had not caught up, or the tunnel comes and goes; " +
+					"run diagnose again in a minute, and see the gateway's log if it is down again"}
 		case len(caused) > 0:
 			return Result{Status: Warn, Summary: "no recent handshake with some peers, for a cause another check reports", Evidence: caused,
 				Hint: "fix what the named check reports"}

@@ -58,10 +58,16 @@ var Checks = []Check{
 	{"key-matches", "spec.publicKey in Git is the key the cluster's gateways use, in every cluster that was read", checkKeys},
 	{"allowed-cidrs", "spec.allowedCIDRs cover the ranges each cluster discovered, and no claim is refused for another reason", checkAllowed},
 	{"overlaps", "no range of one cluster overlaps a range of another", checkOverlaps},
-	{"handshake", "every tunnel had a WireGuard handshake in the last 3 minutes", checkHandshakes},
+	{"handshake", "every tunnel had a WireGuard handshake in the last 3 minutes (and, from the node, whether the peer's endpoint answers on UDP)", checkHandshakes},
+	// path-mtu, rp-filter, gossip-members and dns-answer judge what the
+	// active gateway saw from its node, answering a ProbeRequest.
+	{"path-mtu", "every tunnel carries packets of its MTU, and its full packets fit the underlay path (don't-fragment probes from the node)", checkPathMTU},
+	{"rp-filter", "the kernel's reverse-path filter accepts packets from the peers' ranges on Wirespan's links (from the node)", checkRPFilter},
+	{"gossip-members", "the active gateway hears authenticated gossip from every peer with a key (from the node)", checkGossip},
 	{"coredns-forward", "the CoreDNS Corefile forwards the clusterset zone to Wirespan's DNS Service", checkCoreDNS},
 	{"dns-endpoint", "Wirespan's DNS Service has a ready endpoint: a gateway's DNS server", checkDNSEndpoint},
 	{"exports-imported", "every valid ServiceExport is imported, with an address, in every cluster that was read", checkImported},
+	{"dns-answer", "the cluster DNS answers each imported service's clusterset name with its clusterset IPs, as a pod asks (from the node)", checkDNSAnswer},
 	{"export-conflicts", "no ServiceExport reports a conflict with another cluster's export", checkConflicts},
 	{"git-drift", "every context holds the same ClusterPeer folder (names and specs)", checkDrift},
 	{"versions", "every cluster's operator and active gateway report the same version (their images where they report none)", checkVersions},

@@ -44,6 +44,10 @@ type Cluster struct {
 	// when absent: its holder is the active gateway, which writes its
 	// version in the annotation wirespan.io/version.
 	GatewayLease *coordinationv1.Lease `json:"gatewayLease,omitempty"`
+	// Probe is the active gateway's answer to diagnose's ProbeRequest,
+	// or why there is none; nil when diagnose did not ask (--probe=false,
+	// or no check that needs it).
+	Probe *Probe `json:"probe,omitempty"`
 	// Errors says what could not be read, by what: a check that needs it
 	// says so instead of judging on missing data.
 	Errors map[string]string `json:"errors,omitempty"`
