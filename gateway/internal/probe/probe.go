@@ -366,18 +366,24 @@ func underlayMTU(ctx context.Context, p Peer, env peerEnv, out *wirespanv1alpha1
 
 // Largest returns the largest size in [lo, hi] for which pass is true,
 // assuming a size passes when a larger one does (a path MTU); 0 when
-// none does. It tries hi first, so a healthy path costs one probe, then
-// searches. An error stops the search.
+// none does. It tries hi first, so a healthy path costs one probe, and
+// twice: the first packet of a size a path has not carried yet may be
+// lost while a sender on the way learns the path's MTU, after which it
+// fragments such packets (path MTU discovery working, which the underlay
+// check reports on the side that sends). Then it searches. An error
+// stops the search.
 func Largest(lo, hi int, pass func(int) (bool, error)) (int, error) {
 	if hi < lo {
 		return 0, nil
 	}
-	ok, err := pass(hi)
-	if err != nil {
-		return 0, err
-	}
-	if ok {
-		return hi, nil
+	for range 2 {
+		ok, err := pass(hi)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return hi, nil
+		}
 	}
 	best := 0
 	for lo < hi {
