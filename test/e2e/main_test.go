@@ -200,41 +200,46 @@ func labCmd(stateDir, instance string, args ...string) *exec.Cmd {
 // labStatus is the part of `status --json` the tests read; decoding into
 // our own struct, not the lab's, checks the documented interface.
 type labStatus struct {
-	Version         int    `json:"version"`
-	StateDir        string `json:"stateDir"`
-	Up              bool   `json:"up"`
-	ClusterPeersDir string `json:"clusterPeersDir"`
-	Clusters        []struct {
-		Name         string   `json:"name"`
-		Kubeconfig   string   `json:"kubeconfig"`
-		APIServer    string   `json:"apiServer"`
-		PodCIDRs     []string `json:"podCIDRs"`
-		ServiceCIDRs []string `json:"serviceCIDRs"`
-		ClusterDNS   string   `json:"clusterDNS"`
-		NAT          bool     `json:"nat"`
-		PublicKey    string   `json:"publicKey"`
-		Nodes        []struct {
-			Name       string `json:"name"`
-			Netns      string `json:"netns"`
-			UnderlayIP string `json:"underlayIP"`
-			PodCIDR    string `json:"podCIDR"`
-			Gateway    bool   `json:"gateway"`
-			WireGuard  string `json:"wireGuard"`
-		} `json:"nodes"`
-		Pods []struct {
-			Namespace string `json:"namespace"`
-			Name      string `json:"name"`
-			Node      string `json:"node"`
-			IP        string `json:"ip"`
-			Netns     string `json:"netns"`
-		} `json:"pods"`
-	} `json:"clusters"`
-	Processes []struct {
+	Version         int             `json:"version"`
+	StateDir        string          `json:"stateDir"`
+	Up              bool            `json:"up"`
+	Router          string          `json:"router"`
+	ClusterPeersDir string          `json:"clusterPeersDir"`
+	Clusters        []clusterStatus `json:"clusters"`
+	Processes       []struct {
 		Name    string `json:"name"`
 		PID     int    `json:"pid"`
 		Running bool   `json:"running"`
 		Log     string `json:"log"`
 	} `json:"processes"`
+}
+
+// clusterStatus is one cluster of labStatus.
+type clusterStatus struct {
+	Name         string   `json:"name"`
+	Kubeconfig   string   `json:"kubeconfig"`
+	APIServer    string   `json:"apiServer"`
+	PodCIDRs     []string `json:"podCIDRs"`
+	ServiceCIDRs []string `json:"serviceCIDRs"`
+	ClusterDNS   string   `json:"clusterDNS"`
+	NAT          bool     `json:"nat"`
+	PublicKey    string   `json:"publicKey"`
+	Bridge       string   `json:"bridge"`
+	Nodes        []struct {
+		Name       string `json:"name"`
+		Netns      string `json:"netns"`
+		UnderlayIP string `json:"underlayIP"`
+		PodCIDR    string `json:"podCIDR"`
+		Gateway    bool   `json:"gateway"`
+		WireGuard  string `json:"wireGuard"`
+	} `json:"nodes"`
+	Pods []struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+		Node      string `json:"node"`
+		IP        string `json:"ip"`
+		Netns     string `json:"netns"`
+	} `json:"pods"`
 }
 
 func status(stateDir, instance string) (*labStatus, error) {

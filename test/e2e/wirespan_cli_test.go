@@ -372,6 +372,34 @@ func breaks(t *testing.T) []breakCase {
 			setCorefile(t, target.Name, rest)
 		},
 		fix: func(t *testing.T) { mirrorCorefiles(t) },
+	}, {
+		// A firewall on c2's gateway nodes drops WireGuard's UDP: no
+		// handshake either way. The probes tell it from a closed port, and
+		// gossip and the MTU probes put what they miss down to handshake.
+		name: "UDP port blocked", check: "handshake", hint: fmt.Sprintf("open UDP %d", wireGuardPort),
+		warns: []string{"path-mtu", "gossip-members"},
+		breakIt: func(t *testing.T) {
+			for _, n := range gatewayNodes(target) {
+				inNetns(t, n, "nft", fmt.Sprintf("add table inet wstest-block { chain in { type filter hook input priority -10; udp dport %d drop; } }", wireGuardPort))
+			}
+		},
+		fix: func(t *testing.T) {
+			for _, n := range gatewayNodes(target) {
+				inNetns(t, n, "nft", "delete", "table", "inet", "wstest-block")
+			}
+		},
+	}, {
+		// The router's side of c2's underlay carries 1400 bytes: full
+		// tunnel packets to c2 (1420 + 60) no longer fit. c1's and c3's
+		// gateways find it by echoes to c2's endpoint; c2's traffic out
+		// is not narrowed.
+		name: "underlay MTU too small", check: "path-mtu", hint: "raise the underlay path MTU towards " + target.Name + " to at least 1480",
+		breakIt: func(t *testing.T) {
+			inNetns(t, shared.Router, "ip", "link", "set", target.Bridge, "mtu", "1400")
+		},
+		fix: func(t *testing.T) {
+			inNetns(t, shared.Router, "ip", "link", "set", target.Bridge, "mtu", "1500")
+		},
 	}}
 	// The ClusterPeer breaks are undone by applying Git's folder again.
 	for i := range cases {
@@ -380,6 +408,29 @@ func breaks(t *testing.T) []breakCase {
 		}
 	}
 	return cases
+}
+
+// wireGuardPort is the gateways' WireGuard port in the lab: the chart's
+// default --listen-port.
+const wireGuardPort = 51820
+
+// gatewayNodes are the network namespaces of a cluster's gateway nodes.
+func gatewayNodes(c clusterStatus) []string {
+	var out []string
+	for _, n := range c.Nodes {
+		if n.Gateway {
+			out = append(out, n.Netns)
+		}
+	}
+	return out
+}
+
+// inNetns runs a command in one of the shared lab's network namespaces.
+func inNetns(t *testing.T, netns string, argv ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", netns}, argv...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%s in %s: %v: %s", strings.Join(argv, " "), netns, err, out)
+	}
 }
 
 // TestCLIDiagnoseSeesEachBreak breaks one check's subject at a time and

@@ -41,10 +41,13 @@ type ClusterStatus struct {
 	NAT          bool     `json:"nat"`
 	// IPFamily is ipv4, ipv6 or dual; the first of a list of addresses or
 	// ranges is of the primary family, and a single one is of it.
-	IPFamily  string       `json:"ipFamily"`
-	PublicKey string       `json:"publicKey"`
-	Nodes     []NodeStatus `json:"nodes"`
-	Pods      []PodStatus  `json:"pods"`
+	IPFamily  string `json:"ipFamily"`
+	PublicKey string `json:"publicKey"`
+	// Bridge is the cluster's underlay bridge, in the router namespace:
+	// every node's underlay link is a port of it.
+	Bridge string       `json:"bridge"`
+	Nodes  []NodeStatus `json:"nodes"`
+	Pods   []PodStatus  `json:"pods"`
 }
 
 // NodeStatus describes one node.
@@ -94,6 +97,7 @@ func (l *Lab) Status() (*Status, error) {
 			Name: c.Name, Kubeconfig: l.kubeconfig(c.Name), APIServer: l.apiURL(c),
 			PodCIDRs: plan.Strings(c.PodCIDRs()), ServiceCIDRs: plan.Strings(c.ServiceCIDRs()),
 			DNS: c.DNSServiceIPs()[0].String(), NAT: c.NAT, IPFamily: string(c.Family), PublicKey: st.PublicKeys[c.Name],
+			Bridge: c.Bridge,
 		}
 		for _, n := range c.Nodes {
 			ips, pods := plan.Strings(n.InternalIPs(&c)), plan.Strings(n.PodCIDRs(&c))
