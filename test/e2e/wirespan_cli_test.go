@@ -380,7 +380,7 @@ func breaks(t *testing.T) []breakCase {
 		warns: []string{"path-mtu", "gossip-members"},
 		breakIt: func(t *testing.T) {
 			for _, n := range gatewayNodes(target) {
-				inNetns(t, n, "nft", fmt.Sprintf("add table inet wstest-block { chain in { type filter hook input priority -10; udp dport %d drop; } }", wireGuardPort))
+				inNetns(t, n, "nft", fmt.Sprintf("add table inet wstest-block; add chain inet wstest-block in { type filter hook input priority -10; }; add rule inet wstest-block in udp dport %d drop", wireGuardPort))
 			}
 		},
 		fix: func(t *testing.T) {
