@@ -63,16 +63,45 @@ func mergedKubeconfig(t *testing.T) string {
 // The ConfigMaps are deleted when the test ends.
 func mirrorCorefiles(t *testing.T) {
 	t.Helper()
+	writeCorefiles(t)
+	t.Cleanup(func() {
+		for _, c := range shared.Clusters {
+			kubectlIn(t, c.Name, "-n", "kube-system", "delete", "configmap", "coredns", "--ignore-not-found")
+		}
+	})
+}
+
+// writeCorefiles writes each lab cluster's Corefile into its ConfigMap,
+// without removing it when the (sub)test ends.
+func writeCorefiles(t *testing.T) {
+	t.Helper()
 	for _, c := range shared.Clusters {
 		corefile, err := os.ReadFile(filepath.Join(sharedDir, c.Name, "Corefile"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		setCorefile(t, c.Name, string(corefile))
-		t.Cleanup(func() {
-			kubectlIn(t, c.Name, "-n", "kube-system", "delete", "configmap", "coredns", "--ignore-not-found")
-		})
 	}
+}
+
+// exportEchoFromC1 exports c1's echo Service, so that the checks about
+// imports and DNS answers have a name to judge, and withdraws it when the
+// test ends, waiting until no cluster imports it any more.
+func exportEchoFromC1(t *testing.T) {
+	t.Helper()
+	c1 := shared.Clusters[0].Name
+	exportIn(t, c1, "default", "echo")
+	t.Cleanup(func() {
+		kubectlIn(t, c1, "delete", "serviceexport", "-n", "default", "echo", "--ignore-not-found")
+		eventually(t, 60*time.Second, "no cluster imports echo", func() error {
+			for _, c := range shared.Clusters {
+				if out := kubectlIn(t, c.Name, "get", "serviceimports", "-A", "-o", "name"); strings.TrimSpace(out) != "" {
+					return fmt.Errorf("%s still has %s", c.Name, out)
+				}
+			}
+			return nil
+		})
+	})
 }
 
 func setCorefile(t *testing.T, cluster, corefile string) {
@@ -230,10 +259,20 @@ func diagnose(t *testing.T, kc string) (failed, warned []string, results []diagn
 func TestCLIDiagnosePassesOnAHealthyLab(t *testing.T) {
 	kc := peeredLab(t)
 	mirrorCorefiles(t)
+	exportEchoFromC1(t)
 	eventually(t, 60*time.Second, "diagnose passes", func() error {
 		failed, warned, results, code := diagnose(t, kc)
 		if len(failed) > 0 || len(warned) > 0 || code != 0 {
 			return fmt.Errorf("exit %d, failed %v, warned %v: %+v", code, failed, warned, notPassing(results))
+		}
+		// Every check judged, the node's too: the clusterset name is
+		// asked from every cluster, every tunnel measured.
+		for _, check := range []string{"dns-answer", "exports-imported", "path-mtu", "rp-filter", "gossip-members"} {
+			for _, r := range results {
+				if r.Check == check && r.Status != "PASS" {
+					return fmt.Errorf("%s on %s: %s %q, want PASS", check, r.Cluster, r.Status, r.Summary)
+				}
+			}
 		}
 		// The lab runs the binaries outside pods: versions passes on what
 		// the operator and the active gateway report themselves, no image.
@@ -371,7 +410,7 @@ func breaks(t *testing.T) []breakCase {
 			}
 			setCorefile(t, target.Name, rest)
 		},
-		fix: func(t *testing.T) { mirrorCorefiles(t) },
+		fix: func(t *testing.T) { writeCorefiles(t) },
 	}, {
 		// A firewall on c2's gateway nodes drops WireGuard's UDP: no
 		// handshake either way. The probes tell it from a closed port, and
@@ -439,6 +478,14 @@ func inNetns(t *testing.T, netns string, argv ...string) {
 func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
 	kc := peeredLab(t)
 	mirrorCorefiles(t)
+	exportEchoFromC1(t)
+	eventually(t, 60*time.Second, "diagnose passes before any break", func() error {
+		failed, warned, results, code := diagnose(t, kc)
+		if len(failed) > 0 || len(warned) > 0 || code != 0 {
+			return fmt.Errorf("exit %d, failed %v, warned %v: %+v", code, failed, warned, notPassing(results))
+		}
+		return nil
+	})
 	for _, tc := range breaks(t) {
 		t.Run(tc.name, func(t *testing.T) { seeBreak(t, kc, tc) })
 	}

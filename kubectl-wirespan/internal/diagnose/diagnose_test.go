@@ -137,6 +137,10 @@ var scenarios = []scenario{
 		rp := &s.Clusters[1].Probe.Answer.ReversePath[1]
 		rp.RPFilter, rp.Accepted, rp.Message = 1, false, "invalid source"
 	}},
+	{name: "reverse path not asked", warned: []string{"rp-filter"}, hint: "the gateway's log on node c2-n0", breakIt: func(s *model.Clusterset) {
+		a := s.Clusters[1].Probe.Answer
+		a.ReversePath, a.Warnings = nil, []string{"reverse-path filter not checked: wirespan-vx from 10.1.1.0/24: no such link"}
+	}},
 	{name: "gossip member absent over a live tunnel", fail: []string{"gossip-members"}, hint: "not gossip from c1", breakIt: func(s *model.Clusterset) {
 		m := &s.Clusters[2].Probe.Answer.Gossip[0]
 		m.Present, m.LastAuthenticatedTime = false, nil

@@ -100,6 +100,14 @@ var rpFilterWords = map[int32]string{0: "off", 1: "strict", 2: "loose"}
 // packets from a peer's ranges on one of Wirespan's links.
 func checkRPFilter(in *input) []Result {
 	return in.eachProbed(func(c *model.Cluster, a *wirespanv1alpha1.ProbeRequestStatus, _ status.Cluster) Result {
+		var notAsked []string
+		for _, w := range a.Warnings {
+			notAsked = append(notAsked, fmt.Sprintf("%s: node %s: %s", c.Context, a.Node, oneLine(w)))
+		}
+		if len(a.ReversePath) == 0 && len(notAsked) > 0 {
+			return Result{Status: Warn, Summary: "gateway " + a.Node + " could not ask its kernel about the reverse path",
+				Evidence: notAsked, Hint: "see why in the evidence, and the gateway's log on node " + a.Node}
+		}
 		if len(a.ReversePath) == 0 {
 			return Result{Status: Skip, Summary: "gateway " + a.Node + " checked no link (no peer range to check)"}
 		}
@@ -120,10 +128,10 @@ func checkRPFilter(in *input) []Result {
 		}
 		if len(dropped) == 0 {
 			return Result{Status: Pass, Summary: fmt.Sprintf("the kernel accepts packets from every peer range on Wirespan's links (%d checked on %s)", len(accepted), a.Node),
-				Evidence: accepted}
+				Evidence: append(accepted, notAsked...)}
 		}
 		return Result{Status: Fail, Summary: "the kernel's reverse-path filter drops packets from peer ranges on node " + a.Node,
-			Evidence: append(dropped, accepted...),
+			Evidence: append(append(dropped, accepted...), notAsked...),
 			Hint: "Wirespan sets rp_filter=2 (loose) on its links itself: set it (sysctl -w " + strings.Join(dedupe(hints), " ") +
 				") and check that the gateway can write /proc/sys (its --sysctl-dir; the chart mounts the host's /proc/sys/net)"}
 	})
