@@ -173,12 +173,14 @@ func TestLookupAsksLikeAPod(t *testing.T) {
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		r := new(dns.Msg)
 		r.SetReply(q)
-		if q.Question[0].Name != "echo.demo.svc.clusterset.local." {
+		name := q.Question[0].Name
+		switch {
+		case name != "echo.demo.svc.clusterset.local.":
 			r.Rcode = dns.RcodeNameError
-		} else if q.Question[0].Qtype == dns.TypeA {
-			r.Answer = append(r.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP("10.96.5.5")})
-		} else if q.Question[0].Qtype == dns.TypeAAAA {
-			r.Answer = append(r.Answer, &dns.AAAA{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: 5}, AAAA: net.ParseIP("fd00:96::5")})
+		case q.Question[0].Qtype == dns.TypeA:
+			r.Answer = append(r.Answer, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.ParseIP("10.96.5.5")})
+		case q.Question[0].Qtype == dns.TypeAAAA:
+			r.Answer = append(r.Answer, &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: 5}, AAAA: net.ParseIP("fd00:96::5")})
 		}
 		_ = w.WriteMsg(r)
 	})}
