@@ -51,8 +51,10 @@ func appVersion(t *testing.T) string {
 func TestDefaultValues(t *testing.T) {
 	r := render(t, "--set", "clusterID=east")
 	want := map[string]int{
-		"CustomResourceDefinition": 3, "Deployment": 1, "DaemonSet": 1, "ServiceAccount": 2, "ClusterRole": 2,
-		"ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2, "Service": 3, "PodDisruptionBudget": 1,
+		"CustomResourceDefinition": 4, "Deployment": 1, "DaemonSet": 1, "ServiceAccount": 2, "ClusterRole": 2,
+		// Role: the operator's, the gateway's and diagnose's (bound to
+		// nobody).
+		"ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 2, "Service": 3, "PodDisruptionBudget": 1,
 		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
 	}
 	if got := r.kinds(); !reflect.DeepEqual(got, want) {
@@ -149,8 +151,9 @@ func TestDefaultValues(t *testing.T) {
 
 func TestFullValues(t *testing.T) {
 	r := render(t, "-f", fullValues)
-	if crds := r.kinds()["CustomResourceDefinition"]; crds != 1 || r.get("CustomResourceDefinition", "clusterpeers.wirespan.io") == nil {
-		t.Errorf("%d CRDs; want only ClusterPeer with crds.mcs=false", crds)
+	if crds := r.kinds()["CustomResourceDefinition"]; crds != 2 || r.get("CustomResourceDefinition", "clusterpeers.wirespan.io") == nil ||
+		r.get("CustomResourceDefinition", "proberequests.wirespan.io") == nil {
+		t.Errorf("%d CRDs; want only Wirespan's (ClusterPeer, ProbeRequest) with crds.mcs=false", crds)
 	} else if _, kept := r.get("CustomResourceDefinition", "clusterpeers.wirespan.io").GetAnnotations()["helm.sh/resource-policy"]; kept {
 		t.Error("crds.keep=false still keeps the CRD")
 	}
@@ -232,14 +235,14 @@ func TestCRDValues(t *testing.T) {
 	if n := render(t, "--set", "clusterID=east", "--set", "crds.install=false").kinds()["CustomResourceDefinition"]; n != 0 {
 		t.Errorf("crds.install=false renders %d CRDs", n)
 	}
-	if n := render(t, "--set", "clusterID=east", "--set", "crds.mcs=false").kinds()["CustomResourceDefinition"]; n != 1 {
-		t.Errorf("crds.mcs=false renders %d CRDs, want ClusterPeer's only", n)
+	if n := render(t, "--set", "clusterID=east", "--set", "crds.mcs=false").kinds()["CustomResourceDefinition"]; n != 2 {
+		t.Errorf("crds.mcs=false renders %d CRDs, want Wirespan's only (ClusterPeer, ProbeRequest)", n)
 	}
 	// The chart ships exactly what `make generate` wrote: the template only
 	// adds metadata.
 	r := render(t, "--set", "clusterID=east")
 	files, err := filepath.Glob(filepath.Join(chartDir, "files", "crds", "*.yaml"))
-	if err != nil || len(files) != 3 {
+	if err != nil || len(files) != 4 {
 		t.Fatalf("generated CRDs: %v %v", files, err)
 	}
 	for _, f := range files {
