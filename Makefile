@@ -39,7 +39,7 @@ generate: ## Generate deepcopy code, the CRDs (charts/wirespan/files/crds: ours,
 	$(CONTROLLER_GEN) object paths=./apis/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./apis/... output:crd:dir=charts/wirespan/files/crds
 	$(GO) run ./hack/mcscrds -out charts/wirespan/files/crds
-	$(GO) run ./hack/apidocs -crd charts/wirespan/files/crds/wirespan.io_clusterpeers.yaml -conditions apis/v1alpha1/conditions.go -out docs/api.md
+	$(GO) run ./hack/apidocs -crd charts/wirespan/files/crds/wirespan.io_clusterpeers.yaml,charts/wirespan/files/crds/wirespan.io_proberequests.yaml -conditions apis/v1alpha1/conditions.go -out docs/api.md
 
 .PHONY: verify
 verify: ## Check generated files are current, then gofmt, go vet and golangci-lint.

@@ -68,18 +68,21 @@ type ProbeRequestSpec struct {
 
 // ProbeRequestStatus is a gateway's answer to a ProbeRequest.
 type ProbeRequestStatus struct {
-	// node is the node that answered, role its role then: Gateway (the
-	// active gateway) or NodeAgent.
+	// node is the node that answered.
 	// +optional
 	Node string `json:"node,omitempty"`
+	// role is the answering node's role then: Gateway (the active
+	// gateway) or NodeAgent.
 	// +optional
 	Role string `json:"role,omitempty"`
 	// version is the answering gateway's version.
 	// +optional
 	Version string `json:"version,omitempty"`
-	// startTime and completionTime bound the probing.
+	// startTime is when the gateway began probing.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime is when it finished: the answer is complete once it
+	// is set (it is written with the rest, in one update).
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 	// error says why the request could not be probed at all (an unknown
@@ -144,13 +147,15 @@ type PeerProbe struct {
 	// the probe.
 	// +optional
 	LastHandshakeTime *metav1.Time `json:"lastHandshakeTime,omitempty"`
-	// udp says whether the endpoint answers on UDP: Answered, Refused,
-	// NoAnswer or NotProbed; udpMessage the evidence in words. A gateway
-	// whose last handshake with the peer is older than three minutes
-	// starts a new one, and when that is not answered it sends one empty
-	// datagram to the endpoint to tell a closed port from a silent one.
+	// udp says whether the peer answers over UDP: Answered (an echo
+	// through the tunnel came back, or a new handshake completed),
+	// Refused (its endpoint's host answered port unreachable), NoAnswer
+	// or NotProbed. When no echo comes back the gateway starts a new
+	// handshake, and when that is not answered it sends one datagram to
+	// the endpoint to tell a closed port from a silent path.
 	// +optional
 	UDP string `json:"udp,omitempty"`
+	// udpMessage is the evidence of the UDP probe in words.
 	// +optional
 	UDPMessage string `json:"udpMessage,omitempty"`
 	// tunnelMTU is the MTU of the WireGuard link.
@@ -182,9 +187,11 @@ type PeerProbe struct {
 type ReversePathProbe struct {
 	// link is the interface the packets arrive on.
 	Link string `json:"link"`
-	// source is the range they come from; destination the address they
-	// were checked against (one of this cluster's).
-	Source      string `json:"source"`
+	// source is the range they come from.
+	Source string `json:"source"`
+	// destination is the address they were checked against: one of this
+	// cluster's pods, or of a remote range for packets from this
+	// cluster's other nodes.
 	Destination string `json:"destination"`
 	// rpFilter is the link's effective rp_filter (the higher of its own
 	// and net.ipv4.conf.all's): 0 off, 1 strict, 2 loose.
@@ -198,9 +205,10 @@ type ReversePathProbe struct {
 
 // GossipMemberProbe is one cluster the gateway expects to gossip with.
 type GossipMemberProbe struct {
-	// cluster is the ClusterPeer's name; node its active gateway, as its
-	// last authenticated state names it.
+	// cluster is the ClusterPeer's name.
 	Cluster string `json:"cluster"`
+	// node is its active gateway, as its last authenticated state names
+	// it.
 	// +optional
 	Node string `json:"node,omitempty"`
 	// present is true while messages from it arrive (within five probe
@@ -214,8 +222,9 @@ type GossipMemberProbe struct {
 
 // DNSProbe is the cluster DNS's answer for one name.
 type DNSProbe struct {
-	// name is the name asked; server the cluster DNS address asked.
+	// name is the name asked.
 	Name string `json:"name"`
+	// server is the cluster DNS address asked (host:port).
 	// +optional
 	Server string `json:"server,omitempty"`
 	// rcode is the response code of the A query (NOERROR, NXDOMAIN,
