@@ -111,6 +111,8 @@ type labStatus struct {
 		Nodes      []struct {
 			Name  string `json:"name"`
 			Netns string `json:"netns"`
+			// WireGuard is the device's name while the node is active.
+			WireGuard string `json:"wireGuard"`
 		} `json:"nodes"`
 		Pods []struct {
 			Name string `json:"name"`

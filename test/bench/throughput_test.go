@@ -27,6 +27,11 @@ const iperfSeconds = "3"
 // module version configured with `wg` between two namespaces, in each
 // family, and plain veth.
 //
+// Then, in the same run, the node-agent paths once more with a standalone
+// wireguard-go in each active gateway's place (inPlace): the layout's own
+// cost, which any userspace device pays here, so that
+// ratio-wirespan-node-agents-to-in-place is what Wirespan's process adds.
+//
 // On a shared two-core machine the rates follow the other load more than
 // anything else, so each path also reports the CPU time its two
 // WireGuard processes (the gateways, or the standalone wireguard-go
@@ -48,25 +53,43 @@ func BenchmarkThroughput(b *testing.B) {
 		{"ref-wireguard-go-ipv6", wgB, wgA, "fd99::2", "", wgPIDs},
 		{"ref-veth", veth, wgA, "10.98.0.2", "", nil},
 	}
+	// The same node-agent paths through a standalone device in each
+	// gateway's place (inPlace), compared with Wirespan's: what Wirespan's
+	// own process costs, apart from what the layout costs any device.
+	inPlacePaths := []throughputPath{
+		{"in-place-node-agents", c2.Pods[1].Netns, c1.Pods[1].Netns, c2.Pods[1].IPs[0], "", nil},
+		{"in-place-node-agents-ipv6", c2.Pods[1].Netns, c1.Pods[1].Netns, c2.Pods[1].IPs[1], "", nil},
+	}
 	b.ResetTimer()
 	rate, cpu, gb := map[string]float64{}, map[string]float64{}, map[string]float64{}
+	add := func(p throughputPath) {
+		r, c, g := p.measure(b)
+		rate[p.name] += r
+		cpu[p.name] += c
+		gb[p.name] += g
+	}
 	for range b.N {
 		for _, p := range paths {
-			r, c, g := p.measure(b)
-			rate[p.name] += r
-			cpu[p.name] += c
-			gb[p.name] += g
+			add(p)
 		}
+		pids, restore := inPlace(b, st, gateways)
+		for _, p := range inPlacePaths {
+			p.pids = pids
+			add(p)
+		}
+		restore()
 	}
-	for _, p := range paths {
+	for _, p := range append(paths, inPlacePaths...) {
 		b.ReportMetric(rate[p.name]/float64(b.N), "Gbit/s-"+p.name)
 		if p.ref != "" {
 			b.ReportMetric(rate[p.name]/rate[p.ref], "ratio-"+p.name)
 		}
-		if p.pids != nil {
+		if p.pids != nil || strings.HasPrefix(p.name, "in-place") {
 			b.ReportMetric(cpu[p.name]/gb[p.name], "cpu-s/GB-"+p.name)
 		}
 	}
+	b.ReportMetric(rate["wirespan-node-agents"]/rate["in-place-node-agents"], "ratio-wirespan-node-agents-to-in-place")
+	b.ReportMetric(rate["wirespan-node-agents-ipv6"]/rate["in-place-node-agents-ipv6"], "ratio-wirespan-node-agents-ipv6-to-in-place")
 }
 
 // throughputPath is one stream to measure: an iperf3 server in server, a

@@ -1,0 +1,177 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// inPlacePort is the standalone device's port in a gateway's place: the
+// stopped gateway's device keeps its own bound.
+const inPlacePort = 51900
+
+// inPlace puts a standalone wireguard-go (the reference's binary) in each
+// active gateway's place, configured as the gateway's device is (its key,
+// peers, allowed IPs, fwmark, MTU, the routes of Wirespan's table and an
+// MSS clamp like Wirespan's), with the gateway process stopped (SIGSTOP).
+// The same pod-to-pod path then crosses a device that does nothing else:
+// the best a userspace device can do in this layout, so the ratio of
+// Wirespan to it is what Wirespan's own process costs, apart from what
+// the layout costs every device (docs/benchmarks.md, issue 15). It
+// returns the devices' PIDs and a function that puts the gateways back
+// and waits until pods reach each other through them again.
+func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, restore func()) {
+	b.Helper()
+	run := func(args ...string) string {
+		b.Helper()
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			b.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	type placed struct {
+		ns, dev string
+		cmd     *exec.Cmd
+	}
+	var devices []placed
+	restore = func() {
+		for _, d := range devices {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+			_ = exec.Command("ip", "netns", "exec", d.ns, "nft", "delete", "table", "inet", "wsb-clamp").Run()
+		}
+		devices = nil
+		for _, pid := range gatewayPIDs {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	b.Cleanup(restore)
+	for i, c := range st.Clusters[:2] {
+		gw := c.Nodes[0]
+		conf := run("ip", "netns", "exec", gw.Netns, "wg", "showconf", gw.WireGuard)
+		mtu := run("ip", "netns", "exec", gw.Netns, "cat", "/sys/class/net/"+gw.WireGuard+"/mtu")
+		routes := tableRoutes(b, gw.Netns, gw.WireGuard)
+		if err := syscall.Kill(gatewayPIDs[i], syscall.SIGSTOP); err != nil {
+			b.Fatal(err)
+		}
+		dev := fmt.Sprintf("%sip%d", standalonePrefix, i+1)
+		cmd := exec.Command("ip", "netns", "exec", gw.Netns, filepath.Join(binDir, "wireguard-go"), "-f", dev)
+		cmd.Env = append(os.Environ(), "LOG_LEVEL=error")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		devices = append(devices, placed{ns: gw.Netns, dev: dev, cmd: cmd})
+		pids = append(pids, cmd.Process.Pid)
+		waitSocket(b, dev)
+		confFile := filepath.Join(b.TempDir(), dev+".conf")
+		if err := os.WriteFile(confFile, []byte(onPort(conf, inPlacePort)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		run("ip", "netns", "exec", gw.Netns, "wg", "setconf", dev, confFile)
+		run("ip", "-n", gw.Netns, "link", "set", dev, "mtu", strings.TrimSpace(mtu), "up")
+		for _, r := range routes {
+			run(append([]string{"ip", "-n", gw.Netns}, r.replaceVia(dev)...)...)
+		}
+		clamp := fmt.Sprintf("add table inet wsb-clamp; add chain inet wsb-clamp fwd { type filter hook forward priority mangle; }; "+
+			"add rule inet wsb-clamp fwd oifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu; "+
+			"add rule inet wsb-clamp fwd iifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu", dev, dev)
+		run("ip", "netns", "exec", gw.Netns, "nft", clamp)
+	}
+	return pids, func() {
+		restore()
+		// The gateways' next resync (5 s) puts their routes back.
+		c1, c2 := st.Clusters[0], st.Clusters[1]
+		wait, err := firstReply(c2.Pods[1].Netns, c1.Pods[1].IPs[0], 60*time.Second)
+		if err == nil {
+			_, err = wait()
+		}
+		if err != nil {
+			b.Fatalf("pods behind node agents do not reach each other again after the gateways came back: %v", err)
+		}
+	}
+}
+
+// waitSocket waits for a wireguard-go device's UAPI socket.
+func waitSocket(b *testing.B, dev string) {
+	b.Helper()
+	for range 100 {
+		if _, err := os.Stat("/var/run/wireguard/" + dev + ".sock"); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("wireguard-go %s made no UAPI socket", dev)
+}
+
+var (
+	listenPortLine = regexp.MustCompile(`(?m)^ListenPort = \d+$`)
+	endpointPort   = regexp.MustCompile(`(?m)^(Endpoint = .*):\d+$`)
+)
+
+// onPort is a `wg showconf` configuration that listens on port and sends
+// to its peers' endpoints on port (the other side's device in place).
+func onPort(conf string, port int) string {
+	p := strconv.Itoa(port)
+	conf = listenPortLine.ReplaceAllString(conf, "ListenPort = "+p)
+	return endpointPort.ReplaceAllString(conf, "${1}:"+p)
+}
+
+// tableRoute is a route of Wirespan's table through the gateway's device,
+// as `ip -j route` shows it.
+type tableRoute struct {
+	Dst     string `json:"dst"`
+	PrefSrc string `json:"prefsrc"`
+	Metrics []struct {
+		MTU int `json:"mtu"`
+	} `json:"metrics"`
+	family string
+}
+
+// replaceVia is the `ip route replace` that sends the route's traffic to
+// dev instead.
+func (r tableRoute) replaceVia(dev string) []string {
+	args := []string{r.family, "route", "replace", r.Dst, "dev", dev, "table", "51820", "proto", "201"}
+	if r.PrefSrc != "" {
+		args = append(args, "src", r.PrefSrc)
+	}
+	for _, m := range r.Metrics {
+		if m.MTU != 0 {
+			args = append(args, "mtu", strconv.Itoa(m.MTU))
+		}
+	}
+	return args
+}
+
+// tableRoutes are the routes of Wirespan's table through dev, of both
+// families.
+func tableRoutes(b *testing.B, netns, dev string) []tableRoute {
+	b.Helper()
+	var all []tableRoute
+	for _, family := range []string{"-4", "-6"} {
+		out, err := exec.Command("ip", "-n", netns, family, "-j", "route", "show", "table", "51820", "dev", dev).Output()
+		if err != nil {
+			b.Fatalf("routes of %s in %s: %v", dev, netns, err)
+		}
+		var rs []tableRoute
+		if err := json.Unmarshal(out, &rs); err != nil {
+			b.Fatalf("routes of %s in %s: %v\n%s", dev, netns, err, out)
+		}
+		for i := range rs {
+			rs[i].family = family
+		}
+		all = append(all, rs...)
+	}
+	if len(all) == 0 {
+		b.Fatalf("no route of Wirespan's table through %s in %s", dev, netns)
+	}
+	return all
+}
