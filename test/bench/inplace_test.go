@@ -81,9 +81,9 @@ func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, restor
 		for _, r := range routes {
 			run(append([]string{"ip", "-n", gw.Netns}, r.replaceVia(dev)...)...)
 		}
-		clamp := fmt.Sprintf("add table inet wsb-clamp; add chain inet wsb-clamp fwd { type filter hook forward priority mangle; }; "+
-			"add rule inet wsb-clamp fwd oifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu; "+
-			"add rule inet wsb-clamp fwd iifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu", dev, dev)
+		clamp := fmt.Sprintf("add table inet wsb-clamp; add chain inet wsb-clamp clamp { type filter hook forward priority mangle; }; "+
+			"add rule inet wsb-clamp clamp oifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu; "+
+			"add rule inet wsb-clamp clamp iifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu", dev, dev)
 		run("ip", "netns", "exec", gw.Netns, "nft", clamp)
 	}
 	return pids, func() {
