@@ -28,7 +28,7 @@ const inPlacePort = 51900
 // the layout costs every device (docs/benchmarks.md, issue 15). It
 // returns the devices' PIDs and a function that puts the gateways back
 // and waits until pods reach each other through them again.
-func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, restore func()) {
+func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, putBack func()) {
 	b.Helper()
 	run := func(args ...string) string {
 		b.Helper()
@@ -43,7 +43,7 @@ func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, restor
 		cmd     *exec.Cmd
 	}
 	var devices []placed
-	restore = func() {
+	restore := func() {
 		for _, d := range devices {
 			_ = d.cmd.Process.Kill()
 			_ = d.cmd.Wait()
