@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -18,17 +17,27 @@ import (
 // stopped gateway's device keeps its own bound.
 const inPlacePort = 51900
 
-// inPlace puts a standalone wireguard-go (the reference's binary) in each
-// active gateway's place, configured as the gateway's device is (its key,
-// peers, allowed IPs, fwmark, MTU, the routes of Wirespan's table and an
-// MSS clamp like Wirespan's), with the gateway process stopped (SIGSTOP).
-// The same pod-to-pod path then crosses a device that does nothing else:
-// the best a userspace device can do in this layout, so the ratio of
-// Wirespan to it is what Wirespan's own process costs, apart from what
-// the layout costs every device (docs/benchmarks.md, issue 15). It
-// returns the devices' PIDs and a function that puts the gateways back
-// and waits until pods reach each other through them again.
-func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, putBack func()) {
+// inPlaceTable and inPlaceRulePriority route the pod ranges of the other
+// cluster to the device in place: a rule ahead of Wirespan's (priority
+// 100), so the gateway keeps running and keeps its own routes and
+// tunnel (its gossip and Lease renewals go on as in the Wirespan runs).
+const (
+	inPlaceTable        = "51900"
+	inPlaceRulePriority = "90"
+)
+
+// inPlace puts a standalone wireguard-go (the reference's binary) beside
+// each active gateway, configured as the gateway's device is (its key,
+// peers, allowed IPs, fwmark, MTU, routes and an MSS clamp like
+// Wirespan's), and routes the other cluster's pod and Service ranges
+// through it. The same pod-to-pod path then crosses a device that does
+// nothing else, on a machine as busy with the clusters' control planes as
+// in the Wirespan runs: the best a userspace device can do in this
+// layout, so the ratio of Wirespan to it is what Wirespan's process adds
+// (docs/benchmarks.md, issue 15). It returns the devices' PIDs and a
+// function that removes them and checks that pods behind node agents
+// reach each other through the gateways again.
+func inPlace(b *testing.B, st *labStatus) (pids []int, putBack func()) {
 	b.Helper()
 	run := func(args ...string) string {
 		b.Helper()
@@ -39,37 +48,37 @@ func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, putBac
 		return string(out)
 	}
 	type placed struct {
-		ns, dev string
-		cmd     *exec.Cmd
+		ns     string
+		cmd    *exec.Cmd
+		routes []tableRoute
 	}
 	var devices []placed
-	restore := func() {
+	remove := func() {
 		for _, d := range devices {
+			for _, r := range d.routes {
+				_ = exec.Command("ip", "-n", d.ns, r.family, "rule", "del", "to", r.Dst, "lookup", inPlaceTable, "priority", inPlaceRulePriority).Run()
+			}
+			_ = exec.Command("ip", "-n", d.ns, "-4", "route", "flush", "table", inPlaceTable).Run()
+			_ = exec.Command("ip", "-n", d.ns, "-6", "route", "flush", "table", inPlaceTable).Run()
 			_ = d.cmd.Process.Kill()
 			_ = d.cmd.Wait()
 			_ = exec.Command("ip", "netns", "exec", d.ns, "nft", "delete", "table", "inet", "wsb-clamp").Run()
 		}
 		devices = nil
-		for _, pid := range gatewayPIDs {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
 	}
-	b.Cleanup(restore)
+	b.Cleanup(remove)
 	for i, c := range st.Clusters[:2] {
 		gw := c.Nodes[0]
 		conf := run("ip", "netns", "exec", gw.Netns, "wg", "showconf", gw.WireGuard)
 		mtu := run("ip", "netns", "exec", gw.Netns, "cat", "/sys/class/net/"+gw.WireGuard+"/mtu")
-		routes := tableRoutes(b, gw.Netns, gw.WireGuard)
-		if err := syscall.Kill(gatewayPIDs[i], syscall.SIGSTOP); err != nil {
-			b.Fatal(err)
-		}
 		dev := fmt.Sprintf("%sip%d", standalonePrefix, i+1)
 		cmd := exec.Command("ip", "netns", "exec", gw.Netns, filepath.Join(binDir, "wireguard-go"), "-f", dev)
 		cmd.Env = append(os.Environ(), "LOG_LEVEL=error")
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		devices = append(devices, placed{ns: gw.Netns, dev: dev, cmd: cmd})
+		d := placed{ns: gw.Netns, cmd: cmd, routes: rangeRoutes(b, gw.Netns, gw.WireGuard)}
+		devices = append(devices, d)
 		pids = append(pids, cmd.Process.Pid)
 		waitSocket(b, dev)
 		confFile := filepath.Join(b.TempDir(), dev+".conf")
@@ -78,8 +87,9 @@ func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, putBac
 		}
 		run("ip", "netns", "exec", gw.Netns, "wg", "setconf", dev, confFile)
 		run("ip", "-n", gw.Netns, "link", "set", dev, "mtu", strings.TrimSpace(mtu), "up")
-		for _, r := range routes {
-			run(append([]string{"ip", "-n", gw.Netns}, r.replaceVia(dev)...)...)
+		for _, r := range d.routes {
+			run(append([]string{"ip", "-n", gw.Netns}, r.via(dev)...)...)
+			run("ip", "-n", gw.Netns, r.family, "rule", "add", "to", r.Dst, "lookup", inPlaceTable, "priority", inPlaceRulePriority)
 		}
 		clamp := fmt.Sprintf("add table inet wsb-clamp; add chain inet wsb-clamp clamp { type filter hook forward priority mangle; }; "+
 			"add rule inet wsb-clamp clamp oifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu; "+
@@ -87,15 +97,14 @@ func inPlace(b *testing.B, st *labStatus, gatewayPIDs []int) (pids []int, putBac
 		run("ip", "netns", "exec", gw.Netns, "nft", clamp)
 	}
 	return pids, func() {
-		restore()
-		// The gateways' next resync (5 s) puts their routes back.
+		remove()
 		c1, c2 := st.Clusters[0], st.Clusters[1]
-		wait, err := firstReply(c2.Pods[1].Netns, c1.Pods[1].IPs[0], 60*time.Second)
+		wait, err := firstReply(c2.Pods[1].Netns, c1.Pods[1].IPs[0], 30*time.Second)
 		if err == nil {
 			_, err = wait()
 		}
 		if err != nil {
-			b.Fatalf("pods behind node agents do not reach each other again after the gateways came back: %v", err)
+			b.Fatalf("pods behind node agents do not reach each other through the gateways after the device in place went: %v", err)
 		}
 	}
 }
@@ -129,20 +138,16 @@ func onPort(conf string, port int) string {
 // as `ip -j route` shows it.
 type tableRoute struct {
 	Dst     string `json:"dst"`
-	PrefSrc string `json:"prefsrc"`
 	Metrics []struct {
 		MTU int `json:"mtu"`
 	} `json:"metrics"`
 	family string
 }
 
-// replaceVia is the `ip route replace` that sends the route's traffic to
-// dev instead.
-func (r tableRoute) replaceVia(dev string) []string {
-	args := []string{r.family, "route", "replace", r.Dst, "dev", dev, "table", "51820", "proto", "201"}
-	if r.PrefSrc != "" {
-		args = append(args, "src", r.PrefSrc)
-	}
+// via is the `ip route replace` that sends the range to dev in the
+// in-place table.
+func (r tableRoute) via(dev string) []string {
+	args := []string{r.family, "route", "replace", r.Dst, "dev", dev, "table", inPlaceTable}
 	for _, m := range r.Metrics {
 		if m.MTU != 0 {
 			args = append(args, "mtu", strconv.Itoa(m.MTU))
@@ -151,9 +156,11 @@ func (r tableRoute) replaceVia(dev string) []string {
 	return args
 }
 
-// tableRoutes are the routes of Wirespan's table through dev, of both
-// families.
-func tableRoutes(b *testing.B, netns, dev string) []tableRoute {
+// rangeRoutes are the routes of Wirespan's table through dev to ranges
+// (the other clusters' pod and Service ranges), of both families; the
+// routes to single tunnel addresses stay with the gateway, whose gossip
+// uses them.
+func rangeRoutes(b *testing.B, netns, dev string) []tableRoute {
 	b.Helper()
 	var all []tableRoute
 	for _, family := range []string{"-4", "-6"} {
@@ -165,13 +172,15 @@ func tableRoutes(b *testing.B, netns, dev string) []tableRoute {
 		if err := json.Unmarshal(out, &rs); err != nil {
 			b.Fatalf("routes of %s in %s: %v\n%s", dev, netns, err, out)
 		}
-		for i := range rs {
-			rs[i].family = family
+		for _, r := range rs {
+			if strings.Contains(r.Dst, "/") {
+				r.family = family
+				all = append(all, r)
+			}
 		}
-		all = append(all, rs...)
 	}
 	if len(all) == 0 {
-		b.Fatalf("no route of Wirespan's table through %s in %s", dev, netns)
+		b.Fatalf("no route to a range in Wirespan's table through %s in %s", dev, netns)
 	}
 	return all
 }

@@ -27,9 +27,10 @@ const iperfSeconds = "3"
 // module version configured with `wg` between two namespaces, in each
 // family, and plain veth.
 //
-// Then, in the same run, the node-agent paths once more with a standalone
-// wireguard-go in each active gateway's place (inPlace): the layout's own
-// cost, which any userspace device pays here, so that
+// Then, in the same run, the node-agent paths once more through a
+// standalone wireguard-go beside each active gateway, carrying the pod
+// ranges in its place (inPlace): the layout's own cost, which any
+// userspace device pays here, so that
 // ratio-wirespan-node-agents-to-in-place is what Wirespan's process adds.
 //
 // On a shared two-core machine the rates follow the other load more than
@@ -72,7 +73,7 @@ func BenchmarkThroughput(b *testing.B) {
 		for _, p := range paths {
 			add(p)
 		}
-		pids, restore := inPlace(b, st, gateways)
+		pids, restore := inPlace(b, st)
 		for _, p := range inPlacePaths {
 			p.pids = pids
 			add(p)
