@@ -278,6 +278,12 @@ func TestCLIDiagnosePassesOnAHealthyLab(t *testing.T) {
 		// the operator and the active gateway report themselves, no image.
 		return versionsPass(results, t.Logf)
 	})
+	// diagnose deleted the ProbeRequests it made.
+	for _, c := range shared.Clusters {
+		if left := strings.TrimSpace(kubectlIn(t, c.Name, "get", "proberequests", "-n", "wirespan-system", "-o", "name")); left != "" {
+			t.Errorf("%s: diagnose left ProbeRequests behind: %s", c.Name, left)
+		}
+	}
 }
 
 // versionsPass checks that the versions check passed in every lab cluster
