@@ -88,7 +88,7 @@ func checkDNSAnswer(in *input) []Result {
 			return Result{Status: Warn, Summary: "gateway " + a.Node + " reported no DNS answer for some names asked", Evidence: slices.Concat(unanswered, good),
 				Hint: "a gateway older than this plugin may not look names up (see versions); else see its log"}
 		}
-		return Result{Status: Pass, Summary: fmt.Sprintf("the cluster DNS answers all %d clusterset names asked, as their ServiceImports say", len(c.Probe.Spec.DNSNames)),
+		return Result{Status: Pass, Summary: fmt.Sprintf("the cluster DNS answers every clusterset name asked (%s), as their ServiceImports say", counted(len(c.Probe.Spec.DNSNames), "name")),
 			Evidence: good}
 	})
 }

@@ -88,7 +88,7 @@ func checkPathMTU(in *input) []Result {
 			return Result{Status: Warn, Summary: "some tunnels could not be measured, for a cause another check reports", Evidence: slices.Concat(caused, fine),
 				Hint: "fix what the named check reports"}
 		}
-		return Result{Status: Pass, Summary: fmt.Sprintf("every tunnel carries packets of its full MTU (%d peers, measured by gateway %s)", len(a.Peers), a.Node),
+		return Result{Status: Pass, Summary: fmt.Sprintf("every tunnel carries packets of its full MTU (%s, measured by gateway %s)", counted(len(a.Peers), "peer"), a.Node),
 			Evidence: fine}
 	})
 }
@@ -174,6 +174,14 @@ func checkGossip(in *input) []Result {
 			return Result{Status: Warn, Summary: "some gossip members are absent, for a cause another check reports", Evidence: slices.Concat(caused, present),
 				Hint: "fix what the named check reports"}
 		}
-		return Result{Status: Pass, Summary: fmt.Sprintf("gateway %s hears all %d gossip members it expects", a.Node, len(a.Gossip)), Evidence: present}
+		return Result{Status: Pass, Summary: fmt.Sprintf("gateway %s hears every gossip member it expects (%s)", a.Node, counted(len(a.Gossip), "member")), Evidence: present}
 	})
+}
+
+// counted is "1 peer", "2 peers".
+func counted(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
