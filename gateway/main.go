@@ -88,6 +88,7 @@ func run() error {
 	fs.DurationVar(&opts.LeaseDuration, "lease-duration", time.Second, "how long a standby gateway waits without seeing the active one renew the Lease before it takes the role: the failover time after a crash is about this plus the renew period; the same on every node")
 	fs.DurationVar(&opts.LeaseRenewPeriod, "lease-renew-period", 200*time.Millisecond, "how often the active gateway renews the Lease and each standby reads it (each is one API request); at most half --lease-duration")
 	fs.StringVar(&opts.StateFile, "state-file", "/var/lib/wirespan/gateway-state.json", "where the active gateway keeps the data plane it last applied (root-only: it holds the cluster key), to bring its tunnels back when it restarts while the API server is unreachable; empty: not kept")
+	fs.IntVar(&opts.GoMaxProcs, "gomaxprocs", 0, "OS threads that run Go code at once (the Go runtime's GOMAXPROCS); 0 keeps Go's default, the CPUs or the container's CPU limit. On a two-core gateway node with userspace WireGuard, 1 carries more: the device's system calls do the kernel's forwarding work on the other core, and Go stops parking and waking threads against it (docs/benchmarks.md, issue 15)")
 	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")

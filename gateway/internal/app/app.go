@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -127,6 +128,9 @@ func restoreKept(log logr.Logger, applier *dataplane.Applier, last *lastState) {
 // Teardown to remove it.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	logger := ctrl.Log.WithName("gateway")
+	if opts.GoMaxProcs > 0 {
+		logger.Info("GOMAXPROCS set by --gomaxprocs", "gomaxprocs", opts.GoMaxProcs, "was", goruntime.GOMAXPROCS(opts.GoMaxProcs))
+	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme, mcsv1beta1.Install} {
 		if err := add(scheme); err != nil {

@@ -61,6 +61,10 @@ type Options struct {
 	// put it back after a restart while the API server is unreachable;
 	// empty: not kept.
 	StateFile string
+	// GoMaxProcs, when positive, is the Go runtime's GOMAXPROCS for this
+	// process (Run sets it); 0 keeps Go's default (the CPUs, or the
+	// container's CPU limit). See docs/gateway.md for when 1 helps.
+	GoMaxProcs int
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
@@ -147,6 +151,9 @@ func (o Options) Validate() error {
 	}
 	if o.LeaseRenewPeriod <= 0 || o.LeaseDuration < 2*o.LeaseRenewPeriod {
 		errs = append(errs, fmt.Errorf("--lease-duration %v, --lease-renew-period %v: the renew period must be positive and at most half the duration, or one slow renewal hands the role over", o.LeaseDuration, o.LeaseRenewPeriod))
+	}
+	if o.GoMaxProcs < 0 {
+		errs = append(errs, fmt.Errorf("--gomaxprocs %d: want 0 (Go's default) or a number of threads", o.GoMaxProcs))
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v, --kube-api-burst %d: must be positive", o.KubeAPIQPS, o.KubeAPIBurst))

@@ -23,6 +23,7 @@ func TestValidateNamesTheWrongFlag(t *testing.T) {
 	}{
 		{func(o *Options) { o.ClusterID = "East" }, "--cluster-id"},
 		{func(o *Options) { o.NodeName = "" }, "--node-name"},
+		{func(o *Options) { o.GoMaxProcs = -1 }, "--gomaxprocs"},
 		{func(o *Options) { o.DNSAddr = "node:port" }, "--dns-bind-address"},
 		{func(o *Options) { o.LeaseRenewPeriod = 600 * time.Millisecond }, "--lease-renew-period"},
 		{func(o *Options) { o.Agent.Mode = "tunnel" }, "--node-route-mode"},
