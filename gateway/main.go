@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	goruntime "runtime"
 	"strconv"
 	"time"
 
@@ -37,7 +38,7 @@ func main() {
 }
 
 func run() error {
-	opts := app.Options{Agent: app.DefaultAgentConfig()}
+	opts := app.Options{Agent: app.DefaultAgentConfig(), GoMaxProcs: app.AutoGoMaxProcs(goruntime.GOMAXPROCS(0))}
 	var (
 		keySecret, mode, wgMode, tunnelCIDR, tunnelCIDR6 string
 		dnsService, lease, clusterDNS                    string
@@ -88,7 +89,18 @@ func run() error {
 	fs.DurationVar(&opts.LeaseDuration, "lease-duration", time.Second, "how long a standby gateway waits without seeing the active one renew the Lease before it takes the role: the failover time after a crash is about this plus the renew period; the same on every node")
 	fs.DurationVar(&opts.LeaseRenewPeriod, "lease-renew-period", 200*time.Millisecond, "how often the active gateway renews the Lease and each standby reads it (each is one API request); at most half --lease-duration")
 	fs.StringVar(&opts.StateFile, "state-file", "/var/lib/wirespan/gateway-state.json", "where the active gateway keeps the data plane it last applied (root-only: it holds the cluster key), to bring its tunnels back when it restarts while the API server is unreachable; empty: not kept")
-	fs.IntVar(&opts.GoMaxProcs, "gomaxprocs", 0, "OS threads that run Go code at once (the Go runtime's GOMAXPROCS); 0 keeps Go's default, the CPUs or the container's CPU limit. On a two-core gateway node with userspace WireGuard, 1 carries more: the device's system calls do the kernel's forwarding work on the other core, and Go stops parking and waking threads against it (docs/benchmarks.md, issue 15)")
+	fs.Func("gomaxprocs", "OS threads that run Go code at once (the Go runtime's GOMAXPROCS): a number, or auto: 1 where Go's default is 2 (two CPUs, or a CPU limit of 2), else Go's default. On a two-core gateway node with userspace WireGuard, 1 carries more: the device's system calls do the kernel's forwarding work on the other core, and Go stops parking and waking threads against it (docs/benchmarks.md, issue 15) (default auto)", func(v string) error {
+		if v == "auto" {
+			opts.GoMaxProcs = app.AutoGoMaxProcs(goruntime.GOMAXPROCS(0))
+			return nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("want auto or a number of threads, at least 1")
+		}
+		opts.GoMaxProcs = n
+		return nil
+	})
 	fs.Float64Var(&opts.KubeAPIQPS, "kube-api-qps", 100, "queries per second to the API server (MCS imports write several objects per service)")
 	fs.IntVar(&opts.KubeAPIBurst, "kube-api-burst", 200, "burst of queries to the API server")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")

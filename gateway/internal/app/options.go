@@ -63,7 +63,7 @@ type Options struct {
 	StateFile string
 	// GoMaxProcs, when positive, is the Go runtime's GOMAXPROCS for this
 	// process (Run sets it); 0 keeps Go's default (the CPUs, or the
-	// container's CPU limit). See docs/gateway.md for when 1 helps.
+	// container's CPU limit). --gomaxprocs=auto is AutoGoMaxProcs.
 	GoMaxProcs int
 	// KubeAPIQPS and KubeAPIBurst limit the client's request rate.
 	KubeAPIQPS   float64
@@ -191,4 +191,19 @@ func defaultHost(addr string) string {
 		return "0.0.0.0" + addr
 	}
 	return addr
+}
+
+// AutoGoMaxProcs is --gomaxprocs=auto for Go's default goDefault: 1 where
+// it is 2, else goDefault. On two cores a userspace WireGuard device's
+// system calls carry about a core's worth of the kernel's forwarding
+// work; with two Ps, Go parks and wakes its threads against that work
+// twice as often as the same device run alone, and carries 12 % less
+// (docs/benchmarks.md, issue 15). With one P it is as fast as the device
+// alone. Larger nodes keep Go's default: not measured there, and one P
+// would cap the encryption at one core.
+func AutoGoMaxProcs(goDefault int) int {
+	if goDefault == 2 {
+		return 1
+	}
+	return goDefault
 }

@@ -73,3 +73,11 @@ func TestDNSBindAddress(t *testing.T) {
 		t.Error("node:dns accepted")
 	}
 }
+
+func TestAutoGoMaxProcs(t *testing.T) {
+	for goDefault, want := range map[int]int{1: 1, 2: 1, 3: 3, 4: 4, 16: 16} {
+		if got := AutoGoMaxProcs(goDefault); got != want {
+			t.Errorf("AutoGoMaxProcs(%d) = %d, want %d", goDefault, got, want)
+		}
+	}
+}
