@@ -129,7 +129,7 @@ func restoreKept(log logr.Logger, applier *dataplane.Applier, last *lastState) {
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	logger := ctrl.Log.WithName("gateway")
 	if opts.GoMaxProcs > 0 {
-		logger.Info("GOMAXPROCS set by --gomaxprocs", "gomaxprocs", opts.GoMaxProcs, "was", goruntime.GOMAXPROCS(opts.GoMaxProcs))
+		logger.Info("GOMAXPROCS from --gomaxprocs", "gomaxprocs", opts.GoMaxProcs, "was", goruntime.GOMAXPROCS(opts.GoMaxProcs))
 	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, wirespanv1alpha1.AddToScheme, mcsv1beta1.Install} {

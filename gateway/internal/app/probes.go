@@ -72,6 +72,11 @@ type probes struct {
 	gossip *gossip.Gossip
 
 	queue chan types.NamespacedName
+	// answered holds the requests this node answered, by UID, until the
+	// retention is over: the cache shows an answer a moment after it is
+	// written, and a sweep or an update event in that moment must not
+	// probe again. Only the Start goroutine uses it.
+	answered map[types.UID]time.Time
 }
 
 func newProbes(s *syncer, writer client.Client, net probeNetwork) *probes {
@@ -84,7 +89,7 @@ func newProbes(s *syncer, writer client.Client, net probeNetwork) *probes {
 			}
 			return l.MTU, err
 		},
-		now: time.Now, queue: make(chan types.NamespacedName, 64),
+		now: time.Now, queue: make(chan types.NamespacedName, 64), answered: map[types.UID]time.Time{},
 	}
 }
 
@@ -173,6 +178,9 @@ func (p *probes) answer(ctx context.Context, key types.NamespacedName) {
 	if err := p.cache.Get(ctx, key, &r); err != nil || r.Status.CompletionTime != nil {
 		return
 	}
+	if _, done := p.answered[r.UID]; done {
+		return
+	}
 	role := p.role(&r)
 	if role == "" {
 		return
@@ -183,11 +191,14 @@ func (p *probes) answer(ctx context.Context, key types.NamespacedName) {
 	cancel()
 	r.Status = st
 	if err := p.writer.Status().Update(ctx, &r); err != nil {
-		if !apierrors.IsNotFound(err) {
+		// Deleted meanwhile (the plugin timed out), or changed: nothing
+		// to tell anyone.
+		if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			p.log.Error(err, "write the answer to a ProbeRequest", "request", key)
 		}
 		return
 	}
+	p.answered[r.UID] = p.now()
 	p.log.Info("answered a ProbeRequest", "request", key, "peers", len(st.Peers), "dnsNames", len(st.DNS),
 		"took", st.CompletionTime.Sub(st.StartTime.Time).Round(time.Millisecond))
 }
@@ -281,6 +292,11 @@ func (p *probes) sweep(ctx context.Context) {
 		return
 	}
 	now := p.now()
+	for uid, at := range p.answered {
+		if now.Sub(at) > probeRetention {
+			delete(p.answered, uid)
+		}
+	}
 	for i := range list.Items {
 		r := &list.Items[i]
 		if r.Status.CompletionTime == nil && p.role(r) != "" {
