@@ -128,7 +128,9 @@ bench: deps bins ## Run the benchmarks (figures go in docs/benchmarks.md).
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./test/vm/
 	@# A lab up takes seconds, not milliseconds: three rounds are enough.
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/internal/lab/
-	$(GO) test -run '^$$' -bench . -skip 'BenchmarkScale|BenchmarkFailover' -benchtime 3x -timeout 30m ./test/bench/
+	$(GO) test -run '^$$' -bench . -skip 'BenchmarkScale|BenchmarkFailover|BenchmarkThroughput' -benchtime 3x -timeout 30m ./test/bench/
+	@# Each stream five times, beside its reference, in one round (about three minutes).
+	$(GO) test -run '^$$' -bench BenchmarkThroughput -benchtime 1x -timeout 20m ./test/bench/
 	@# Each fault ten times in one round (about five minutes).
 	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 1x -timeout 30m ./test/bench/
 	@# 10,000 exported Services take minutes to converge: one round.
