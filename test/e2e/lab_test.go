@@ -173,9 +173,13 @@ type clusterPeerList struct {
 
 // The ClusterPeer folder, applied unchanged to every cluster as from Git,
 // reaches every cluster, and each cluster's operator publishes its own
-// CIDRs and key on its own ClusterPeer.
+// CIDRs and key on its own ClusterPeer. It is applied as a user outside
+// the checkout would, naming only the lab's folder: the lab runs the
+// kubectl it was brought up with.
 func TestClusterPeersFromGitReachEveryCluster(t *testing.T) {
-	out, err := labCmd(sharedDir, sharedInstance, "apply", shared.ClusterPeersDir).CombinedOutput()
+	apply := exec.Command(labBin, "apply", "--state-dir", sharedDir, shared.ClusterPeersDir)
+	apply.Dir = t.TempDir()
+	out, err := apply.CombinedOutput()
 	if err != nil {
 		t.Fatalf("wirespan-lab apply: %v\n%s", err, out)
 	}

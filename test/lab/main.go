@@ -72,6 +72,12 @@ func (c *common) lab() (*lab.Lab, error) {
 	root := c.repo
 	if root == "" {
 		root = findRepo()
+	} else {
+		// state.json records paths under it, for use from any folder.
+		var err error
+		if root, err = filepath.Abs(root); err != nil {
+			return nil, err
+		}
 	}
 	dir := c.stateDir
 	if dir == "" {
@@ -311,6 +317,9 @@ func up(fs *flag.FlagSet, c *common, args []string) error {
 		return err
 	}
 	cfg.Instance = c.instance
+	if c.repo == "" && findRepo() == "" {
+		return errors.New("not inside a Wirespan checkout: run `up` from one, or pass --repo (the checkout whose binaries and chart the lab runs)")
+	}
 	l, err := c.lab()
 	if err != nil {
 		return err

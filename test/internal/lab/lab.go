@@ -190,7 +190,7 @@ func (l *Lab) Up(ctx context.Context, cfg plan.Config, keepOnFailure bool) (err 
 			return err
 		}
 	}
-	st := &state{Config: cfg, path: l.statePath(), PublicKeys: map[string]string{}}
+	st := &state{Config: cfg, path: l.statePath(), PublicKeys: map[string]string{}, Kubectl: l.Bins.Kubectl}
 	if err := st.save(); err != nil {
 		return err
 	}

@@ -24,6 +24,9 @@ type state struct {
 	PublicKeys map[string]string `json:"publicKeys,omitempty"`
 	Processes  []*proc.Process   `json:"processes,omitempty"`
 	Up         bool              `json:"up"`
+	// Kubectl is the kubectl `up` ran with, so that `apply` runs the
+	// same one from any folder, not only inside the checkout.
+	Kubectl string `json:"kubectl,omitempty"`
 
 	mu   sync.Mutex
 	path string

@@ -204,16 +204,20 @@ func nodeNames(c *plan.Cluster) string {
 // Apply applies a folder of manifests (a GitOps checkout) to every cluster
 // with kubectl, as Flux or Argo CD would.
 func (l *Lab) Apply(dir string) error {
-	p, _, err := l.load()
+	p, st, err := l.load()
 	if err != nil {
 		return err
+	}
+	kubectl := st.Kubectl
+	if kubectl == "" { // a lab brought up before state.json recorded it
+		kubectl = l.Bins.Kubectl
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%s is not a folder of manifests", dir)
 	}
 	var failed []string
 	for _, c := range p.Clusters {
-		cmd := exec.Command(l.Bins.Kubectl, "--kubeconfig", l.kubeconfig(c.Name), "apply", "--recursive", "-f", dir)
+		cmd := exec.Command(kubectl, "--kubeconfig", l.kubeconfig(c.Name), "apply", "--recursive", "-f", dir)
 		out, err := cmd.CombinedOutput()
 		for line := range strings.Lines(string(out)) {
 			l.printf("%s: %s", c.Name, line)
@@ -221,7 +225,7 @@ func (l *Lab) Apply(dir string) error {
 		if err != nil {
 			// kubectl's own words are printed above; a kubectl that did
 			// not run printed none.
-			failed = append(failed, fmt.Sprintf("%s (%s: %v)", c.Name, l.Bins.Kubectl, err))
+			failed = append(failed, fmt.Sprintf("%s (%s: %v)", c.Name, kubectl, err))
 		}
 	}
 	if len(failed) > 0 {
