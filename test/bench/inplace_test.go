@@ -34,10 +34,13 @@ const (
 // nothing else, on a machine as busy with the clusters' control planes as
 // in the Wirespan runs: the best a userspace device can do in this
 // layout, so the ratio of Wirespan to it is what Wirespan's process adds
-// (docs/benchmarks.md, issue 15). It returns the devices' PIDs and a
-// function that removes them and checks that pods behind node agents
+// (docs/benchmarks.md, issue 15). It returns the devices' PIDs; use,
+// which routes the ranges through them (true) or back through the
+// gateways (false) by adding or removing the rules ahead of Wirespan's,
+// so that runs through either can alternate with nothing else changing;
+// and putBack, which removes them and checks that pods behind node agents
 // reach each other through the gateways again.
-func inPlace(b *testing.B, st *labStatus) (pids []int, putBack func()) {
+func inPlace(b *testing.B, st *labStatus) (pids []int, use func(bool), putBack func()) {
 	b.Helper()
 	run := func(args ...string) string {
 		b.Helper()
@@ -89,14 +92,25 @@ func inPlace(b *testing.B, st *labStatus) (pids []int, putBack func()) {
 		run("ip", "-n", gw.Netns, "link", "set", dev, "mtu", strings.TrimSpace(mtu), "up")
 		for _, r := range d.routes {
 			run(append([]string{"ip", "-n", gw.Netns}, r.via(dev)...)...)
-			run("ip", "-n", gw.Netns, r.family, "rule", "add", "to", r.Dst, "lookup", inPlaceTable, "priority", inPlaceRulePriority)
 		}
 		clamp := fmt.Sprintf("add table inet wsb-clamp; add chain inet wsb-clamp clamp { type filter hook forward priority mangle; }; "+
 			"add rule inet wsb-clamp clamp oifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu; "+
 			"add rule inet wsb-clamp clamp iifname %q tcp flags syn / syn,rst tcp option maxseg size set rt mtu", dev, dev)
 		run("ip", "netns", "exec", gw.Netns, "nft", clamp)
 	}
-	return pids, func() {
+	use = func(on bool) {
+		b.Helper()
+		verb := "del"
+		if on {
+			verb = "add"
+		}
+		for _, d := range devices {
+			for _, r := range d.routes {
+				run("ip", "-n", d.ns, r.family, "rule", verb, "to", r.Dst, "lookup", inPlaceTable, "priority", inPlaceRulePriority)
+			}
+		}
+	}
+	return pids, use, func() {
 		remove()
 		c1, c2 := st.Clusters[0], st.Clusters[1]
 		wait, err := firstReply(c2.Pods[1].Netns, c1.Pods[1].IPs[0], 30*time.Second)
