@@ -57,22 +57,9 @@ func mergedKubeconfig(t *testing.T) string {
 	return path
 }
 
-// mirrorCorefiles puts each lab cluster's Corefile in the ConfigMap
-// kube-system/coredns, where a real cluster's CoreDNS reads it (the lab's
-// reads a file), so that coredns-forward judges the lab's configuration.
-// The ConfigMaps are deleted when the test ends.
-func mirrorCorefiles(t *testing.T) {
-	t.Helper()
-	writeCorefiles(t)
-	t.Cleanup(func() {
-		for _, c := range shared.Clusters {
-			kubectlIn(t, c.Name, "-n", "kube-system", "delete", "configmap", "coredns", "--ignore-not-found")
-		}
-	})
-}
-
-// writeCorefiles writes each lab cluster's Corefile into its ConfigMap,
-// without removing it when the (sub)test ends.
+// writeCorefiles puts back each lab cluster's Corefile in its ConfigMap
+// kube-system/coredns (where the lab keeps it, as a real cluster does, and
+// where coredns-forward reads it) from the file the lab's CoreDNS reads.
 func writeCorefiles(t *testing.T) {
 	t.Helper()
 	for _, c := range shared.Clusters {
@@ -256,9 +243,10 @@ func diagnose(t *testing.T, kc string) (failed, warned []string, results []diagn
 	return slices.Sorted(maps.Keys(f)), slices.Sorted(maps.Keys(w)), results, code
 }
 
+// The lab as `up` leaves it, the Corefile in its ConfigMap included, is
+// what a healthy cluster looks like to diagnose.
 func TestCLIDiagnosePassesOnAHealthyLab(t *testing.T) {
 	kc := peeredLab(t)
-	mirrorCorefiles(t)
 	exportEchoFromC1(t)
 	eventually(t, 60*time.Second, "diagnose passes", func() error {
 		failed, warned, results, code := diagnose(t, kc)
@@ -483,7 +471,7 @@ func inNetns(t *testing.T, netns string, argv ...string) {
 // and waits until everything passes again.
 func TestCLIDiagnoseSeesEachBreak(t *testing.T) {
 	kc := peeredLab(t)
-	mirrorCorefiles(t)
+	t.Cleanup(func() { writeCorefiles(t) }) // also after a failed break
 	exportEchoFromC1(t)
 	eventually(t, 60*time.Second, "diagnose passes before any break", func() error {
 		failed, warned, results, code := diagnose(t, kc)

@@ -213,6 +213,9 @@ func (r *run) objects(ctx context.Context) (string, error) {
 				return fmt.Errorf("create Service %s/%s: %w", svc.Namespace, svc.Name, err)
 			}
 		}
+		if _, err := cs.CoreV1().ConfigMaps(plan.SystemNamespace).Create(ctx, objects.CorefileConfigMap(r.corefile(c)), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create ConfigMap %s/%s: %w", plan.SystemNamespace, objects.CorefileConfigMapName, err)
+		}
 		now := time.Now()
 		for _, pod := range c.Pods {
 			want := objects.Pod(c, pod, now)
@@ -228,8 +231,8 @@ func (r *run) objects(ctx context.Context) (string, error) {
 		return nil
 	})
 	c := r.plan.Clusters[0]
-	return fmt.Sprintf("the chart's CRDs, ServiceAccounts, RBAC and Services; per cluster %d Nodes, %d Pods, Services %s and %s/%s", len(c.Nodes), len(c.Pods),
-		plan.EchoServiceName, plan.SystemNamespace, plan.DNSServiceName), err
+	return fmt.Sprintf("the chart's CRDs, ServiceAccounts, RBAC and Services; per cluster %d Nodes, %d Pods, Services %s and %s/%s, ConfigMap %s/%s", len(c.Nodes), len(c.Pods),
+		plan.EchoServiceName, plan.SystemNamespace, plan.DNSServiceName, plan.SystemNamespace, objects.CorefileConfigMapName), err
 }
 
 // installChart applies what the chart renders for c, except its workloads,

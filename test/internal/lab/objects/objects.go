@@ -133,6 +133,22 @@ func Services(c plan.Cluster) []*corev1.Service {
 	}
 }
 
+// CorefileConfigMapName is the ConfigMap in kube-system that holds
+// CoreDNS's Corefile, where kubeadm and most distributions keep it and
+// where `kubectl wirespan diagnose` reads it (--coredns-configmap).
+const CorefileConfigMapName = "coredns"
+
+// CorefileConfigMap holds the Corefile the lab's CoreDNS runs with. The
+// lab's CoreDNS reads the same text from a file, as a real one reads the
+// file the kubelet projects from this ConfigMap; the lab does not sync an
+// edit of the ConfigMap back to that file.
+func CorefileConfigMap(corefile string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: plan.SystemNamespace, Name: CorefileConfigMapName},
+		Data:       map[string]string{"Corefile": corefile},
+	}
+}
+
 // KeySecret holds the cluster's WireGuard key pair where the operator looks
 // for it. The lab brings its own key, as a GitOps user would (the operator
 // would otherwise generate one), so the ClusterPeer folder is complete
