@@ -42,8 +42,10 @@ Flags may come before or after a command's arguments (exec's go before
 CLUSTER: what follows POD|NODE is the command's). Every command takes
 --state-dir DIR (default: .lab in the Wirespan checkout, or
 $WIRESPAN_LAB_DIR) and --instance N (default 0; labs with different
-instances and state folders can run side by side). Run a command with -h
-for its flags. docs/lab.md describes the lab.
+instances and state folders can run side by side). up also takes --repo
+DIR (default: the checkout around the current folder) and --bin-dir DIR;
+the other commands work from any folder given --state-dir. Run a command
+with -h for its flags. docs/lab.md describes the lab.
 `
 
 func main() {
