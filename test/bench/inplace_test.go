@@ -32,7 +32,7 @@ const (
 // Wirespan's), and routes the other cluster's pod and Service ranges
 // through it. The same pod-to-pod path then crosses a device that does
 // nothing else, on a machine as busy with the clusters' control planes as
-// in the Wirespan runs: the best a userspace device can do in this
+// in the Wirespan runs: what a standalone wireguard-go gets in this
 // layout, so the ratio of Wirespan to it is what Wirespan's process adds
 // (docs/benchmarks.md, issue 15). It returns the devices' PIDs; use,
 // which routes the ranges through them (true) or back through the

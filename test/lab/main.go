@@ -97,8 +97,14 @@ func (c *common) lab() (*lab.Lab, error) {
 	}
 	bins := lab.DefaultBins(root)
 	if c.binDir != "" {
-		bins.Operator = filepath.Join(c.binDir, "wirespan-operator")
-		bins.Gateway = filepath.Join(c.binDir, "wirespan-gateway")
+		// Absolute, as the lab's processes are recorded with it: `restart`
+		// runs them again from whatever folder it is called in.
+		binDir, err := filepath.Abs(c.binDir)
+		if err != nil {
+			return nil, err
+		}
+		bins.Operator = filepath.Join(binDir, "wirespan-operator")
+		bins.Gateway = filepath.Join(binDir, "wirespan-gateway")
 	}
 	return &lab.Lab{Dir: dir, Bins: bins, Out: os.Stdout}, nil
 }
